@@ -10,8 +10,6 @@ here open in the common 3DGS viewers, and files from them load here.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +19,7 @@ import torch
 from torch import Tensor
 
 from lyra3d.errors import InputError
+from lyra3d.files import atomic_path
 
 SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi))
 
@@ -248,15 +247,8 @@ def save_ply(gaussians: Gaussians, path: str | Path) -> Path:
     vertex = np.empty(n, dtype=[(name, "<f4") for name in names])
     for i, name in enumerate(names):
         vertex[name] = data[:, i]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            PlyData([PlyElement.describe(vertex, "vertex")], byte_order="<").write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        PlyData([PlyElement.describe(vertex, "vertex")], byte_order="<").write(str(tmp))
     return path
 
 

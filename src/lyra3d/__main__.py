@@ -1,0 +1,3 @@
+from lyra3d.cli import main
+
+main()

@@ -1,0 +1,152 @@
+"""The ``lyra3d`` command line: a thin layer over the Python API.
+
+Every command turns a :class:`~lyra3d.errors.LyraError` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lyra3d.errors import InputError, LyraError
+
+app = typer.Typer(
+    name="lyra3d",
+    help="Generative 3D scene reconstruction by video-diffusion self-distillation (Lyra).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+def user_errors(fn):
+    """Report LyraError as one line and exit 2, instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LyraError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def progress_bar(quiet: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, disable=quiet, transient=False)
+
+
+def check_output(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise InputError(f"{path} exists; pass --force to overwrite it")
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True)
+
+
+@app.command()
+@user_errors
+def render(
+    ply: Optional[Path] = typer.Argument(None, help="A 3DGS PLY file to render (or use --world)."),
+    world: Optional[int] = typer.Option(None, "--world", "-w", help="Render procedural world SEED instead "
+                                        "(ray-cast ground truth; seeds >= 1,000,000 are the evaluation set)."),
+    out: Path = typer.Option(Path("flythrough.mp4"), "--out", "-o", help="Output video (.mp4 or .gif)."),
+    path: str = typer.Option("orbit", "--path", "-p", help="Camera path: left, right, up, zoom_out, zoom_in, "
+                             "spiral, down, orbit, dolly, static, flythrough."),
+    frames: int = typer.Option(48, min=1, help="Number of frames."),
+    fps: float = typer.Option(24.0, min=1, help="Frames per second."),
+    width: int = typer.Option(320, min=8, help="Frame width in pixels."),
+    height: int = typer.Option(176, min=8, help="Frame height in pixels."),
+    fov: float = typer.Option(50.0, help="Vertical field of view in degrees (when no cameras file is used)."),
+    movement: float = typer.Option(1.0, help="Scale of the camera motion (Lyra's movement factor)."),
+    cameras: Optional[Path] = typer.Option(None, help="cameras.json whose first camera starts the path "
+                                           "(default: cameras.json beside the PLY if present, else identity)."),
+    backend: str = typer.Option("auto", help="Rasterizer for PLYs: auto, torch, cpu, gsplat."),
+    device: str = typer.Option("cpu", help="Torch device for PLYs: cpu or cuda."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Render a 3DGS PLY or a procedural world along a camera path to an MP4/GIF video."""
+    from lyra3d import flythrough as fly
+    from lyra3d.gaussians import load_ply
+    from lyra3d.video import VIDEO_SUFFIXES, write_video
+
+    if (ply is None) == (world is None):
+        raise InputError("give either a PLY file or --world SEED (exactly one)")
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InputError(f"--out must end in {' or '.join(VIDEO_SUFFIXES)}, got {out.name}")
+    check_output(out, force)
+    config = fly.FlythroughConfig(path=path, num_frames=frames, width=width, height=height, fov_y_degrees=fov,
+                                  movement_factor=movement, fps=fps, backend=backend)
+    if ply is not None:
+        scene = load_ply(ply).validate().to(device)
+        if cameras is None and (ply.parent / "cameras.json").is_file():
+            cameras = ply.parent / "cameras.json"
+        start = fly.default_start_camera(config, cameras)
+        depth = fly.gaussians_center_depth(scene, start)
+        what = f"{len(scene):,} Gaussians from {ply.name}"
+    else:
+        from lyra3d import worlds
+
+        scene = worlds.make_world(world)
+        start = fly.default_start_camera(config, cameras)
+        depth = worlds.center_depth(scene, start)
+        what = f"world {world}: {scene.caption}"
+    cams = fly.camera_path(start, depth, config)
+    with progress_bar(quiet) as bar:
+        task = bar.add_task(f"rendering {path}", total=len(cams))
+        video = fly.render_frames(scene, cams, backend=backend, on_frames=lambda n: bar.advance(task, n))
+    write_video(video, out, fps=fps)
+    if not quiet:
+        err.print(f"wrote {out} ({len(cams)} frames, {width}x{height}) of {what}", highlight=False)
+
+
+@app.command(name="worlds")
+@user_errors
+def worlds_cmd(
+    out: Path = typer.Argument(..., help="Dataset folder to write (created; resumed if it holds a manifest)."),
+    count: int = typer.Option(8, "--count", "-n", min=1, help="Number of worlds."),
+    split: str = typer.Option("train", help="train: seeds from 0; eval: seeds from 1,000,000 (held out)."),
+    start: int = typer.Option(0, help="Offset of the first seed within the split."),
+    frames: int = typer.Option(17, min=1, help="Frames per trajectory."),
+    width: int = typer.Option(320, min=8, help="Frame width."),
+    height: int = typer.Option(176, min=8, help="Frame height."),
+    trajectories: str = typer.Option("left,right,up,zoom_out,zoom_in,spiral",
+                                     help="Comma-separated camera trajectories per world."),
+    dynamic: bool = typer.Option(False, help="Worlds with moving objects (4D)."),
+    workers: int = typer.Option(0, help="Processes (0: all CPU cores)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Write a dataset of procedural worlds rendered along camera trajectories (frames, depth, cameras)."""
+    import os
+
+    from lyra3d import datasets, worlds
+
+    if split not in ("train", "eval"):
+        raise InputError(f"--split must be train or eval, got {split!r}")
+    seeds = worlds.train_seeds(count, offset=start) if split == "train" else worlds.eval_seeds(count, offset=start)
+    names = tuple(t.strip() for t in trajectories.split(",") if t.strip())
+    written = datasets.write_dataset(out, seeds, trajectories=names, num_frames=frames, width=width,
+                                     height=height, workers=workers or os.cpu_count() or 1,
+                                     progress=not quiet, dynamic=dynamic)
+    if not quiet:
+        err.print(f"{out}: {written} new samples, {count} requested", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
