@@ -1,0 +1,183 @@
+"""The 3D cache (GEN3C, DESIGN §1/§3): unproject an image with its z-depth into coloured points, and
+forward-warp those points into any camera with a z-buffer.
+
+The warp is what the video model sees of the input in every target frame: warped rgb where the input
+shows the surface, and a validity mask that is 0 where the target view sees something the input did not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lyra3d.cameras import Cameras, pixel_rays
+from lyra3d.errors import InputError
+
+
+@dataclass
+class PointCache:
+    """Coloured points from ``S`` source views, one point per source pixel.
+
+    Attributes:
+        points: ``(S, N, 3)`` world-space positions.
+        colors: ``(S, N, 3)`` rgb in [0, 1].
+        valid: ``(S, N)`` True where the source depth was usable.
+    """
+
+    points: Tensor
+    colors: Tensor
+    valid: Tensor
+
+    @property
+    def num_sources(self) -> int:
+        return self.points.shape[0]
+
+
+@dataclass
+class Warped:
+    """Warped renders of a cache: ``rgb (B, 3, H, W)``, ``mask (B, 1, H, W)`` in {0, 1}, ``depth (B, 1, H, W)``
+    (z-depth of the visible cache point, 0 where the mask is 0)."""
+
+    rgb: Tensor
+    mask: Tensor
+    depth: Tensor
+
+
+def check_depth(depth: Tensor, image: Tensor) -> None:
+    """Raise a one-line :class:`InputError` for a depth map that cannot be unprojected."""
+    if depth.ndim != 4 or depth.shape[1] != 1:
+        raise InputError(f"depth must be (S, 1, H, W) z-depth, got {tuple(depth.shape)}")
+    if depth.shape[-2:] != image.shape[-2:] or depth.shape[0] != image.shape[0]:
+        raise InputError(f"depth {tuple(depth.shape)} does not match image {tuple(image.shape)}: "
+                         "resize the depth map to the image")
+    if not torch.isfinite(depth).all():
+        raise InputError(f"depth has {int((~torch.isfinite(depth)).sum())} NaN or infinite values; "
+                         "fill or mask them before building the cache")
+    if (depth < 0).any():
+        raise InputError("depth has negative values; lyra3d expects z-depth (distance along the optical axis)")
+    if not (depth > 0).any():
+        raise InputError("depth is zero everywhere; nothing can be unprojected")
+
+
+def unproject(image: Tensor, depth: Tensor, cameras: Cameras) -> PointCache:
+    """Lift ``image (S, 3, H, W)`` with z-depth ``depth (S, 1, H, W)`` seen by ``cameras`` (S) to points.
+
+    Pixels with depth 0 are marked invalid (sky, unknown).
+    """
+    if image.ndim == 3:
+        image = image[None]
+    if depth.ndim == 3:
+        depth = depth[None]
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise InputError(f"image must be (S, 3, H, W), got {tuple(image.shape)}")
+    check_depth(depth, image)
+    if len(cameras) != image.shape[0] or (cameras.height, cameras.width) != tuple(image.shape[-2:]):
+        raise InputError(f"{len(cameras)} cameras of {cameras.width}x{cameras.height} do not match images "
+                         f"{tuple(image.shape)}")
+    origins, dirs = pixel_rays(cameras)  # (S, H, W, 3)
+    # Unit ray d has z-component cos(angle to the optical axis) in camera space: ray length = z / cos.
+    fwd = cameras.camera_to_world[:, :3, 2]  # (S, 3)
+    cos = torch.einsum("shwc,sc->shw", dirs, fwd)
+    z = depth[:, 0]
+    points = origins + dirs * (z / cos)[..., None]
+    s = image.shape[0]
+    return PointCache(points=points.reshape(s, -1, 3), colors=image.permute(0, 2, 3, 1).reshape(s, -1, 3),
+                      valid=(z > 0).reshape(s, -1))
+
+
+def warp(cache: PointCache, cameras: Cameras, source: int | None = None, depth_tolerance: float = 0.02,
+         occlusion_margin: float = 0.1, fill_cracks: bool = True, chunk: int = 17) -> Warped:
+    """Forward-warp the cache into ``cameras`` (B targets) with a z-buffer.
+
+    Each point is splatted to the 2×2 pixels around its projection with bilinear weights. The z-buffer of
+    a pixel is the nearest point that lands mainly on it (its nearest pixel); points that only touch the
+    pixel take it when no such point exists or when they are nearer by more than ``occlusion_margin``
+    (relative): the nearest surface wins and background never shows through a magnified foreground.
+    Colours average the points within ``depth_tolerance`` of the z-buffer, by weight. One pass then closes
+    one-pixel cracks that magnification leaves in a surface (pixels most of whose neighbours are valid).
+
+    Args:
+        cameras: ``B`` target cameras.
+        source: warp only that source view's points (one buffer per source, as GEN3C does for several
+            caches); ``None`` warps all sources together.
+
+    Returns:
+        :class:`Warped` with ``rgb (B, 3, H, W)``, ``mask (B, 1, H, W)``, ``depth (B, 1, H, W)``.
+    """
+    pts, col, ok = cache.points, cache.colors, cache.valid
+    if source is not None:
+        pts, col, ok = pts[source:source + 1], col[source:source + 1], ok[source:source + 1]
+    pts, col = pts[ok], col[ok]  # (N, 3)
+    outs = [_warp_chunk(pts, col, cameras[i:i + chunk], depth_tolerance, occlusion_margin)
+            for i in range(0, len(cameras), chunk)]
+    rgb, mask, depth = (torch.cat(parts) for parts in zip(*outs))
+    if fill_cracks:
+        rgb, mask, depth = _fill_cracks(rgb, mask, depth)
+    return Warped(rgb, mask, depth)
+
+
+def _warp_chunk(pts: Tensor, col: Tensor, cams: Cameras, tol: float, margin: float) -> tuple[Tensor, Tensor, Tensor]:
+    b, h, w = len(cams), cams.height, cams.width
+    dev, dt = pts.device, pts.dtype
+    w2c = cams.world_to_camera.to(dev, dt)
+    p = torch.einsum("bij,nj->bni", w2c[:, :3, :3], pts) + w2c[:, None, :3, 3]  # (B, N, 3)
+    z = p[..., 2]
+    zs = z.clamp_min(1e-6)
+    k = cams.intrinsics.to(dev, dt)
+    u = k[:, None, 0] * p[..., 0] / zs + k[:, None, 2] - 0.5  # pixel coordinates, centres at integers
+    v = k[:, None, 1] * p[..., 1] / zs + k[:, None, 3] - 0.5
+    u0, v0 = torch.floor(u), torch.floor(v)
+    fu, fv = u - u0, v - v0
+    base = torch.arange(b, device=dev)[:, None] * (h * w)
+    dump = b * h * w  # one extra slot receives every tap that falls outside the image
+    inf = torch.tensor(float("inf"), device=dev, dtype=dt)
+    taps = []
+    for du, dv in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        uu, vv = u0 + du, v0 + dv
+        weight = (fu if du else 1 - fu) * (fv if dv else 1 - fv)
+        # Taps of negligible weight (a point exactly on a pixel centre) do not touch that neighbour.
+        inside = (z > 1e-6) & (uu >= 0) & (vv >= 0) & (uu < w) & (vv < h) & (weight > 0.01)
+        flat = torch.where(inside, base + vv.long() * w + uu.long(), dump)
+        taps.append((flat.reshape(-1), torch.where(inside, z, inf).reshape(-1), weight.reshape(-1)))
+    core = torch.full((dump + 1,), float("inf"), device=dev, dtype=dt)
+    foot = core.clone()
+    for flat, zz, weight in taps:
+        foot.scatter_reduce_(0, flat, zz, reduce="amin")
+        core.scatter_reduce_(0, flat, torch.where(weight >= 0.25, zz, inf), reduce="amin")
+    zbuf = torch.where(foot < core * (1 - margin), foot, core)
+    acc = torch.zeros(dump + 1, 4, device=dev, dtype=dt)  # weighted rgb and weight
+    colors = torch.cat([col, torch.ones_like(col[:, :1])], 1).repeat(b, 1)
+    for flat, zz, weight in taps:
+        wgt = torch.where(zz <= zbuf[flat] * (1 + tol), weight, torch.zeros_like(weight))
+        acc.index_add_(0, flat, colors * wgt[:, None])
+    acc = acc[:dump]
+    mask = acc[:, 3] > 0
+    rgb = acc[:, :3] / acc[:, 3:].clamp_min(1e-12)
+    depth = torch.where(mask, zbuf[:dump], torch.zeros_like(zbuf[:dump]))
+    return (rgb.reshape(b, h, w, 3).permute(0, 3, 1, 2), mask.reshape(b, 1, h, w).to(dt), depth.reshape(b, 1, h, w))
+
+
+def _fill_cracks(rgb: Tensor, mask: Tensor, depth: Tensor, margin: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:
+    """Close one-pixel gaps in surfaces: a pixel that is empty, or farther than ``margin`` (relative) behind
+    both of two opposite neighbours (left/right, up/down or a diagonal pair), takes their mean. Edges of a
+    surface have a nearer neighbour on one side only and stay as they are."""
+    h, w = rgb.shape[-2:]
+    pad = lambda x: torch.nn.functional.pad(x, (1, 1, 1, 1))  # noqa: E731 (zero mask outside the image)
+    prgb, pmask, pdepth = pad(rgb), pad(mask), pad(depth)
+    shift = lambda x, dy, dx: x[..., 1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]  # noqa: E731
+    acc_rgb, acc_depth = torch.zeros_like(rgb), torch.zeros_like(depth)
+    count = torch.zeros_like(depth)
+    for (ay, ax), (by, bx) in (((0, -1), (0, 1)), ((-1, 0), (1, 0)), ((-1, -1), (1, 1)), ((-1, 1), (1, -1))):
+        da, db = shift(pdepth, ay, ax), shift(pdepth, by, bx)
+        both = (shift(pmask, ay, ax) > 0) & (shift(pmask, by, bx) > 0)
+        gap = (mask == 0) | ((da * (1 + margin) < depth) & (db * (1 + margin) < depth))
+        take = (both & gap).to(rgb.dtype)
+        acc_rgb += take * 0.5 * (shift(prgb, ay, ax) + shift(prgb, by, bx))
+        acc_depth += take * 0.5 * (da + db)
+        count += take
+    fill = count > 0
+    n = count.clamp_min(1)
+    return (torch.where(fill, acc_rgb / n, rgb), torch.where(fill, torch.ones_like(mask), mask),
+            torch.where(fill, acc_depth / n, depth))

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from lyra3d.cache3d import unproject, warp
+from lyra3d.cameras import Cameras, default_camera, lyra_trajectories
+from lyra3d.errors import InputError
+
+W, H = 96, 64
+
+
+def square_scene():
+    """A red square (|x|, |y| <= 0.5 at z = 2) in front of a green wall at z = 6, seen from the origin."""
+    cam = default_camera(W, H, fov_y_degrees=60)
+    fx, cx, cy = float(cam.fx[0]), float(cam.cx[0]), float(cam.cy[0])
+    v, u = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    x2, y2 = (u - cx) / fx * 2, (v - cy) / fx * 2  # where each ray meets z = 2
+    near = (x2.abs() <= 0.5) & (y2.abs() <= 0.5)
+    depth = torch.where(near, 2.0, 6.0)[None, None]
+    image = torch.stack([near.float(), (~near).float(), torch.zeros_like(x2)])[None]
+    return cam, image, depth
+
+
+def shifted(cam: Cameras, dx: float) -> Cameras:
+    w2c = cam.world_to_camera.clone()
+    w2c[:, 0, 3] = -dx  # camera centre moved to x = dx, same orientation
+    return Cameras(w2c, cam.intrinsics, cam.width, cam.height)
+
+
+def test_identity_warp_reproduces_the_input():
+    cam, image, depth = square_scene()
+    out = warp(unproject(image, depth, cam), cam)
+    assert out.mask.min() == 1
+    assert (out.rgb - image).abs().max() < 1e-3
+    assert torch.allclose(out.depth, depth)
+
+
+def test_near_square_occludes_the_far_wall_and_disocclusion_is_masked():
+    cam, image, depth = square_scene()
+    target = shifted(cam, -0.3)
+    out = warp(unproject(image, depth, cam), target)
+    fx, cx, cy = float(cam.fx[0]), float(cam.cx[0]), float(cam.cy[0])
+    v, u = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    # Where the square projects in the target (1-pixel margin from its edges): red only, never green.
+    xs, ys = (u - cx) / fx * 2 - 0.3, (v - cy) / fx * 2
+    inner = (xs.abs() <= 0.5 - 2 * 2 / fx) & (ys.abs() <= 0.5 - 2 * 2 / fx)
+    assert inner.sum() > 100
+    assert (out.rgb[0, 0][inner] > 0.99).all() and (out.rgb[0, 1][inner] < 0.01).all()
+    assert torch.allclose(out.depth[0, 0][inner], torch.tensor(2.0))
+    # The wall behind the square's old place, now uncovered, was never seen: mask 0 there.
+    xw, yw = (u - cx) / fx * 6 - 0.3, (v - cy) / fx * 6  # rays meeting the wall at z = 6
+    behind = (xw.abs() <= 0.5 * 6 / 2 - 0.2) & (yw.abs() <= 0.5 * 6 / 2 - 0.2) & ~(xs.abs() <= 0.5 + 4 / fx)
+    assert behind.sum() > 20
+    assert out.mask[0, 0][behind].max() == 0
+
+
+def test_warp_is_batched_over_trajectories():
+    cam, image, depth = square_scene()
+    trajs = lyra_trajectories(cam, 5, center_depth=4.0)
+    cache = unproject(image, depth, cam)
+    both = warp(cache, Cameras.cat(list(trajs.values())))
+    one = warp(cache, trajs["zoom_in"])
+    assert both.rgb.shape == (30, 3, H, W) and both.mask.shape == (30, 1, H, W)
+    assert torch.allclose(both.rgb[20:25], one.rgb) and torch.equal(both.mask[20:25], one.mask)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.ones(1, 1, 10, 10), "does not match image"),
+    (torch.zeros(1, 1, H, W), "zero everywhere"),
+    (-torch.ones(1, 1, H, W), "negative"),
+    (torch.full((1, 1, H, W), float("nan")), "NaN"),
+    (torch.ones(1, H, W, 1), "must be"),
+])
+def test_bad_depth_is_named(bad, message):
+    cam, image, _ = square_scene()
+    with pytest.raises(InputError, match=message):
+        unproject(image, bad, cam)
