@@ -101,7 +101,7 @@ def render(
 
         scene = worlds.make_world(world)
         start = fly.default_start_camera(config, cameras)
-        depth = worlds.center_depth(scene, start)
+        depth = worlds.center_depth(scene)
         what = f"world {world}: {scene.caption}"
     cams = fly.camera_path(start, depth, config)
     with progress_bar(quiet) as bar:

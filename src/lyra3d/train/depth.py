@@ -1,0 +1,229 @@
+"""Train the monocular depth network on procedural worlds (``lyra3d train depth`` or
+``python -m lyra3d.train.depth``).
+
+Data: worlds from training seeds (< 1,000,000), each rendered from a few random cameras around the input
+view (the range Lyra's trajectories move in), rendered once on the training device at the start and
+kept there. Loss: scale-invariant log loss on surface pixels, a small absolute log term so the network
+stays metric, and a far-depth term on the sky. Evaluation: held-out worlds (seeds >= 1,000,000), AbsRel
+and δ<1.25 after median scaling. Resumable: ``OUT/model`` (config + safetensors) and ``OUT/trainer.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lyra3d import worlds
+from lyra3d.cameras import Cameras, intrinsics_from_fov, look_at
+from lyra3d.depth import DepthNet, DepthNetConfig, scale_invariant_log_loss
+from lyra3d.errors import InputError
+from lyra3d.metrics import depth_errors
+
+
+@dataclass
+class DepthTrainConfig:
+    out: str = "runs/depth"
+    steps: int = 6000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 300
+    grad_clip: float = 1.0
+    width: int = 320
+    height: int = 176
+    num_worlds: int = 2000
+    views_per_world: int = 4
+    seed_offset: int = 0
+    eval_worlds: int = 64
+    eval_every: int = 500
+    save_every: int = 500
+    time_limit_s: float = 0.0  # > 0: save and stop after this many seconds (leases)
+    device: str = "auto"
+    model: DepthNetConfig = field(default_factory=DepthNetConfig)
+
+    @classmethod
+    def tiny(cls, out: str) -> "DepthTrainConfig":
+        """A CPU-sized run for tests: a few steps on a handful of small worlds."""
+        return cls(out=out, steps=30, batch_size=4, lr=2e-3, warmup=5, width=48, height=32, num_worlds=6,
+                   views_per_world=2, eval_worlds=2, eval_every=30, save_every=15,
+                   model=DepthNetConfig(base_channels=8, levels=3, height=32, width=48))
+
+
+def sample_cameras(center_depth: float, n: int, width: int, height: int, generator: torch.Generator) -> Cameras:
+    """Random cameras around the input view: moved up to a fifth of the centre depth, turned towards a
+    point near the scene centre, vertical FOV 40–65°."""
+    u = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
+    cd = center_depth
+    eyes = torch.stack([(u(n) - 0.5) * 0.4 * cd, (u(n) - 0.7) * 0.3 * cd, (u(n) - 0.5) * 0.4 * cd], -1)
+    targets = torch.stack([(u(n) - 0.5) * 0.6 * cd, (u(n) - 0.4) * 0.3 * cd, cd * (0.8 + 0.4 * u(n))], -1)
+    fov = 40 + 25 * u(n)
+    k = torch.stack([intrinsics_from_fov(float(f), width, height) for f in fov])
+    return Cameras(look_at(eyes, targets), k, width, height)
+
+
+def render_views(seeds: list[int], views: int, width: int, height: int, device: torch.device,
+                 generator: torch.Generator, progress: bool = True) -> dict[str, torch.Tensor]:
+    """Render ``views`` random views of each world: rgb uint8, depth float16, mask bool, on ``device``."""
+    rgb, depth, mask = [], [], []
+    t0 = time.time()
+    for i, seed in enumerate(seeds):
+        world = worlds.make_world(seed)
+        cams = sample_cameras(worlds.center_depth(world), views, width, height, generator).to(device)
+        r = worlds.render(world, cams)
+        rgb.append((r.rgb * 255 + 0.5).to(torch.uint8))
+        depth.append(r.depth.half())
+        mask.append(r.mask > 0)
+        if progress and (i + 1) % max(1, len(seeds) // 10) == 0:
+            print(json.dumps({"rendered_worlds": i + 1, "of": len(seeds), "s": round(time.time() - t0, 1)}), flush=True)
+    return {"rgb": torch.cat(rgb), "depth": torch.cat(depth), "mask": torch.cat(mask)}
+
+
+def depth_loss(log_pred: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor, max_depth: float) -> torch.Tensor:
+    surface = (mask & (depth < max_depth)).float()
+    log_gt = torch.log(depth.clamp(1e-3, max_depth))
+    silog = scale_invariant_log_loss(log_pred, depth.clamp(1e-3, max_depth), surface)
+    n = surface.sum().clamp_min(1)
+    absolute = ((log_pred - log_gt).abs() * surface).sum() / n
+    sky = (~mask).float()
+    far = (F.relu(math.log(max_depth) - 0.1 - log_pred) * sky).sum() / sky.sum().clamp_min(1)
+    return silog + 0.2 * absolute + 0.1 * far
+
+
+@torch.no_grad()
+def evaluate(model: DepthNet, data: dict[str, torch.Tensor], max_depth: float, batch: int = 32) -> dict[str, float]:
+    """Mean per-image AbsRel and δ<1.25 after median scaling, on surface pixels."""
+    model.eval()
+    rows = []
+    for i in range(0, data["rgb"].shape[0], batch):
+        rgb = data["rgb"][i:i + batch].float() / 255
+        pred = model(rgb).float().exp()
+        for p, d, m in zip(pred, data["depth"][i:i + batch].float(), data["mask"][i:i + batch]):
+            sel = m & (d < max_depth)
+            if sel.sum() > 16:
+                rows.append(depth_errors(p, d, sel, align="median"))
+    model.train()
+    return {k: sum(r[k] for r in rows) / len(rows) for k in ("abs_rel", "delta1", "rmse")}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(name)
+
+
+def train(config: DepthTrainConfig) -> dict[str, float]:
+    """Train (or resume) and return the last evaluation."""
+    device = pick_device(config.device)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "train_log.jsonl"
+
+    def log(record: dict) -> None:
+        line = json.dumps(record)
+        print(line, flush=True)
+        with open(log_path, "a") as f:
+            f.write(line + "\n")
+
+    model = DepthNet(config.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = lambda s: min(1.0, (s + 1) / config.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps)))  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    step, start_wall = 0, time.time()
+    state_path = out / "trainer.pt"
+    if state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model = DepthNet.from_pretrained(out / "model", device).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        opt.load_state_dict(state["optimizer"])
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        sched.load_state_dict(state["scheduler"])
+        step = state["step"]
+        log({"resumed_at_step": step})
+    model.train()
+    log({"config": dataclasses.asdict(config), "device": str(device),
+         "parameters": sum(p.numel() for p in model.parameters())})
+
+    gen = torch.Generator().manual_seed(1234 + step)
+    train_seeds = worlds.train_seeds(config.num_worlds, offset=config.seed_offset)
+    data = render_views(train_seeds, config.views_per_world, config.width, config.height, device, gen)
+    eval_data = render_views(worlds.eval_seeds(config.eval_worlds), 2, config.width, config.height, device,
+                             torch.Generator().manual_seed(99), progress=False)
+    log({"train_images": int(data["rgb"].shape[0]), "eval_images": int(eval_data["rgb"].shape[0]),
+         "data_s": round(time.time() - start_wall, 1)})
+
+    def save() -> None:
+        model.save_pretrained(out / "model")
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}, tmp)
+        os.replace(tmp, state_path)
+
+    n = data["rgb"].shape[0]
+    amp = device.type == "cuda"
+    metrics: dict[str, float] = {}
+    t_log = time.time()
+    while step < config.steps:
+        idx = torch.randint(0, n, (config.batch_size,), generator=gen).to(device)
+        rgb = data["rgb"][idx].float() / 255
+        depth, mask = data["depth"][idx].float(), data["mask"][idx]
+        if torch.rand((), generator=gen) < 0.5:  # horizontal flip
+            rgb, depth, mask = rgb.flip(-1), depth.flip(-1), mask.flip(-1)
+        rgb = (rgb * (0.8 + 0.4 * torch.rand(rgb.shape[0], 3, 1, 1, generator=gen).to(device))).clamp(0, 1)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            log_pred = model(rgb)
+        loss = depth_loss(log_pred.float(), depth, mask, config.model.max_depth)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.step()
+        sched.step()
+        step += 1
+        if step % 50 == 0 or step == config.steps:
+            log({"step": step, "loss": round(loss.item(), 5), "grad_norm": round(float(gnorm), 3),
+                 "lr": sched.get_last_lr()[0], "s_per_step": round((time.time() - t_log) / 50, 4)})
+            t_log = time.time()
+        out_of_time = config.time_limit_s > 0 and time.time() - start_wall > config.time_limit_s
+        if step % config.eval_every == 0 or step == config.steps or out_of_time:
+            metrics = evaluate(model, eval_data, config.model.max_depth)
+            log({"step": step, "eval": {k: round(v, 4) for k, v in metrics.items()}})
+        if step % config.save_every == 0 or step == config.steps or out_of_time:
+            save()
+        if out_of_time:
+            log({"stopped": "time limit", "step": step})
+            break
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/depth", help="run folder (resumed if it holds trainer.pt)")
+    p.add_argument("--tiny", action="store_true", help="a few CPU-sized steps (tests, smoke runs)")
+    defaults = DepthTrainConfig()
+    for f in dataclasses.fields(DepthTrainConfig):
+        if f.name not in ("out", "model"):
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)), default=None)
+    p.add_argument("--base-channels", type=int, default=None)
+    args = p.parse_args(argv)
+    config = DepthTrainConfig.tiny(args.out) if args.tiny else DepthTrainConfig(out=args.out)
+    for f in dataclasses.fields(DepthTrainConfig):
+        value = getattr(args, f.name, None)
+        if f.name not in ("out", "model") and value is not None:
+            setattr(config, f.name, value)
+    if args.base_channels:
+        config.model.base_channels = args.base_channels
+    config.model.height, config.model.width = config.height, config.width
+    train(config)
+
+
+if __name__ == "__main__":
+    main()
