@@ -144,6 +144,21 @@ def worlds_cmd(
         err.print(f"{out}: {written} new samples, {count} requested", highlight=False)
 
 
+train_app = typer.Typer(help="Train the project's models (GPU recommended; every run is resumable).",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("depth", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+                   add_help_option=False)
+@user_errors
+def train_depth(ctx: typer.Context) -> None:
+    """Train the monocular depth network on procedural worlds (options: `lyra3d train depth --help`)."""
+    from lyra3d.train.depth import main as depth_main
+
+    depth_main(list(ctx.args))
+
+
 def main() -> None:
     app()
 

@@ -205,7 +205,8 @@ def train(config: DepthTrainConfig) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="lyra3d train depth", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/depth", help="run folder (resumed if it holds trainer.pt)")
     p.add_argument("--tiny", action="store_true", help="a few CPU-sized steps (tests, smoke runs)")
     defaults = DepthTrainConfig()
