@@ -18,17 +18,23 @@ from lyra3d.errors import InputError
 
 @dataclass
 class PointCache:
-    """Coloured points from ``S`` source views, one point per source pixel.
+    """Coloured points from ``S`` source views, one point per source pixel (``N = H·W``).
 
     Attributes:
         points: ``(S, N, 3)`` world-space positions.
         colors: ``(S, N, 3)`` rgb in [0, 1].
         valid: ``(S, N)`` True where the source depth was usable.
+        images: ``(S, 3, H, W)`` the source images (for resampling colours exactly).
+        depths: ``(S, 1, H, W)`` the source z-depths (0 where invalid).
+        cameras: the ``S`` source cameras.
     """
 
     points: Tensor
     colors: Tensor
     valid: Tensor
+    images: Tensor
+    depths: Tensor
+    cameras: Cameras
 
     @property
     def num_sources(self) -> int:
@@ -84,24 +90,28 @@ def unproject(image: Tensor, depth: Tensor, cameras: Cameras) -> PointCache:
     points = origins + dirs * (z / cos)[..., None]
     s = image.shape[0]
     return PointCache(points=points.reshape(s, -1, 3), colors=image.permute(0, 2, 3, 1).reshape(s, -1, 3),
-                      valid=(z > 0).reshape(s, -1))
+                      valid=(z > 0).reshape(s, -1), images=image, depths=depth, cameras=cameras)
 
 
 def warp(cache: PointCache, cameras: Cameras, source: int | None = None, depth_tolerance: float = 0.02,
-         occlusion_margin: float = 0.1, fill_cracks: bool = True, chunk: int = 17) -> Warped:
+         edge_tolerance: float = 0.05, fill_cracks: bool = True, chunk: int = 17) -> Warped:
     """Forward-warp the cache into ``cameras`` (B targets) with a z-buffer.
 
-    Each point is splatted to the 2×2 pixels around its projection with bilinear weights. The z-buffer of
-    a pixel is the nearest point that lands mainly on it (its nearest pixel); points that only touch the
-    pixel take it when no such point exists or when they are nearer by more than ``occlusion_margin``
-    (relative): the nearest surface wins and background never shows through a magnified foreground.
-    Colours average the points within ``depth_tolerance`` of the z-buffer, by weight. One pass then closes
-    one-pixel cracks that magnification leaves in a surface (pixels most of whose neighbours are valid).
+    Depth goes forward, colour comes back: each point is splatted to the 2×2 pixels around its projection
+    with bilinear weights; a pixel's z-buffer is the nearest point that lands mainly on it (its nearest
+    pixel), or, where none does, the nearest that touches it; its depth is the weighted mean of the points
+    within ``depth_tolerance`` (relative) of that, so the nearest surface wins and background never
+    bleeds through foreground. One pass then closes one-pixel cracks that magnification leaves in a
+    surface. Finally, for a single source view, each valid pixel is unprojected with its depth and its
+    colour sampled bilinearly from the source image (sharper than averaging splatted colours); where that
+    sample touches an occlusion edge of the source (:func:`depth_edges` with ``edge_tolerance``) it would
+    mix two surfaces, and the pixel is marked invalid. With several sources together the splatted colours
+    are kept.
 
     Args:
         cameras: ``B`` target cameras.
-        source: warp only that source view's points (one buffer per source, as GEN3C does for several
-            caches); ``None`` warps all sources together.
+        source: warp only that source view (one buffer per source, as GEN3C does for several caches);
+            ``None`` warps all sources together.
 
     Returns:
         :class:`Warped` with ``rgb (B, 3, H, W)``, ``mask (B, 1, H, W)``, ``depth (B, 1, H, W)``.
@@ -110,15 +120,20 @@ def warp(cache: PointCache, cameras: Cameras, source: int | None = None, depth_t
     if source is not None:
         pts, col, ok = pts[source:source + 1], col[source:source + 1], ok[source:source + 1]
     pts, col = pts[ok], col[ok]  # (N, 3)
-    outs = [_warp_chunk(pts, col, cameras[i:i + chunk], depth_tolerance, occlusion_margin)
-            for i in range(0, len(cameras), chunk)]
+    outs = [_splat(pts, col, cameras[i:i + chunk], depth_tolerance) for i in range(0, len(cameras), chunk)]
     rgb, mask, depth = (torch.cat(parts) for parts in zip(*outs))
     if fill_cracks:
         rgb, mask, depth = _fill_cracks(rgb, mask, depth)
+    if source is not None or cache.num_sources == 1:
+        s = source or 0
+        rgb, mask = _resample(cache.images[s], cache.depths[s], cache.cameras[s], cameras, depth, mask, rgb,
+                              edge_tolerance)
+        depth = depth * mask
     return Warped(rgb, mask, depth)
 
 
-def _warp_chunk(pts: Tensor, col: Tensor, cams: Cameras, tol: float, margin: float) -> tuple[Tensor, Tensor, Tensor]:
+def _splat(pts: Tensor, col: Tensor, cams: Cameras, tol: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Bilinear forward splatting with a z-buffer: rgb, mask and depth of ``B`` targets."""
     b, h, w = len(cams), cams.height, cams.width
     dev, dt = pts.device, pts.dtype
     w2c = cams.world_to_camera.to(dev, dt)
@@ -146,17 +161,59 @@ def _warp_chunk(pts: Tensor, col: Tensor, cams: Cameras, tol: float, margin: flo
     for flat, zz, weight in taps:
         foot.scatter_reduce_(0, flat, zz, reduce="amin")
         core.scatter_reduce_(0, flat, torch.where(weight >= 0.25, zz, inf), reduce="amin")
-    zbuf = torch.where(foot < core * (1 - margin), foot, core)
-    acc = torch.zeros(dump + 1, 4, device=dev, dtype=dt)  # weighted rgb and weight
-    colors = torch.cat([col, torch.ones_like(col[:, :1])], 1).repeat(b, 1)
+    zbuf = torch.where(torch.isinf(core), foot, core)
+    acc = torch.zeros(dump + 1, 5, device=dev, dtype=dt)  # weighted rgb, depth, and weight
+    values = torch.cat([col.repeat(b, 1), z.reshape(-1, 1), torch.ones_like(z.reshape(-1, 1))], 1)
     for flat, zz, weight in taps:
         wgt = torch.where(zz <= zbuf[flat] * (1 + tol), weight, torch.zeros_like(weight))
-        acc.index_add_(0, flat, colors * wgt[:, None])
+        acc.index_add_(0, flat, values * wgt[:, None])
     acc = acc[:dump]
-    mask = acc[:, 3] > 0
-    rgb = acc[:, :3] / acc[:, 3:].clamp_min(1e-12)
-    depth = torch.where(mask, zbuf[:dump], torch.zeros_like(zbuf[:dump]))
+    mask = acc[:, 4] > 0
+    mean = acc[:, :4] / acc[:, 4:].clamp_min(1e-12)
+    rgb, depth = mean[:, :3], torch.where(mask, mean[:, 3], torch.zeros_like(mean[:, 3]))
     return (rgb.reshape(b, h, w, 3).permute(0, 3, 1, 2), mask.reshape(b, 1, h, w).to(dt), depth.reshape(b, 1, h, w))
+
+
+def depth_edges(depth: Tensor, tolerance: float = 0.05) -> Tensor:
+    """``(1, H, W)`` 1 at occlusion edges of a z-depth map ``(1, H, W)``, else 0.
+
+    Inverse depth is affine in pixel coordinates on a plane, so its second difference vanishes on smooth
+    surfaces; a pixel is an edge where that second difference (along x, y or a diagonal) exceeds
+    ``tolerance`` times its inverse depth on the far side of a jump (the near side keeps clean samples of
+    the nearer surface), or where it borders an invalid (0) pixel.
+    """
+    inv = torch.where(depth > 0, 1 / depth.clamp_min(1e-6), torch.zeros_like(depth))
+    p = torch.nn.functional.pad(inv[None], (1, 1, 1, 1), mode="replicate")[0]
+    c = p[:, 1:-1, 1:-1]
+    edge = torch.zeros_like(c, dtype=torch.bool)
+    h, w = c.shape[-2:]
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        a = p[:, 1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
+        b = p[:, 1 - dy: 1 - dy + h, 1 - dx: 1 - dx + w]
+        edge |= (a + b - 2 * c) > tolerance * c  # c is behind the line through its neighbours
+        edge |= (c > 0) & ((a == 0) | (b == 0))
+    return edge.to(depth.dtype)
+
+
+def _resample(image: Tensor, src_depth: Tensor, source: Cameras, targets: Cameras, depth: Tensor, mask: Tensor,
+              rgb: Tensor, edge_tolerance: float) -> tuple[Tensor, Tensor]:
+    """Colour of each valid target pixel sampled bilinearly from ``image (3, H, W)`` seen by ``source``, and
+    the mask less the pixels whose sample straddles a depth edge of ``src_depth (1, H, W)``."""
+    o, d = pixel_rays(targets)
+    cos = torch.einsum("bhwc,bc->bhw", d, targets.camera_to_world[:, :3, 2])
+    pts = o + d * (depth[:, 0] / cos.clamp_min(1e-6))[..., None]  # (B, H, W, 3)
+    w2c = source.world_to_camera[0].to(pts)
+    p = pts @ w2c[:3, :3].T + w2c[:3, 3]
+    k = source.intrinsics[0].to(pts)
+    zs = p[..., 2].clamp_min(1e-6)
+    u, v = k[0] * p[..., 0] / zs + k[2], k[1] * p[..., 1] / zs + k[3]
+    grid = torch.stack([2 * u / source.width - 1, 2 * v / source.height - 1], -1)
+    edges = depth_edges(src_depth, edge_tolerance).to(pts)
+    both = torch.cat([image.to(pts), edges])[None].expand(len(targets), -1, -1, -1)
+    sampled = torch.nn.functional.grid_sample(both, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    consistent = (sampled[:, 3:] == 0)
+    mask = mask * consistent.to(mask.dtype)
+    return torch.where(mask > 0, sampled[:, :3], rgb), mask
 
 
 def _fill_cracks(rgb: Tensor, mask: Tensor, depth: Tensor, margin: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:
