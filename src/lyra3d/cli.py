@@ -144,6 +144,51 @@ def worlds_cmd(
         err.print(f"{out}: {written} new samples, {count} requested", highlight=False)
 
 
+@app.command()
+@user_errors
+def export(
+    scene: Path = typer.Argument(..., help="A 3DGS PLY (or a generate output folder holding scene.ply)."),
+    format: str = typer.Option(None, "--format", "-f", help="ply, splat, usd or usdz (default: from --out's "
+                               "suffix). spz is not supported (no well-kept writer exists)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: the scene's name "
+                                       "with the format's suffix, beside it)."),
+    up_axis: str = typer.Option("Z", help="USD up axis: Z (Isaac Sim) or Y."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+) -> None:
+    """Convert Gaussians to another format: PLY, .splat (web viewers), USD/USDZ (Isaac Sim, Omniverse)."""
+    from lyra3d.export import FORMATS, export_gaussians
+
+    if scene.is_dir():
+        scene = scene / "scene.ply"
+    if not scene.is_file():
+        raise InputError(f"scene not found: {scene}")
+    if out is None:
+        if format is None:
+            raise InputError("give --format or --out (the format comes from its suffix)")
+        if format.lower() not in FORMATS:
+            raise InputError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
+        out = scene.with_suffix("." + format.lower())
+    check_output(out, force)
+    options = {"up_axis": up_axis.upper()} if (format or out.suffix).lower().lstrip(".").startswith("usd") else {}
+    path = export_gaussians(scene, out, format=format, **options)
+    err.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", highlight=False)
+
+
+@app.command()
+@user_errors
+def view(
+    scene: Path = typer.Argument(..., help="A scene file (.ply, .splat, .usd*) or a generate output folder."),
+    port: int = typer.Option(8080, help="Port to serve on (the next free one if busy)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for other machines)."),
+) -> None:
+    """Open an interactive web viewer (viser): the Gaussians, the camera trajectories, the input image."""
+    from lyra3d.viewer import serve
+
+    if not scene.exists():
+        raise InputError(f"scene not found: {scene}")
+    serve(scene, port=port, host=host)
+
+
 train_app = typer.Typer(help="Train the project's models (GPU recommended; every run is resumable).",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
