@@ -70,13 +70,31 @@ def sample_cameras(center_depth: float, n: int, width: int, height: int, generat
     return Cameras(look_at(eyes, targets), k, width, height)
 
 
+def _make_world(seed: int) -> worlds.World:
+    torch.set_num_threads(1)
+    return worlds.make_world(seed)
+
+
+def make_worlds(seeds: list[int], workers: int = 0) -> list[worlds.World]:
+    """Build worlds (CPU work) in parallel processes."""
+    workers = workers or min(len(seeds), os.cpu_count() or 1)
+    if workers <= 1 or len(seeds) < 8:
+        return [worlds.make_world(s) for s in seeds]
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(workers) as pool:
+        return pool.map(_make_world, seeds, chunksize=max(1, len(seeds) // (4 * workers)))
+
+
 def render_views(seeds: list[int], views: int, width: int, height: int, device: torch.device,
                  generator: torch.Generator, progress: bool = True) -> dict[str, torch.Tensor]:
     """Render ``views`` random views of each world: rgb uint8, depth float16, mask bool, on ``device``."""
     rgb, depth, mask = [], [], []
     t0 = time.time()
-    for i, seed in enumerate(seeds):
-        world = worlds.make_world(seed)
+    all_worlds = make_worlds(seeds)
+    if progress:
+        print(json.dumps({"built_worlds": len(seeds), "s": round(time.time() - t0, 1)}), flush=True)
+    for i, world in enumerate(all_worlds):
         cams = sample_cameras(worlds.center_depth(world), views, width, height, generator).to(device)
         r = worlds.render(world, cams)
         rgb.append((r.rgb * 255 + 0.5).to(torch.uint8))
