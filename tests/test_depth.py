@@ -77,3 +77,13 @@ def test_tiny_training_learns_and_resumes(tmp_path):
 def test_missing_checkpoint_is_one_line(tmp_path):
     with pytest.raises(InputError, match="no lyra3d-depth-unet checkpoint in"):
         DepthNet.from_pretrained(tmp_path)
+
+
+def test_shipped_depth_network_on_held_out_worlds():
+    from lyra3d import worlds
+    from lyra3d.train.depth import evaluate_estimator
+
+    torch.manual_seed(0)
+    scores = evaluate_estimator(NetworkDepth.from_pretrained(), worlds.eval_seeds(6), views=2)
+    print(f"shipped depth net on 6 held-out worlds x 2 views: {scores}")
+    assert scores["abs_rel"] <= 0.10 and scores["delta1"] >= 0.90
