@@ -37,9 +37,7 @@ intends for a proxy/render pair, interactive viewers show the points and rendere
 
 from __future__ import annotations
 
-import math
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -199,63 +197,11 @@ def load_splat(path: str | Path) -> Gaussians:
                      sh=dc[:, None, :].contiguous())
 
 
-# -- spherical harmonics under a rotation ------------------------------------------------------------------------
-_SH_C1 = 0.4886025119029199
-_SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-_SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
-          1.445305721320277, -0.5900435899266435)
-
-
-def sh_basis(dirs: np.ndarray, degree: int) -> np.ndarray:
-    """The real SH basis ``(M, (degree+1)²)`` at unit directions ``(M, 3)``, with the 3DGS signs and order."""
-    x, y, z = dirs[:, 0], dirs[:, 1], dirs[:, 2]
-    cols = [np.full_like(x, SH_C0)]
-    if degree >= 1:
-        cols += [-_SH_C1 * y, _SH_C1 * z, -_SH_C1 * x]
-    if degree >= 2:
-        xx, yy, zz = x * x, y * y, z * z
-        cols += [_SH_C2[0] * x * y, _SH_C2[1] * y * z, _SH_C2[2] * (2 * zz - xx - yy), _SH_C2[3] * x * z,
-                 _SH_C2[4] * (xx - yy)]
-    if degree >= 3:
-        cols += [_SH_C3[0] * y * (3 * xx - yy), _SH_C3[1] * x * y * z, _SH_C3[2] * y * (4 * zz - xx - yy),
-                 _SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy), _SH_C3[4] * x * (4 * zz - xx - yy),
-                 _SH_C3[5] * z * (xx - yy), _SH_C3[6] * x * (xx - 3 * yy)]
-    return np.stack(cols, axis=1)
-
-
-def rotate_sh(sh: torch.Tensor, rotation: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """SH coefficients ``(N, K, 3)`` of the same colours after the scene is rotated by ``rotation (3, 3)``.
-
-    Each band ``l`` transforms by its own ``(2l+1)²`` matrix, fitted here by least squares on sample
-    directions (exact to float64 rounding, since a rotation maps a band onto itself). Degree 0 is unchanged.
-    """
-    k = sh.shape[1]
-    degree = int(round(math.sqrt(k))) - 1
-    if degree == 0:
-        return sh
-    r = np.asarray(rotation.detach().cpu() if isinstance(rotation, torch.Tensor) else rotation, np.float64)
-    rng = np.random.default_rng(0)
-    d = rng.normal(size=(64, 3))
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    y, y_rot = sh_basis(d, degree), sh_basis(d @ r.T, degree)
-    out = sh.clone()
-    for band in range(1, degree + 1):
-        s = slice(band * band, (band + 1) ** 2)
-        # y_rot[:, s] = y[:, s] @ m.T ; colours are kept when the new coefficients are inv(m.T) @ c
-        m_t = np.linalg.lstsq(y[:, s], y_rot[:, s], rcond=None)[0]
-        a = torch.from_numpy(np.linalg.inv(m_t)).to(sh)
-        out[:, s] = torch.einsum("ij,njc->nic", a, sh[:, s])
-    return out
-
-
 def rotate_gaussians(gaussians: Gaussians, rotation: torch.Tensor | np.ndarray) -> Gaussians:
-    """Rotate means, orientations and SH colours by a ``(3, 3)`` rotation about the origin."""
-    r = torch.as_tensor(np.asarray(rotation) if not isinstance(rotation, torch.Tensor) else rotation,
-                        dtype=torch.float64).cpu()
+    """Rotate means, orientations and SH colours by a ``(3, 3)`` rotation about the origin (in float64)."""
     m = torch.eye(4, dtype=torch.float64)
-    m[:3, :3] = r
-    g = gaussians.to(dtype=torch.float64).transform(m)
-    return replace(g, sh=rotate_sh(g.sh, r)).to(dtype=gaussians.means.dtype)
+    m[:3, :3] = torch.as_tensor(np.asarray(rotation, dtype=np.float64))
+    return gaussians.to(dtype=torch.float64).transform(m).to(dtype=gaussians.means.dtype)
 
 
 # -- USD ----------------------------------------------------------------------------------------------------------

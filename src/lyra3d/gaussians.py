@@ -22,6 +22,49 @@ from lyra3d.errors import InputError
 from lyra3d.files import atomic_path
 
 SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi))
+_SH_C1 = 0.4886025119029199
+_SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+_SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
+          1.445305721320277, -0.5900435899266435)
+
+
+def sh_basis(dirs: Tensor, degree: int) -> Tensor:
+    """Real SH basis ``(N, (degree+1)²)`` at unit directions ``dirs (N, 3)`` (INRIA 3DGS order and signs)."""
+    x, y, z = dirs.unbind(-1)
+    out = [torch.full_like(x, SH_C0)]
+    if degree >= 1:
+        out += [-_SH_C1 * y, _SH_C1 * z, -_SH_C1 * x]
+    if degree >= 2:
+        xx, yy, zz = x * x, y * y, z * z
+        out += [_SH_C2[0] * x * y, _SH_C2[1] * y * z, _SH_C2[2] * (2 * zz - xx - yy), _SH_C2[3] * x * z,
+                _SH_C2[4] * (xx - yy)]
+    if degree >= 3:
+        out += [_SH_C3[0] * y * (3 * xx - yy), _SH_C3[1] * x * y * z, _SH_C3[2] * y * (4 * zz - xx - yy),
+                _SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy), _SH_C3[4] * x * (4 * zz - xx - yy),
+                _SH_C3[5] * z * (xx - yy), _SH_C3[6] * x * (xx - 3 * yy)]
+    return torch.stack(out, -1)
+
+
+def rotate_sh(sh: Tensor, rotation: Tensor) -> Tensor:
+    """SH coefficients ``(N, K, 3)`` of the same colours after the scene is rotated by ``rotation (3, 3)``.
+
+    Each band ``l`` transforms by its own ``(2l+1)²`` matrix, fitted here by least squares on sample
+    directions in float64 (exact to rounding, since a rotation maps a band onto itself). Degree 0 is unchanged.
+    """
+    degree = sh_degree_of(sh.shape[1])
+    if degree == 0:
+        return sh
+    r = rotation.detach().to("cpu", torch.float64)
+    d = torch.nn.functional.normalize(torch.randn(64, 3, generator=torch.Generator().manual_seed(0),
+                                                  dtype=torch.float64), dim=-1)
+    y, y_rot = sh_basis(d, degree), sh_basis(d @ r.T, degree)
+    out = sh.clone()
+    for band in range(1, degree + 1):
+        s = slice(band * band, (band + 1) ** 2)
+        # y_rot[:, s] = y[:, s] @ m.T; the colours are kept when the new coefficients are inv(m.T) @ c
+        m_t = torch.linalg.lstsq(y[:, s], y_rot[:, s]).solution
+        out[:, s] = torch.einsum("ij,njc->nic", torch.linalg.inv(m_t).to(sh), sh[:, s])
+    return out
 
 
 def sh_to_rgb(sh_dc: Tensor) -> Tensor:
@@ -156,12 +199,13 @@ class Gaussians:
     def transform(self, matrix: Tensor, scale: float = 1.0) -> "Gaussians":
         """Apply a rigid transform (``(4, 4)``, rotation + translation) and an optional uniform scale.
 
-        Rotates means and orientations; SH coefficients of degree > 0 are left unrotated (exact for degree 0).
+        Rotates means, orientations and the view-dependent SH bands, so the scene looks the same from the
+        transformed cameras.
         """
         r, t = matrix[:3, :3].to(self.means), matrix[:3, 3].to(self.means)
         q = rotmat_to_quat(r)
         return replace(self, means=scale * self.means @ r.T + t, quats=quat_multiply(q.expand_as(self.quats), self.quats),
-                       scales=self.scales + math.log(scale))
+                       scales=self.scales + math.log(scale), sh=rotate_sh(self.sh, matrix[:3, :3]))
 
     @staticmethod
     def cat(parts: Sequence["Gaussians"]) -> "Gaussians":

@@ -46,7 +46,7 @@ from torch import Tensor
 
 from lyra3d.cameras import Cameras
 from lyra3d.errors import InputError
-from lyra3d.gaussians import Gaussians, quat_to_rotmat
+from lyra3d.gaussians import SH_C0, Gaussians, quat_to_rotmat, sh_basis
 
 BACKENDS = ("auto", "torch", "cpu", "gsplat")
 
@@ -60,14 +60,6 @@ _BOX_SLACK = 1e-3  # px; widens boxes so rounding never drops a pixel with alpha
 # Gaussian × pixel pairs per chunk of the torch backend. Small chunks on CPU let later chunks skip pixels that
 # are already opaque (and bound memory); large ones on GPUs keep the number of launches and syncs down.
 PAIR_BUDGET = {"cpu": 1 << 19, "cuda": 1 << 23}
-
-# Real spherical-harmonic constants (INRIA 3DGS basis, which gsplat uses too).
-_C0 = 0.28209479177387814
-_C1 = 0.4886025119029199
-_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
-       1.445305721320277, -0.5900435899266435)
-
 
 @dataclass
 class RenderOutput:
@@ -87,22 +79,6 @@ class RenderOutput:
 
 
 # -- colours ------------------------------------------------------------------------------------------------
-def sh_basis(dirs: Tensor, degree: int) -> Tensor:
-    """Real SH basis ``(N, (degree+1)²)`` at unit directions ``dirs (N, 3)`` (INRIA 3DGS order and signs)."""
-    x, y, z = dirs.unbind(-1)
-    out = [torch.full_like(x, _C0)]
-    if degree >= 1:
-        out += [-_C1 * y, _C1 * z, -_C1 * x]
-    if degree >= 2:
-        xx, yy, zz = x * x, y * y, z * z
-        out += [_C2[0] * x * y, _C2[1] * y * z, _C2[2] * (2 * zz - xx - yy), _C2[3] * x * z, _C2[4] * (xx - yy)]
-    if degree >= 3:
-        out += [_C3[0] * y * (3 * xx - yy), _C3[1] * x * y * z, _C3[2] * y * (4 * zz - xx - yy),
-                _C3[3] * z * (2 * zz - 3 * xx - 3 * yy), _C3[4] * x * (4 * zz - xx - yy),
-                _C3[5] * z * (xx - yy), _C3[6] * x * (xx - 3 * yy)]
-    return torch.stack(out, -1)
-
-
 def view_dependent_rgb(sh: Tensor, dirs: Tensor, degree: int) -> Tensor:
     """Colour ``(N, 3)`` of SH coefficients ``sh (N, K, 3)`` seen along ``dirs (N, 3)`` (any length).
 
@@ -174,7 +150,7 @@ def _project(g: Gaussians, w2c: Tensor, intrinsics: Tensor, width: int, height: 
     det = torch.where(visible, det, torch.ones_like(det))
     centre = -rot.T @ trans
     if sh_degree == 0:
-        colors = torch.clamp_min(_C0 * g.sh[:, 0] + 0.5, 0.0)
+        colors = torch.clamp_min(SH_C0 * g.sh[:, 0] + 0.5, 0.0)
     else:
         colors = view_dependent_rgb(g.sh, g.means - centre, sh_degree)
     packed = torch.cat([means2d, (c / det)[:, None], (-b / det)[:, None], (a / det)[:, None], z[:, None],
@@ -473,6 +449,6 @@ def available_backends(device: str | torch.device = "cpu") -> list[str]:
     return out
 
 
-__all__ = ["BACKENDS", "RenderOutput", "available_backends", "cpu_kernel_available", "rasterize", "sh_basis",
+__all__ = ["BACKENDS", "RenderOutput", "available_backends", "cpu_kernel_available", "rasterize",
            "view_dependent_rgb"]
 
