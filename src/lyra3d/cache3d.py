@@ -120,11 +120,13 @@ def warp(cache: PointCache, cameras: Cameras, source: int | None = None, depth_t
     if source is not None:
         pts, col, ok = pts[source:source + 1], col[source:source + 1], ok[source:source + 1]
     pts, col = pts[ok], col[ok]  # (N, 3)
+    resample = source is not None or cache.num_sources == 1
+    col = None if resample else col  # colours come from the source image: splat depth alone
     outs = [_splat(pts, col, cameras[i:i + chunk], depth_tolerance) for i in range(0, len(cameras), chunk)]
     rgb, mask, depth = (torch.cat(parts) for parts in zip(*outs))
     if fill_cracks:
         rgb, mask, depth = _fill_cracks(rgb, mask, depth)
-    if source is not None or cache.num_sources == 1:
+    if resample:
         s = source or 0
         rgb, mask = _resample(cache.images[s], cache.depths[s], cache.cameras[s], cameras, depth, mask, rgb,
                               edge_tolerance)
@@ -132,8 +134,9 @@ def warp(cache: PointCache, cameras: Cameras, source: int | None = None, depth_t
     return Warped(rgb, mask, depth)
 
 
-def _splat(pts: Tensor, col: Tensor, cams: Cameras, tol: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Bilinear forward splatting with a z-buffer: rgb, mask and depth of ``B`` targets."""
+def _splat(pts: Tensor, col: Tensor | None, cams: Cameras, tol: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Bilinear forward splatting with a z-buffer: rgb (zeros when ``col`` is None), mask and depth of ``B``
+    targets."""
     b, h, w = len(cams), cams.height, cams.width
     dev, dt = pts.device, pts.dtype
     w2c = cams.world_to_camera.to(dev, dt)
@@ -143,9 +146,13 @@ def _splat(pts: Tensor, col: Tensor, cams: Cameras, tol: float) -> tuple[Tensor,
     k = cams.intrinsics.to(dev, dt)
     u = k[:, None, 0] * p[..., 0] / zs + k[:, None, 2] - 0.5  # pixel coordinates, centres at integers
     v = k[:, None, 1] * p[..., 1] / zs + k[:, None, 3] - 0.5
+    # Keep the (camera, point) pairs that land in or next to the image: the rest cost nothing more.
+    keep = (z > 1e-6) & (u > -1) & (v > -1) & (u < w) & (v < h)
+    bi, ni = keep.nonzero(as_tuple=True)
+    u, v, z = u[bi, ni], v[bi, ni], z[bi, ni]
     u0, v0 = torch.floor(u), torch.floor(v)
     fu, fv = u - u0, v - v0
-    base = torch.arange(b, device=dev)[:, None] * (h * w)
+    base = bi * (h * w)
     dump = b * h * w  # one extra slot receives every tap that falls outside the image
     inf = torch.tensor(float("inf"), device=dev, dtype=dt)
     taps = []
@@ -153,24 +160,29 @@ def _splat(pts: Tensor, col: Tensor, cams: Cameras, tol: float) -> tuple[Tensor,
         uu, vv = u0 + du, v0 + dv
         weight = (fu if du else 1 - fu) * (fv if dv else 1 - fv)
         # Taps of negligible weight (a point exactly on a pixel centre) do not touch that neighbour.
-        inside = (z > 1e-6) & (uu >= 0) & (vv >= 0) & (uu < w) & (vv < h) & (weight > 0.01)
+        inside = (uu >= 0) & (vv >= 0) & (uu < w) & (vv < h) & (weight > 0.01)
         flat = torch.where(inside, base + vv.long() * w + uu.long(), dump)
-        taps.append((flat.reshape(-1), torch.where(inside, z, inf).reshape(-1), weight.reshape(-1)))
+        taps.append((flat, torch.where(inside, z, inf), weight))
     core = torch.full((dump + 1,), float("inf"), device=dev, dtype=dt)
     foot = core.clone()
     for flat, zz, weight in taps:
         foot.scatter_reduce_(0, flat, zz, reduce="amin")
         core.scatter_reduce_(0, flat, torch.where(weight >= 0.25, zz, inf), reduce="amin")
     zbuf = torch.where(torch.isinf(core), foot, core)
-    acc = torch.zeros(dump + 1, 5, device=dev, dtype=dt)  # weighted rgb, depth, and weight
-    values = torch.cat([col.repeat(b, 1), z.reshape(-1, 1), torch.ones_like(z.reshape(-1, 1))], 1)
+    # Weighted sums of (rgb,) depth and weight over the points near each pixel's z-buffer.
+    values = [z[:, None], torch.ones_like(z[:, None])]
+    if col is not None:
+        values.insert(0, col[ni])
+    values = torch.cat(values, 1)
+    acc = torch.zeros(dump + 1, values.shape[1], device=dev, dtype=dt)
     for flat, zz, weight in taps:
         wgt = torch.where(zz <= zbuf[flat] * (1 + tol), weight, torch.zeros_like(weight))
         acc.index_add_(0, flat, values * wgt[:, None])
     acc = acc[:dump]
-    mask = acc[:, 4] > 0
-    mean = acc[:, :4] / acc[:, 4:].clamp_min(1e-12)
-    rgb, depth = mean[:, :3], torch.where(mask, mean[:, 3], torch.zeros_like(mean[:, 3]))
+    mask = acc[:, -1] > 0
+    mean = acc[:, :-1] / acc[:, -1:].clamp_min(1e-12)
+    depth = torch.where(mask, mean[:, -1], torch.zeros_like(mean[:, -1]))
+    rgb = mean[:, :3] if col is not None else torch.zeros(dump, 3, device=dev, dtype=dt)
     return (rgb.reshape(b, h, w, 3).permute(0, 3, 1, 2), mask.reshape(b, 1, h, w).to(dt), depth.reshape(b, 1, h, w))
 
 
@@ -199,17 +211,22 @@ def _resample(image: Tensor, src_depth: Tensor, source: Cameras, targets: Camera
               rgb: Tensor, edge_tolerance: float) -> tuple[Tensor, Tensor]:
     """Colour of each valid target pixel sampled bilinearly from ``image (3, H, W)`` seen by ``source``, and
     the mask less the pixels whose sample straddles a depth edge of ``src_depth (1, H, W)``."""
-    o, d = pixel_rays(targets)
-    cos = torch.einsum("bhwc,bc->bhw", d, targets.camera_to_world[:, :3, 2])
-    pts = o + d * (depth[:, 0] / cos.clamp_min(1e-6))[..., None]  # (B, H, W, 3)
-    w2c = source.world_to_camera[0].to(pts)
-    p = pts @ w2c[:3, :3].T + w2c[:3, 3]
-    k = source.intrinsics[0].to(pts)
-    zs = p[..., 2].clamp_min(1e-6)
-    u, v = k[0] * p[..., 0] / zs + k[2], k[1] * p[..., 1] / zs + k[3]
+    b, h, w = depth.shape[0], depth.shape[-2], depth.shape[-1]
+    dt, dev = depth.dtype, depth.device
+    # Target pixel -> target camera space (x = (u - cx) / fx · z, ...) -> source camera space, in one 4x4.
+    fx, fy, cx, cy = (targets.intrinsics[:, i, None, None].to(dt) for i in range(4))
+    vv, uu = torch.meshgrid(torch.arange(h, device=dev, dtype=dt) + 0.5, torch.arange(w, device=dev, dtype=dt) + 0.5,
+                            indexing="ij")
+    z = depth[:, 0]
+    cam = torch.stack([(uu - cx) / fx * z, (vv - cy) / fy * z, z], 1).reshape(b, 3, h * w)
+    m = (source.world_to_camera[0].to(dev, dt) @ targets.camera_to_world.to(dev, dt))  # (B, 4, 4)
+    p = (m[:, :3, :3] @ cam + m[:, :3, 3:]).reshape(b, 3, h, w)
+    k = source.intrinsics[0].to(dev, dt)
+    zs = p[:, 2].clamp_min(1e-6)
+    u, v = k[0] * p[:, 0] / zs + k[2], k[1] * p[:, 1] / zs + k[3]
     grid = torch.stack([2 * u / source.width - 1, 2 * v / source.height - 1], -1)
-    edges = depth_edges(src_depth, edge_tolerance).to(pts)
-    both = torch.cat([image.to(pts), edges])[None].expand(len(targets), -1, -1, -1)
+    edges = depth_edges(src_depth, edge_tolerance)
+    both = torch.cat([image.to(dt), edges.to(dt)])[None].expand(b, -1, -1, -1)
     sampled = torch.nn.functional.grid_sample(both, grid, mode="bilinear", padding_mode="border", align_corners=False)
     consistent = (sampled[:, 3:] == 0)
     mask = mask * consistent.to(mask.dtype)
