@@ -43,6 +43,9 @@ class Pretrained(torch.nn.Module):
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"model_type": self.model_type})
             for name, text in (extra_files or {}).items():
                 (tmp / name).write_text(text)
+            tmp.chmod(0o755)  # mkdtemp makes private folders; checkpoints are shared files
+            for f in tmp.iterdir():
+                f.chmod(0o644)
             if directory.exists():
                 # Keep files that are not ours (model card, training log) unless replaced.
                 for f in directory.iterdir():
