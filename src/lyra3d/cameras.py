@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from lyra3d.errors import InputError
+from lyra3d.files import read_json
 
 WORLD_UP = (0.0, -1.0, 0.0)  # OpenCV: y points down, so up is -y
 
@@ -168,14 +169,7 @@ class Cameras:
 
     @classmethod
     def load_json(cls, path: str | Path) -> "Cameras":
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"cameras file not found: {path}")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"cameras file {path} is not valid JSON ({e})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, "cameras file"))
 
 
 # -- geometry helpers -------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ direction is ``-y``; the initial view is the input camera looking at the scene's
 from __future__ import annotations
 
 import colorsys
-import json
 import math
 import re
 import threading
@@ -31,6 +30,7 @@ import torch
 
 from lyra3d.cameras import Cameras
 from lyra3d.errors import InputError
+from lyra3d.files import read_json
 from lyra3d.gaussians import Gaussians, load_ply, quat_to_rotmat, rotmat_to_quat
 
 _VIEWER_INSTALL = "pip install lyra3d[viewer]"
@@ -79,12 +79,7 @@ def load_trajectories(path: str | Path) -> dict[str, Cameras]:
     :func:`split_trajectories`), or a mapping of names to such records (at the top level or under
     ``"trajectories"``)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"cameras file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"cameras file {path} is not valid JSON ({e})") from None
+    data = read_json(path, "cameras file")
     if isinstance(data, dict) and "frames" in data:
         return split_trajectories(Cameras.from_dict(data))
     if isinstance(data, dict):
