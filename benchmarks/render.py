@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--slow-s", type=float, default=3.0, help="time once when a run is slower than this")
     ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP CPU threads")
+    ap.add_argument("--batch", type=int, default=1,
+                    help="cameras rendered per call; ms/frame is the call's time over this (throughput)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
 
@@ -163,15 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     device_name = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
                    else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     print(f"# lyra3d render benchmark on {args.device} ({device_name}), torch {torch.__version__}, "
-          f"SH degree {args.sh_degree}")
+          f"SH degree {args.sh_degree}, {args.batch} camera(s) per call")
     print(f"{'gaussians':>10} {'H x W':>10} {'backend':>13} {'ms/frame':>10} {'cpu ms':>10} {'runs':>5}")
     results = []
     for n in counts:
         g = make_scene(n, sh_degree=args.sh_degree, device=args.device)
         for h, w in sizes:
-            cams = reference_cameras(args.device)[0].resized(w, h)
+            cams = reference_cameras(args.device)[[0] * args.batch].resized(w, h)
             for backend in backends:
                 ms, cpu_ms, runs = time_backend(g, cams, backend, args.warmup, args.repeats, args.slow_s)
+                ms, cpu_ms = ms / args.batch, (cpu_ms / args.batch if cpu_ms is not None else None)
                 cpu_txt = f"{cpu_ms:>10.1f}" if cpu_ms is not None else f"{'-':>10}"
                 print(f"{n:>10} {f'{h}x{w}':>10} {backend:>13} {ms:>10.2f} {cpu_txt} {runs:>5}", flush=True)
                 results.append({"gaussians": n, "height": h, "width": w, "backend": backend, "ms": ms,
