@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lyra3d.cameras import Cameras, pixel_rays
+from lyra3d.cameras import LYRA_TRAJECTORIES, Cameras, lyra_trajectories, pixel_rays
 from lyra3d.errors import InputError
 
 
@@ -255,3 +255,43 @@ def _fill_cracks(rgb: Tensor, mask: Tensor, depth: Tensor, margin: float = 0.1) 
     n = count.clamp_min(1)
     return (torch.where(fill, acc_rgb / n, rgb), torch.where(fill, torch.ones_like(mask), mask),
             torch.where(fill, acc_depth / n, depth))
+
+
+@dataclass
+class TrajectoryCondition:
+    """What the video model is conditioned on along one trajectory: its ``cameras`` (T) and the cache
+    warped into them (``warped.rgb (T, 3, H, W)``, ``warped.mask (T, 1, H, W)``)."""
+
+    cameras: Cameras
+    warped: Warped
+
+
+def scene_center_depth(depth: Tensor, far_quantile: float = 0.9) -> float:
+    """The scene's centre depth from a depth map: the median of the valid depths below their
+    ``far_quantile`` (so a far sky or background does not pull the trajectories' look-at point away)."""
+    d = depth[(depth > 0) & torch.isfinite(depth)]
+    if d.numel() == 0:
+        raise InputError("depth has no positive finite value to take the scene's centre depth from")
+    d = d[d <= torch.quantile(d.float()[:: max(1, d.numel() // 100_000)], far_quantile)]
+    return float(d.median())
+
+
+def multi_trajectory_conditioning(image: Tensor, depth: Tensor, camera: Cameras, num_frames: int = 17,
+                                  movement_factor: float = 1.0, center_depth: float | None = None,
+                                  names: tuple[str, ...] = LYRA_TRAJECTORIES,
+                                  generator: torch.Generator | None = None) -> dict[str, TrajectoryCondition]:
+    """Lyra's multi-trajectory conditioning: the six trajectories (DESIGN §3) from the input ``camera``,
+    scaled by the scene's centre depth (from ``depth`` unless given) and ``movement_factor``, each with the
+    input's cache warped into every frame.
+
+    Args:
+        image: ``(1, 3, H, W)`` or ``(3, H, W)`` input image in [0, 1].
+        depth: ``(1, 1, H, W)`` z-depth of the image (0 where unknown).
+        camera: the input camera (one).
+        generator: draw each movement from its range (training); ``None``: the middle of each range.
+    """
+    cache = unproject(image, depth, camera)
+    if center_depth is None:
+        center_depth = scene_center_depth(cache.depths)
+    trajs = lyra_trajectories(camera, num_frames, center_depth, movement_factor, generator=generator, names=names)
+    return {name: TrajectoryCondition(cams, warp(cache, cams)) for name, cams in trajs.items()}
