@@ -49,10 +49,11 @@ def progress_bar(quiet: bool) -> Progress:
 
 
 def check_output(path: Path, force: bool) -> None:
+    """Refuse to overwrite without --force (checked before any work; the folder is made when writing)."""
     if path.exists() and not force:
         raise InputError(f"{path} exists; pass --force to overwrite it")
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give a file name")
 
 
 @app.command()
@@ -107,6 +108,7 @@ def render(
     with progress_bar(quiet) as bar:
         task = bar.add_task(f"rendering {path}", total=len(cams))
         video = fly.render_frames(scene, cams, backend=backend, on_frames=lambda n: bar.advance(task, n))
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_video(video, out, fps=fps)
     if not quiet:
         err.print(f"wrote {out} ({len(cams)} frames, {width}x{height}) of {what}", highlight=False)
@@ -170,6 +172,7 @@ def export(
         out = scene.with_suffix("." + format.lower())
     check_output(out, force)
     options = {"up_axis": up_axis.upper()} if (format or out.suffix).lower().lstrip(".").startswith("usd") else {}
+    out.parent.mkdir(parents=True, exist_ok=True)
     path = export_gaussians(scene, out, format=format, **options)
     err.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", highlight=False)
 
