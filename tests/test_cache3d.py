@@ -133,9 +133,9 @@ def test_multi_trajectory_conditioning_scales_with_depth_and_factor():
         assert len(c.cameras) == 4 and c.warped.rgb.shape == (4, 3, H, W) and c.warped.mask.shape == (4, 1, H, W)
         assert torch.allclose(c.cameras.world_to_camera[0], cam.world_to_camera[0], atol=1e-5)
         assert c.warped.mask[0].mean() > 0.9  # frame 0 is the input view
-    left = cond["left"].cameras.centers[-1, 0]
+    left = float(cond["left"].cameras.centers[-1, 0])
     # The centre depth is the median depth of the scene (6, the wall) and the left move is 0.25 of it.
     assert left == pytest.approx(-0.25 * 6.0, rel=1e-4)
     double = multi_trajectory_conditioning(image, 2 * depth, cam, num_frames=4, movement_factor=0.5,
                                            names=("left",))
-    assert double["left"].cameras.centers[-1, 0] == pytest.approx(left, rel=1e-4)
+    assert float(double["left"].cameras.centers[-1, 0]) == pytest.approx(left, rel=1e-4)
