@@ -207,6 +207,16 @@ def train_depth(ctx: typer.Context) -> None:
     depth_main(list(ctx.args))
 
 
+@train_app.command("tokenizer", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+                   add_help_option=False)
+@user_errors
+def train_tokenizer(ctx: typer.Context) -> None:
+    """Train the video tokenizer on procedural-world videos (options: `lyra3d train tokenizer --help`)."""
+    from lyra3d.train.tokenizer import main as tokenizer_main
+
+    tokenizer_main(list(ctx.args))
+
+
 def main() -> None:
     app()
 

@@ -10,14 +10,11 @@ and δ<1.25 after median scaling. Resumable: ``OUT/model`` (config + safetensors
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +22,8 @@ import torch.nn.functional as F
 from lyra3d import worlds
 from lyra3d.cameras import Cameras, intrinsics_from_fov, look_at
 from lyra3d.depth import DepthNet, DepthNetConfig, scale_invariant_log_loss
-from lyra3d.errors import InputError
 from lyra3d.metrics import depth_errors
+from lyra3d.train.common import Run, make_worlds, parse_config, pick_device
 
 
 @dataclass
@@ -68,22 +65,6 @@ def sample_cameras(center_depth: float, n: int, width: int, height: int, generat
     fov = 40 + 25 * u(n)
     k = torch.stack([intrinsics_from_fov(float(f), width, height) for f in fov])
     return Cameras(look_at(eyes, targets), k, width, height)
-
-
-def _make_world(seed: int) -> worlds.World:
-    torch.set_num_threads(1)
-    return worlds.make_world(seed)
-
-
-def make_worlds(seeds: list[int], workers: int = 0) -> list[worlds.World]:
-    """Build worlds (CPU work) in parallel processes."""
-    workers = workers or min(len(seeds), os.cpu_count() or 1)
-    if workers <= 1 or len(seeds) < 8:
-        return [worlds.make_world(s) for s in seeds]
-    import multiprocessing as mp
-
-    with mp.get_context("spawn").Pool(workers) as pool:
-        return pool.map(_make_world, seeds, chunksize=max(1, len(seeds) // (4 * workers)))
 
 
 def render_views(seeds: list[int], views: int, width: int, height: int, device: torch.device,
@@ -149,42 +130,14 @@ def evaluate_estimator(estimator, seeds: list[int], views: int = 2, width: int =
     return {k: sum(r[k] for r in rows) / len(rows) for k in ("abs_rel", "delta1", "rmse")}
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
-    return torch.device(name)
-
-
 def train(config: DepthTrainConfig) -> dict[str, float]:
     """Train (or resume) and return the last evaluation."""
     device = pick_device(config.device)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "train_log.jsonl"
-
-    def log(record: dict) -> None:
-        line = json.dumps(record)
-        print(line, flush=True)
-        with open(log_path, "a") as f:
-            f.write(line + "\n")
-
-    model = DepthNet(config.model).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = lambda s: min(1.0, (s + 1) / config.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps)))  # noqa: E731
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    step, start_wall = 0, time.time()
-    state_path = out / "trainer.pt"
-    if state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        model = DepthNet.from_pretrained(out / "model", device).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        opt.load_state_dict(state["optimizer"])
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        sched.load_state_dict(state["scheduler"])
-        step = state["step"]
-        log({"resumed_at_step": step})
+    run = Run(config.out, DepthNet(config.model).to(device), config.lr, config.weight_decay, config.warmup,
+              config.steps)
+    run.resume(device)
+    model, opt, sched, step, log = run.model, run.opt, run.sched, run.step, run.log
+    start_wall = time.time()
     model.train()
     log({"config": dataclasses.asdict(config), "device": str(device),
          "parameters": sum(p.numel() for p in model.parameters())})
@@ -196,12 +149,6 @@ def train(config: DepthTrainConfig) -> dict[str, float]:
                              torch.Generator().manual_seed(99), progress=False)
     log({"train_images": int(data["rgb"].shape[0]), "eval_images": int(eval_data["rgb"].shape[0]),
          "data_s": round(time.time() - start_wall, 1)})
-
-    def save() -> None:
-        model.save_pretrained(out / "model")
-        tmp = state_path.with_suffix(".tmp")
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}, tmp)
-        os.replace(tmp, state_path)
 
     n = data["rgb"].shape[0]
     amp = device.type == "cuda"
@@ -232,7 +179,8 @@ def train(config: DepthTrainConfig) -> dict[str, float]:
             metrics = evaluate(model, eval_data, config.model.max_depth)
             log({"step": step, "eval": {k: round(v, 4) for k, v in metrics.items()}})
         if step % config.save_every == 0 or step == config.steps or out_of_time:
-            save()
+            run.step = step
+            run.save()
         if out_of_time:
             log({"stopped": "time limit", "step": step})
             break
@@ -240,25 +188,9 @@ def train(config: DepthTrainConfig) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="lyra3d train depth", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/depth", help="run folder (resumed if it holds trainer.pt)")
-    p.add_argument("--tiny", action="store_true", help="a few CPU-sized steps (tests, smoke runs)")
-    defaults = DepthTrainConfig()
-    for f in dataclasses.fields(DepthTrainConfig):
-        if f.name not in ("out", "model"):
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)), default=None)
-    p.add_argument("--base-channels", type=int, default=None)
-    args = p.parse_args(argv)
-    config = DepthTrainConfig.tiny(args.out) if args.tiny else DepthTrainConfig(out=args.out)
-    for f in dataclasses.fields(DepthTrainConfig):
-        value = getattr(args, f.name, None)
-        if f.name not in ("out", "model") and value is not None:
-            setattr(config, f.name, value)
-    if args.base_channels:
-        config.model.base_channels = args.base_channels
+    config = parse_config(DepthTrainConfig, argv, "lyra3d train depth", __doc__)
     config.model.height, config.model.width = config.height, config.width
-    train(config)
+    print(json.dumps(train(config)))
 
 
 if __name__ == "__main__":

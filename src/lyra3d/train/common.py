@@ -1,0 +1,111 @@
+"""What every training run here shares: the device, parallel world building, a JSON-lines log, and a
+resumable run folder (``OUT/model`` = config + safetensors, ``OUT/trainer.pt`` = optimizer, schedule, step)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from lyra3d import worlds
+from lyra3d.checkpoint import Pretrained
+from lyra3d.errors import InputError
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(name)
+
+
+def _make_world(seed: int) -> worlds.World:
+    torch.set_num_threads(1)
+    return worlds.make_world(seed)
+
+
+def make_worlds(seeds: list[int], workers: int = 0) -> list[worlds.World]:
+    """Build worlds (CPU work) in parallel processes."""
+    workers = workers or min(len(seeds), os.cpu_count() or 1)
+    if workers <= 1 or len(seeds) < 8:
+        return [worlds.make_world(s) for s in seeds]
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(workers) as pool:
+        return pool.map(_make_world, seeds, chunksize=max(1, len(seeds) // (4 * workers)))
+
+
+def warmup_cosine(warmup: int, steps: int):
+    """LR factor: linear warm-up over ``warmup`` steps, then a cosine to 0 at ``steps``."""
+    return lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
+
+
+class Run:
+    """A run folder: logging, and saving/resuming a model with its AdamW optimizer and schedule."""
+
+    def __init__(self, out: str | Path, model: Pretrained, lr: float, weight_decay: float, warmup: int, steps: int):
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.model, self.step = model, 0
+        self._schedule = warmup_cosine(warmup, steps)
+        self._lr, self._wd = lr, weight_decay
+        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._schedule)
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "trainer.pt"
+
+    def log(self, record: dict) -> None:
+        line = json.dumps(record)
+        print(line, flush=True)
+        with open(self.out / "train_log.jsonl", "a") as f:
+            f.write(line + "\n")
+
+    def resume(self, device: torch.device) -> bool:
+        """Load ``OUT/model`` and ``OUT/trainer.pt`` if present; True when resumed."""
+        if not self.state_path.is_file():
+            return False
+        state = torch.load(self.state_path, map_location=device, weights_only=False)
+        self.model = type(self.model).from_pretrained(self.out / "model", device).train()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self._lr, weight_decay=self._wd)
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._schedule)
+        self.sched.load_state_dict(state["scheduler"])
+        self.step = state["step"]
+        self.log({"resumed_at_step": self.step})
+        return True
+
+    def save(self) -> None:
+        self.model.save_pretrained(self.out / "model")
+        tmp = self.state_path.with_suffix(".tmp")
+        torch.save({"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "step": self.step}, tmp)
+        os.replace(tmp, self.state_path)
+
+
+def parse_config(cls, argv: list[str] | None, prog: str, doc: str):
+    """A training config from the command line: ``--out``, ``--tiny`` (the class's ``tiny`` preset), one
+    flag per scalar field (``--batch-size``...) and ``--base-channels`` for the model."""
+    import argparse
+    import dataclasses
+
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = cls()
+    p.add_argument("--out", default=defaults.out, help="run folder (resumed if it holds trainer.pt)")
+    p.add_argument("--tiny", action="store_true", help="a few CPU-sized steps (tests, smoke runs)")
+    scalars = [f.name for f in dataclasses.fields(cls) if f.name not in ("out", "model")]
+    for name in scalars:
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(defaults, name)), default=None)
+    p.add_argument("--base-channels", type=int, default=None, help="model width")
+    args = p.parse_args(argv)
+    config = cls.tiny(args.out) if args.tiny else cls(out=args.out)
+    for name in scalars:
+        if getattr(args, name) is not None:
+            setattr(config, name, getattr(args, name))
+    if args.base_channels:
+        config.model.base_channels = args.base_channels
+    return config

@@ -1,0 +1,133 @@
+"""Train the video tokenizer on procedural-world videos (``lyra3d train tokenizer`` or
+``python -m lyra3d.train.tokenizer``).
+
+Data: worlds from training seeds (< 1,000,000), each filmed along Lyra's six trajectories (movements drawn
+from their ranges), rendered once on the training device at the start. Loss: L1 + 0.2 (1 − SSIM).
+Evaluation: reconstruction PSNR and SSIM on held-out worlds (seeds >= 1,000,000). Resumable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from lyra3d import worlds
+from lyra3d.cameras import Cameras, default_camera, lyra_trajectories
+from lyra3d.metrics import psnr, ssim
+from lyra3d.tokenizer import TokenizerConfig, VideoTokenizer, reconstruction_loss
+from lyra3d.train.common import Run, make_worlds, parse_config, pick_device
+
+
+@dataclass
+class TokenizerTrainConfig:
+    out: str = "runs/tokenizer"
+    steps: int = 6000
+    batch_size: int = 2  # clips per step
+    frames: int = 17
+    lr: float = 4e-4
+    weight_decay: float = 1e-4
+    warmup: int = 200
+    grad_clip: float = 1.0
+    width: int = 320
+    height: int = 176
+    num_worlds: int = 400
+    eval_worlds: int = 8
+    eval_every: int = 500
+    save_every: int = 500
+    time_limit_s: float = 0.0
+    device: str = "auto"
+    model: TokenizerConfig = field(default_factory=TokenizerConfig)
+
+    @classmethod
+    def tiny(cls, out: str) -> "TokenizerTrainConfig":
+        return cls(out=out, steps=20, batch_size=1, frames=5, lr=1e-3, warmup=5, width=48, height=32,
+                   num_worlds=2, eval_worlds=1, eval_every=20, save_every=10,
+                   model=TokenizerConfig(base_channels=8))
+
+
+def render_clips(seeds: list[int], frames: int, width: int, height: int, device: torch.device,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    """Clips ``(N, T, 3, H, W)`` uint8 on ``device``: every world along the six trajectories."""
+    clips = []
+    for world in make_worlds(seeds):
+        trajs = lyra_trajectories(default_camera(width, height), frames, worlds.center_depth(world),
+                                  generator=generator)
+        r = worlds.render(world, Cameras.cat(list(trajs.values())).to(device))
+        clips.append((r.rgb * 255 + 0.5).to(torch.uint8).reshape(len(trajs), frames, 3, height, width))
+    return torch.cat(clips)
+
+
+@torch.no_grad()
+def evaluate(model: VideoTokenizer, clips: torch.Tensor, batch: int = 2) -> dict[str, float]:
+    """Mean reconstruction PSNR and SSIM over all frames of ``clips`` (uint8)."""
+    model.eval()
+    p, s = [], []
+    for i in range(0, clips.shape[0], batch):
+        video = clips[i:i + batch].float() / 255
+        rec = model.decode(model.encode(video)).float()
+        p.append(psnr(rec, video).flatten())
+        s.append(ssim(rec.flatten(0, 1), video.flatten(0, 1)))
+    model.train()
+    return {"psnr": float(torch.cat(p).mean()), "ssim": float(torch.cat(s).mean())}
+
+
+def train(config: TokenizerTrainConfig) -> dict[str, float]:
+    """Train (or resume) and return the last evaluation."""
+    device = pick_device(config.device)
+    run = Run(config.out, VideoTokenizer(config.model).to(device), config.lr, config.weight_decay, config.warmup,
+              config.steps)
+    run.resume(device)
+    model, start_wall = run.model.train(), time.time()
+    run.log({"config": dataclasses.asdict(config), "device": str(device),
+             "parameters": sum(p.numel() for p in model.parameters())})
+    gen = torch.Generator().manual_seed(4321 + run.step)
+    data = render_clips(worlds.train_seeds(config.num_worlds), config.frames, config.width, config.height, device, gen)
+    eval_data = render_clips(worlds.eval_seeds(config.eval_worlds), config.frames, config.width, config.height,
+                             device, None)
+    run.log({"train_clips": int(data.shape[0]), "eval_clips": int(eval_data.shape[0]),
+             "data_s": round(time.time() - start_wall, 1)})
+    amp = device.type == "cuda"
+    metrics: dict[str, float] = {}
+    t_log = time.time()
+    while run.step < config.steps:
+        idx = torch.randint(0, data.shape[0], (config.batch_size,), generator=gen).to(device)
+        video = data[idx].float() / 255
+        if torch.rand((), generator=gen) < 0.5:
+            video = video.flip(-1)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            pred = model(video)
+        loss = reconstruction_loss(pred.float(), video)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        run.opt.step()
+        run.sched.step()
+        run.step += 1
+        step = run.step
+        if step % 50 == 0 or step == config.steps:
+            run.log({"step": step, "loss": round(loss.item(), 5), "grad_norm": round(float(gnorm), 3),
+                     "lr": run.sched.get_last_lr()[0], "s_per_step": round((time.time() - t_log) / 50, 4)})
+            t_log = time.time()
+        out_of_time = config.time_limit_s > 0 and time.time() - start_wall > config.time_limit_s
+        if step % config.eval_every == 0 or step == config.steps or out_of_time:
+            metrics = evaluate(model, eval_data)
+            run.log({"step": step, "eval": {k: round(v, 4) for k, v in metrics.items()}})
+        if step % config.save_every == 0 or step == config.steps or out_of_time:
+            run.save()
+        if out_of_time:
+            run.log({"stopped": "time limit", "step": step})
+            break
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_config(TokenizerTrainConfig, argv, "lyra3d train tokenizer", __doc__)
+    print(json.dumps(train(config)))
+
+
+if __name__ == "__main__":
+    main()
