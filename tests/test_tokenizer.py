@@ -77,3 +77,28 @@ def test_tiny_training_run_saves_and_resumes(tmp_path):
     train(config)
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert {"resumed_at_step": 20} in log and max(r.get("step", 0) for r in log) == 30
+
+
+def test_a_diffusers_cosmos_vae_plugs_in_as_the_tokenizer(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    from lyra3d.tokenizer import DiffusersVideoTokenizer, Tokenizer, load_tokenizer
+
+    torch.manual_seed(0)
+    # A tiny, randomly initialised Cosmos VAE built here (no download): 8x space, 4x time, 16 channels.
+    vae = diffusers.AutoencoderKLCosmos(encoder_block_out_channels=(8, 8, 8, 8), decode_block_out_channels=(8, 8, 8, 8),
+                                        attention_resolutions=(), resolution=64, num_layers=1, patch_size=4,
+                                        spatial_compression_ratio=8, temporal_compression_ratio=4,
+                                        latents_mean=None, latents_std=None, latent_channels=16)
+    vae.save_pretrained(tmp_path / "cosmos")
+    tok = load_tokenizer(tmp_path / "cosmos")
+    assert isinstance(tok, DiffusersVideoTokenizer) and isinstance(tok, Tokenizer)
+    video = torch.rand(1, 17, 3, 32, 48)
+    z = tok.encode(video)
+    assert z.shape == (1, 5, 16, 4, 6)  # the same layout as lyra3d's own tokenizer
+    assert torch.equal(z, tok.encode(video))  # deterministic
+    out = tok.decode(z)
+    assert out.shape == video.shape and 0 <= out.min() and out.max() <= 1
+    ours = small()
+    assert ours.encode(video).shape == z.shape and isinstance(ours, Tokenizer)
+    ours.save_pretrained(tmp_path / "ours")
+    assert isinstance(load_tokenizer(tmp_path / "ours"), VideoTokenizer)

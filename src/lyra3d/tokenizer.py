@@ -1,4 +1,5 @@
-"""The video tokenizer: a causal video autoencoder (DESIGN §3 ``tokenizer``).
+"""The video tokenizer: a causal video autoencoder (DESIGN §3 ``tokenizer``), and the adapter that puts a
+diffusers video VAE (e.g. ``AutoencoderKLCosmos``, Lyra's Cosmos tokenizer) behind the same interface.
 
 ``T = 1 + k·m`` frames ``(B, T, 3, H, W)`` in [0, 1] become latents ``(B, 1 + m, C, H/8, W/8)``: the first
 frame is encoded on its own (so an image is a one-frame video), every following group of ``k`` frames
@@ -8,7 +9,10 @@ after them (causal). ``C = 16`` channels, as the Cosmos tokenizer Lyra uses. Det
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +20,21 @@ from torch import Tensor, nn
 
 from lyra3d.checkpoint import Pretrained
 from lyra3d.errors import InputError
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What the rest of lyra3d needs of a tokenizer: videos ``(B, T, 3, H, W)`` in [0, 1] to latents
+    ``(B, T', C, h, w)`` and back."""
+
+    latent_channels: int
+    temporal_factor: int
+
+    def latent_frames(self, num_frames: int) -> int: ...
+
+    def encode(self, video: Tensor) -> Tensor: ...
+
+    def decode(self, latents: Tensor) -> Tensor: ...
 
 
 @dataclass
@@ -65,11 +84,16 @@ class VideoTokenizer(Pretrained):
             nn.GroupNorm(8, c), nn.SiLU(), nn.Conv2d(c, 3, 3, padding=1))
 
     # -- shapes -------------------------------------------------------------------------------------------
+    @property
+    def latent_channels(self) -> int:
+        return self.config.latent_channels
+
+    @property
+    def temporal_factor(self) -> int:
+        return self.config.temporal_factor
+
     def latent_frames(self, num_frames: int) -> int:
-        k = self.config.temporal_factor
-        if num_frames < 1 or (num_frames - 1) % k:
-            raise InputError(f"the tokenizer takes 1 + {k}·m frames (1, {1 + k}, {1 + 2 * k}, ...), got {num_frames}")
-        return 1 + (num_frames - 1) // k
+        return causal_latent_frames(num_frames, self.config.temporal_factor)
 
     def _check(self, video: Tensor) -> None:
         if video.ndim != 5 or video.shape[2] != 3:
@@ -115,6 +139,70 @@ class VideoTokenizer(Pretrained):
 
     def forward(self, video: Tensor) -> Tensor:
         return self.decode_raw(self.encode(video))
+
+
+def causal_latent_frames(num_frames: int, k: int) -> int:
+    """Latent frames of a causal tokenizer with temporal factor ``k``: ``1 + (T - 1) / k``."""
+    if num_frames < 1 or (num_frames - 1) % k:
+        raise InputError(f"the tokenizer takes 1 + {k}·m frames (1, {1 + k}, {1 + 2 * k}, ...), got {num_frames}")
+    return 1 + (num_frames - 1) // k
+
+
+class DiffusersVideoTokenizer:
+    """Adapter: a diffusers video VAE (``AutoencoderKLCosmos`` and the like, taking ``(B, 3, T, H, W)`` in
+    [-1, 1]) as a lyra3d :class:`Tokenizer` (``(B, T, 3, H, W)`` in [0, 1], latents ``(B, T', C, h, w)``).
+    Latents are the distribution's mode, so encoding is deterministic."""
+
+    def __init__(self, vae: nn.Module):
+        self.vae = vae.eval()
+        cfg = vae.config
+        self.latent_channels = int(cfg.latent_channels)
+        self.temporal_factor = int(getattr(cfg, "temporal_compression_ratio", 1))
+        self.spatial_factor = int(getattr(cfg, "spatial_compression_ratio", 8))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "DiffusersVideoTokenizer":
+        """Load the diffusers VAE saved in ``directory`` (its ``config.json`` names the class). Local only."""
+        import diffusers
+
+        directory = Path(directory)
+        name = json.loads((directory / "config.json").read_text()).get("_class_name", "")
+        vae_cls = getattr(diffusers, name, None)
+        if vae_cls is None:
+            raise InputError(f"{directory} holds a diffusers {name or 'model'} that this diffusers version lacks")
+        return cls(vae_cls.from_pretrained(str(directory), local_files_only=True).to(device))
+
+    def latent_frames(self, num_frames: int) -> int:
+        return causal_latent_frames(num_frames, self.temporal_factor)
+
+    @torch.no_grad()
+    def encode(self, video: Tensor) -> Tensor:
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise InputError(f"video must be (B, T, 3, H, W), got {tuple(video.shape)}")
+        self.latent_frames(video.shape[1])
+        dist = self.vae.encode(video.permute(0, 2, 1, 3, 4) * 2 - 1).latent_dist
+        z = dist.mode() if hasattr(dist, "mode") else dist.mean
+        return z.permute(0, 2, 1, 3, 4)
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor) -> Tensor:
+        out = self.vae.decode(latents.permute(0, 2, 1, 3, 4)).sample
+        return ((out.permute(0, 2, 1, 3, 4) + 1) / 2).clamp(0, 1)
+
+
+def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
+    """A tokenizer from a folder: lyra3d's own (``model_type`` in config.json) or a diffusers video VAE
+    (``_class_name``, e.g. a Cosmos tokenizer the user has on disk)."""
+    directory = Path(directory)
+    config = directory / "config.json"
+    if not config.is_file():
+        raise InputError(f"no tokenizer in {directory}: config.json is missing")
+    raw = json.loads(config.read_text())
+    if raw.get("model_type") == VideoTokenizer.model_type:
+        return VideoTokenizer.from_pretrained(directory, device)
+    if "_class_name" in raw:
+        return DiffusersVideoTokenizer.from_pretrained(directory, device)
+    raise InputError(f"{config} describes neither a lyra3d tokenizer nor a diffusers VAE")
 
 
 def reconstruction_loss(pred_raw: Tensor, video: Tensor) -> Tensor:
