@@ -70,3 +70,22 @@ def test_save_and_load(tmp_path):
     x, cache, mask, rays = inputs()
     s = torch.full((B,), 0.5)
     assert torch.equal(m.eval()(x, s, cache, mask, x[:, 0], rays), n(x, s, cache, mask, x[:, 0], rays))
+
+
+def test_tiny_training_run_builds_data_and_resumes(tmp_path):
+    import json
+
+    from lyra3d.train.video_model import VideoModelTrainConfig, build_data, train
+
+    config = VideoModelTrainConfig.tiny(str(tmp_path / "run"))
+    train(config)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert {"train_trajectories": 12, "eval_trajectories": 6} == {k: v for r in log for k, v in r.items()
+                                                                  if k.endswith("_trajectories")}
+    assert all(r["eval"]["flow_loss"] > 0 for r in log if "eval" in r)
+    config.steps = 12
+    train(config)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert {"resumed_at_step": 10} in log and VideoDiffusionModel.from_pretrained(tmp_path / "run" / "model")
+    with pytest.raises(InputError, match="--tokenizer DIR is required"):
+        train(VideoModelTrainConfig(out=str(tmp_path / "x"), steps=1000))

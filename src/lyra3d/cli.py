@@ -197,24 +197,23 @@ train_app = typer.Typer(help="Train the project's models (GPU recommended; every
 app.add_typer(train_app, name="train")
 
 
-@train_app.command("depth", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-                   add_help_option=False)
-@user_errors
-def train_depth(ctx: typer.Context) -> None:
-    """Train the monocular depth network on procedural worlds (options: `lyra3d train depth --help`)."""
-    from lyra3d.train.depth import main as depth_main
+def _training_command(name: str, module: str, summary: str) -> None:
+    """Register ``lyra3d train NAME``: it hands every argument to ``MODULE.main`` (argparse, own --help)."""
 
-    depth_main(list(ctx.args))
+    @train_app.command(name, help=f"{summary} (options: `lyra3d train {name} --help`).",
+                       context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+                       add_help_option=False)
+    @user_errors
+    def command(ctx: typer.Context) -> None:
+        import importlib
+
+        importlib.import_module(module).main(list(ctx.args))
 
 
-@train_app.command("tokenizer", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-                   add_help_option=False)
-@user_errors
-def train_tokenizer(ctx: typer.Context) -> None:
-    """Train the video tokenizer on procedural-world videos (options: `lyra3d train tokenizer --help`)."""
-    from lyra3d.train.tokenizer import main as tokenizer_main
-
-    tokenizer_main(list(ctx.args))
+_training_command("depth", "lyra3d.train.depth", "Train the monocular depth network on procedural worlds")
+_training_command("tokenizer", "lyra3d.train.tokenizer", "Train the video tokenizer on procedural-world videos")
+_training_command("video-model", "lyra3d.train.video_model",
+                  "Train the camera-controlled video diffusion model (needs --tokenizer DIR)")
 
 
 def main() -> None:

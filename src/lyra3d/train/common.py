@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -109,3 +110,43 @@ def parse_config(cls, argv: list[str] | None, prog: str, doc: str):
     if args.base_channels:
         config.model.base_channels = args.base_channels
     return config
+
+
+def train_loop(run: Run, config, step_fn, eval_fn, start_wall: float) -> dict[str, float]:
+    """The loop every run shares: ``step_fn()`` does one optimiser step on ``run.model`` and returns
+    ``(loss, grad_norm)``; this advances the schedule, logs every 50 steps, evaluates with ``eval_fn()``
+    (a dict of floats, model in eval mode) every ``config.eval_every`` steps, saves every
+    ``config.save_every``, and stops, saving, once ``config.time_limit_s`` has passed since ``start_wall``."""
+    metrics: dict[str, float] = {}
+    t_log = time.time()
+    while run.step < config.steps:
+        loss, gnorm = step_fn()
+        run.sched.step()
+        run.step += 1
+        step = run.step
+        if step % 50 == 0 or step == config.steps:
+            run.log({"step": step, "loss": round(float(loss), 5), "grad_norm": round(float(gnorm), 3),
+                     "lr": run.sched.get_last_lr()[0], "s_per_step": round((time.time() - t_log) / 50, 4)})
+            t_log = time.time()
+        out_of_time = config.time_limit_s > 0 and time.time() - start_wall > config.time_limit_s
+        if step % config.eval_every == 0 or step == config.steps or out_of_time:
+            run.model.eval()
+            with torch.no_grad():
+                metrics = eval_fn()
+            run.model.train()
+            run.log({"step": step, "eval": {k: round(v, 5) for k, v in metrics.items()}})
+        if step % config.save_every == 0 or step == config.steps or out_of_time:
+            run.save()
+        if out_of_time:
+            run.log({"stopped": "time limit", "step": step})
+            break
+    return metrics
+
+
+def optimizer_step(run: Run, loss: torch.Tensor, grad_clip: float) -> tuple[float, float]:
+    """Backward, clip, step: returns ``(loss, grad_norm)`` as floats."""
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
+    run.opt.step()
+    return loss.item(), float(gnorm)

@@ -23,7 +23,7 @@ from lyra3d import worlds
 from lyra3d.cameras import Cameras, intrinsics_from_fov, look_at
 from lyra3d.depth import DepthNet, DepthNetConfig, scale_invariant_log_loss
 from lyra3d.metrics import depth_errors
-from lyra3d.train.common import Run, make_worlds, parse_config, pick_device
+from lyra3d.train.common import Run, make_worlds, optimizer_step, parse_config, pick_device, train_loop
 
 
 @dataclass
@@ -136,25 +136,23 @@ def train(config: DepthTrainConfig) -> dict[str, float]:
     run = Run(config.out, DepthNet(config.model).to(device), config.lr, config.weight_decay, config.warmup,
               config.steps)
     run.resume(device)
-    model, opt, sched, step, log = run.model, run.opt, run.sched, run.step, run.log
     start_wall = time.time()
-    model.train()
-    log({"config": dataclasses.asdict(config), "device": str(device),
-         "parameters": sum(p.numel() for p in model.parameters())})
+    run.model.train()
+    run.log({"config": dataclasses.asdict(config), "device": str(device),
+             "parameters": sum(p.numel() for p in run.model.parameters())})
 
-    gen = torch.Generator().manual_seed(1234 + step)
+    gen = torch.Generator().manual_seed(1234 + run.step)
     train_seeds = worlds.train_seeds(config.num_worlds, offset=config.seed_offset)
     data = render_views(train_seeds, config.views_per_world, config.width, config.height, device, gen)
     eval_data = render_views(worlds.eval_seeds(config.eval_worlds), 2, config.width, config.height, device,
                              torch.Generator().manual_seed(99), progress=False)
-    log({"train_images": int(data["rgb"].shape[0]), "eval_images": int(eval_data["rgb"].shape[0]),
-         "data_s": round(time.time() - start_wall, 1)})
+    run.log({"train_images": int(data["rgb"].shape[0]), "eval_images": int(eval_data["rgb"].shape[0]),
+             "data_s": round(time.time() - start_wall, 1)})
 
     n = data["rgb"].shape[0]
     amp = device.type == "cuda"
-    metrics: dict[str, float] = {}
-    t_log = time.time()
-    while step < config.steps:
+
+    def step_fn():
         idx = torch.randint(0, n, (config.batch_size,), generator=gen).to(device)
         rgb = data["rgb"][idx].float() / 255
         depth, mask = data["depth"][idx].float(), data["mask"][idx]
@@ -162,29 +160,11 @@ def train(config: DepthTrainConfig) -> dict[str, float]:
             rgb, depth, mask = rgb.flip(-1), depth.flip(-1), mask.flip(-1)
         rgb = (rgb * (0.8 + 0.4 * torch.rand(rgb.shape[0], 3, 1, 1, generator=gen).to(device))).clamp(0, 1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            log_pred = model(rgb)
-        loss = depth_loss(log_pred.float(), depth, mask, config.model.max_depth)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
-        sched.step()
-        step += 1
-        if step % 50 == 0 or step == config.steps:
-            log({"step": step, "loss": round(loss.item(), 5), "grad_norm": round(float(gnorm), 3),
-                 "lr": sched.get_last_lr()[0], "s_per_step": round((time.time() - t_log) / 50, 4)})
-            t_log = time.time()
-        out_of_time = config.time_limit_s > 0 and time.time() - start_wall > config.time_limit_s
-        if step % config.eval_every == 0 or step == config.steps or out_of_time:
-            metrics = evaluate(model, eval_data, config.model.max_depth)
-            log({"step": step, "eval": {k: round(v, 4) for k, v in metrics.items()}})
-        if step % config.save_every == 0 or step == config.steps or out_of_time:
-            run.step = step
-            run.save()
-        if out_of_time:
-            log({"stopped": "time limit", "step": step})
-            break
-    return metrics
+            log_pred = run.model(rgb)
+        return optimizer_step(run, depth_loss(log_pred.float(), depth, mask, config.model.max_depth), config.grad_clip)
+
+    return train_loop(run, config, step_fn, lambda: evaluate(run.model, eval_data, config.model.max_depth),
+                      start_wall)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,7 @@ from lyra3d import worlds
 from lyra3d.cameras import Cameras, default_camera, lyra_trajectories
 from lyra3d.metrics import psnr, ssim
 from lyra3d.tokenizer import TokenizerConfig, VideoTokenizer, reconstruction_loss
-from lyra3d.train.common import Run, make_worlds, parse_config, pick_device
+from lyra3d.train.common import Run, make_worlds, optimizer_step, parse_config, pick_device, train_loop
 
 
 @dataclass
@@ -91,37 +91,17 @@ def train(config: TokenizerTrainConfig) -> dict[str, float]:
     run.log({"train_clips": int(data.shape[0]), "eval_clips": int(eval_data.shape[0]),
              "data_s": round(time.time() - start_wall, 1)})
     amp = device.type == "cuda"
-    metrics: dict[str, float] = {}
-    t_log = time.time()
-    while run.step < config.steps:
+
+    def step_fn():
         idx = torch.randint(0, data.shape[0], (config.batch_size,), generator=gen).to(device)
         video = data[idx].float() / 255
         if torch.rand((), generator=gen) < 0.5:
             video = video.flip(-1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             pred = model(video)
-        loss = reconstruction_loss(pred.float(), video)
-        run.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        run.opt.step()
-        run.sched.step()
-        run.step += 1
-        step = run.step
-        if step % 50 == 0 or step == config.steps:
-            run.log({"step": step, "loss": round(loss.item(), 5), "grad_norm": round(float(gnorm), 3),
-                     "lr": run.sched.get_last_lr()[0], "s_per_step": round((time.time() - t_log) / 50, 4)})
-            t_log = time.time()
-        out_of_time = config.time_limit_s > 0 and time.time() - start_wall > config.time_limit_s
-        if step % config.eval_every == 0 or step == config.steps or out_of_time:
-            metrics = evaluate(model, eval_data)
-            run.log({"step": step, "eval": {k: round(v, 4) for k, v in metrics.items()}})
-        if step % config.save_every == 0 or step == config.steps or out_of_time:
-            run.save()
-        if out_of_time:
-            run.log({"stopped": "time limit", "step": step})
-            break
-    return metrics
+        return optimizer_step(run, reconstruction_loss(pred.float(), video), config.grad_clip)
+
+    return train_loop(run, config, step_fn, lambda: evaluate(model, eval_data), start_wall)
 
 
 def main(argv: list[str] | None = None) -> None:
