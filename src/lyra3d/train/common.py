@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,6 +15,27 @@ import torch
 from lyra3d import worlds
 from lyra3d.checkpoint import Pretrained
 from lyra3d.errors import InputError
+
+
+@dataclass
+class RunConfig:
+    """Fields every training run has; each script's config adds its own and sets its defaults."""
+
+    out: str = "runs/run"
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 300
+    grad_clip: float = 1.0
+    width: int = 320
+    height: int = 176
+    num_worlds: int = 300
+    eval_worlds: int = 8
+    eval_every: int = 500
+    save_every: int = 500
+    time_limit_s: float = 0.0  # > 0: save and stop after this many seconds (leases)
+    device: str = "auto"
 
 
 def pick_device(name: str) -> torch.device:

@@ -23,28 +23,18 @@ from lyra3d import worlds
 from lyra3d.cameras import Cameras, intrinsics_from_fov, look_at
 from lyra3d.depth import DepthNet, DepthNetConfig, scale_invariant_log_loss
 from lyra3d.metrics import depth_errors
-from lyra3d.train.common import Run, make_worlds, optimizer_step, parse_config, pick_device, train_loop
+from lyra3d.train.common import Run, RunConfig, make_worlds, optimizer_step, parse_config, pick_device, train_loop
 
 
 @dataclass
-class DepthTrainConfig:
+class DepthTrainConfig(RunConfig):
     out: str = "runs/depth"
     steps: int = 6000
     batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup: int = 300
-    grad_clip: float = 1.0
-    width: int = 320
-    height: int = 176
     num_worlds: int = 2000
     views_per_world: int = 4
     seed_offset: int = 0
     eval_worlds: int = 64
-    eval_every: int = 500
-    save_every: int = 500
-    time_limit_s: float = 0.0  # > 0: save and stop after this many seconds (leases)
-    device: str = "auto"
     model: DepthNetConfig = field(default_factory=DepthNetConfig)
 
     @classmethod

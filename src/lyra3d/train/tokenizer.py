@@ -19,27 +19,18 @@ from lyra3d import worlds
 from lyra3d.cameras import Cameras, default_camera, lyra_trajectories
 from lyra3d.metrics import psnr, ssim
 from lyra3d.tokenizer import TokenizerConfig, VideoTokenizer, reconstruction_loss
-from lyra3d.train.common import Run, make_worlds, optimizer_step, parse_config, pick_device, train_loop
+from lyra3d.train.common import Run, RunConfig, make_worlds, optimizer_step, parse_config, pick_device, train_loop
 
 
 @dataclass
-class TokenizerTrainConfig:
+class TokenizerTrainConfig(RunConfig):
     out: str = "runs/tokenizer"
     steps: int = 6000
     batch_size: int = 2  # clips per step
     frames: int = 17
     lr: float = 4e-4
-    weight_decay: float = 1e-4
     warmup: int = 200
-    grad_clip: float = 1.0
-    width: int = 320
-    height: int = 176
     num_worlds: int = 400
-    eval_worlds: int = 8
-    eval_every: int = 500
-    save_every: int = 500
-    time_limit_s: float = 0.0
-    device: str = "auto"
     model: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     @classmethod

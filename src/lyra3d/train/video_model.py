@@ -22,12 +22,12 @@ from lyra3d.cache3d import multi_trajectory_conditioning
 from lyra3d.cameras import Cameras, default_camera, plucker_rays
 from lyra3d.errors import InputError
 from lyra3d.tokenizer import Tokenizer, TokenizerConfig, VideoTokenizer, load_tokenizer
-from lyra3d.train.common import Run, make_worlds, optimizer_step, parse_config, pick_device, train_loop
+from lyra3d.train.common import Run, RunConfig, make_worlds, optimizer_step, parse_config, pick_device, train_loop
 from lyra3d.video_model import VideoDiffusionModel, VideoModelConfig, flow_matching_loss
 
 
 @dataclass
-class VideoModelTrainConfig:
+class VideoModelTrainConfig(RunConfig):
     out: str = "runs/video_model"
     tokenizer: str = ""  # folder of a trained tokenizer (required, except for --tiny)
     steps: int = 10000
@@ -35,17 +35,7 @@ class VideoModelTrainConfig:
     frames: int = 17
     lr: float = 2e-4
     weight_decay: float = 0.0
-    warmup: int = 300
-    grad_clip: float = 1.0
     drop_prob: float = 0.1
-    width: int = 320
-    height: int = 176
-    num_worlds: int = 300
-    eval_worlds: int = 8
-    eval_every: int = 500
-    save_every: int = 500
-    time_limit_s: float = 0.0
-    device: str = "auto"
     model: VideoModelConfig = field(default_factory=VideoModelConfig)
 
     @classmethod
