@@ -150,14 +150,50 @@ def worlds_cmd(
 @user_errors
 def export(
     scene: Path = typer.Argument(..., help="A 3DGS PLY (or a generate output folder holding scene.ply)."),
-    format: str = typer.Option(None, "--format", "-f", help="ply, splat, usd or usdz (default: from --out's "
-                               "suffix). spz is not supported (no well-kept writer exists)."),
+    format: str = typer.Option(None, "--format", "-f", help="ply, splat, usd, usdz or simready (default: from "
+                               "--out's suffix). simready writes a folder: one USD stage with the Gaussians, a "
+                               "collision mesh, ground and physics for robot simulators, plus mesh.glb/.obj; it "
+                               "needs the scene folder's cameras.json. spz is not supported (no well-kept writer "
+                               "exists)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: the scene's name "
-                                       "with the format's suffix, beside it)."),
+                                       "with the format's suffix, beside it); for simready a folder (default: "
+                                       "SCENE/simready)."),
     up_axis: str = typer.Option("Z", help="USD up axis: Z (Isaac Sim) or Y."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    scene_scale: Optional[float] = typer.Option(None, "--scene-scale", help="simready: metres per scene unit "
+                                                "(default: meta.json's meters_per_unit, else 1, as lyra3d's "
+                                                "depth is metric); set it for a scene of arbitrary scale."),
+    target_faces: int = typer.Option(50_000, "--target-faces", min=0, help="simready: decimate the collision "
+                                     "mesh to at most this many triangles (0: no decimation)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file (or folder)."),
 ) -> None:
-    """Convert Gaussians to another format: PLY, .splat (web viewers), USD/USDZ (Isaac Sim, Omniverse)."""
+    """Convert Gaussians to another format: PLY, .splat (web viewers), USD/USDZ (Isaac Sim, Omniverse), or a
+    sim-ready folder (USD stage with collision mesh and physics, mesh.glb, mesh.obj)."""
+    if format is not None and format.lower() == "simready":
+        if up_axis.upper() != "Z":
+            raise InputError("--format simready writes a Z-up stage (Isaac Sim's convention); drop --up-axis")
+        if not scene.exists():
+            raise InputError(f"scene not found: {scene}")
+        if scene_scale is not None and not (0 < scene_scale < float("inf")):
+            raise InputError(f"--scene-scale must be a positive number of metres per scene unit, got {scene_scale}")
+        out = out if out is not None else (scene if scene.is_dir() else scene.parent) / "simready"
+        if out.exists() and not force:
+            raise InputError(f"{out} exists; pass --force to overwrite it")
+        from lyra3d.mesh import ExtractionConfig
+        from lyra3d.simready import SimReadyConfig, export_simready
+
+        config = SimReadyConfig(extraction=ExtractionConfig(target_faces=target_faces), scene_scale=scene_scale)
+        with err.status("sim-ready export") as status:
+            result = export_simready(scene, out, config, force=force,
+                                     progress=lambda stage: status.update(f"sim-ready export: {stage}"))
+        sizes = ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in result.files.items())
+        err.print(f"wrote {out}: {sizes}; {result.mesh.num_faces:,} faces, {result.scale:g} m per scene unit, "
+                  f"{result.seconds['total']:.1f} s", highlight=False, soft_wrap=True)
+        if result.drop_test is not None:
+            level = "" if result.drop_test.passed else "[bold yellow]warning:[/] "
+            err.print(level + result.drop_test.summary(), highlight=False, soft_wrap=True)
+        return
+    if scene_scale is not None:
+        raise InputError("--scene-scale applies to --format simready only")
     from lyra3d.export import FORMATS, export_gaussians
 
     if scene.is_dir():
@@ -168,7 +204,7 @@ def export(
         if format is None:
             raise InputError("give --format or --out (the format comes from its suffix)")
         if format.lower() not in FORMATS:
-            raise InputError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
+            raise InputError(f"unknown export format {format!r}; choose from {', '.join(FORMATS + ('simready',))}")
         out = scene.with_suffix("." + format.lower())
     check_output(out, force)
     options = {"up_axis": up_axis.upper()} if (format or out.suffix).lower().lstrip(".").startswith("usd") else {}
@@ -197,10 +233,12 @@ train_app = typer.Typer(help="Train the project's models (GPU recommended; every
 app.add_typer(train_app, name="train")
 
 
-def _training_command(name: str, module: str, summary: str) -> None:
-    """Register ``lyra3d train NAME``: it hands every argument to ``MODULE.main`` (argparse, own --help)."""
+def _training_command(name: str, module: str, summary: str, group: typer.Typer | None = None) -> None:
+    """Register ``lyra3d train NAME`` (or ``lyra3d NAME`` on ``group``): it hands every argument to
+    ``MODULE.main`` (argparse, own --help)."""
+    prefix = "lyra3d train" if group is None else "lyra3d"
 
-    @train_app.command(name, help=f"{summary} (options: `lyra3d train {name} --help`).",
+    @(group or train_app).command(name, help=f"{summary} (options: `{prefix} {name} --help`).",
                        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
                        add_help_option=False)
     @user_errors
@@ -214,6 +252,14 @@ _training_command("depth", "lyra3d.train.depth", "Train the monocular depth netw
 _training_command("tokenizer", "lyra3d.train.tokenizer", "Train the video tokenizer on procedural-world videos")
 _training_command("video-model", "lyra3d.train.video_model",
                   "Train the camera-controlled video diffusion model (needs --tokenizer DIR)")
+_training_command("text-to-image", "lyra3d.train.text_to_image",
+                  "Train the text-to-image model and measure its prompt following (needs --tokenizer DIR)")
+_training_command("decoder", "lyra3d.train.decoder",
+                  "Train the 3DGS decoder by self-distillation on an SDG folder (needs --data DIR)")
+_training_command("sdg", "lyra3d.sdg", "Synthetic data generation: run the teacher over worlds or images, "
+                  "write latents, frames, depth and cameras (sharded, resumable)", group=app)
+_training_command("eval", "lyra3d.evaluation", "Evaluate the teacher or the 3DGS decoder on held-out procedural "
+                  "worlds against their ray-cast truth; prints a table", group=app)
 
 
 def main() -> None:

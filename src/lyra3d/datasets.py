@@ -35,6 +35,7 @@ from torch import Tensor
 import lyra3d
 from lyra3d.cameras import LYRA_TRAJECTORIES, TRAJECTORY_NAMES, Cameras, default_camera, lyra_trajectories
 from lyra3d.errors import InputError
+from lyra3d.files import check_settings
 from lyra3d.worlds import center_depth, make_world, render, train_seeds
 
 __all__ = ["write_dataset", "load_sample", "read_manifest", "render_sample", "sample_name", "frame_times",
@@ -191,24 +192,6 @@ def _append_manifest(out: Path, entry: dict) -> None:
         f.flush()
 
 
-def _check_settings(out: Path, settings: DatasetSettings) -> None:
-    path = out / "dataset.json"
-    want = settings.to_json()
-    if path.is_file():
-        try:
-            have = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise InputError(f"{path} is not valid JSON; remove it or write to a new folder") from None
-        diff = sorted(k for k in want if have.get(k) != want[k])
-        if diff:
-            raise InputError(f"{out} holds a dataset written with other settings ({', '.join(diff)} differ); "
-                             "use the same settings to resume, or a new folder")
-    else:
-        tmp = out / f"{_TMP_PREFIX}dataset.json"
-        tmp.write_text(json.dumps(want, indent=1))
-        os.replace(tmp, path)
-
-
 def write_dataset(out_dir: str | Path, seeds: int | Sequence[int], trajectories: Sequence[str] = LYRA_TRAJECTORIES,
                   num_frames: int = 17, width: int = 320, height: int = 176, workers: int | None = None,
                   progress: bool = True, dynamic: bool = False, *, fps: float = 8.0,
@@ -276,7 +259,7 @@ def write_dataset(out_dir: str | Path, seeds: int | Sequence[int], trajectories:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"cannot create dataset folder {out} ({e.strerror})") from None
-    _check_settings(out, settings)
+    check_settings(out / "dataset.json", settings.to_json(), "a dataset")
     for stale in out.glob(f"{_TMP_PREFIX}world_*"):  # left by an interrupted run
         shutil.rmtree(stale, ignore_errors=True)
     listed = {e["name"] for e in read_manifest(out)}

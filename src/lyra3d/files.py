@@ -1,10 +1,11 @@
-"""Atomic file writes: a file appears under its final name only once it is complete."""
+"""Atomic file writes: a file (or an output folder) appears under its final name only once it is complete."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -39,6 +40,74 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _usual_mode(path: Path, mode: int) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+@contextlib.contextmanager
+def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
+    """Write an output folder in a temporary sibling folder, then move it into place in one rename.
+
+    An existing ``out`` is refused (:class:`InputError`, before any work) unless ``force``; with
+    ``force`` the old one is replaced only once the new one is complete. On any exception (including
+    Ctrl-C) the temporary folder is removed and ``out`` is left as it was. Missing parent folders are
+    made (and removed again on failure). Yields the temporary folder to write into::
+
+        with staged_dir("scene_out", force=args.force) as tmp:
+            save_ply(gaussians, tmp / "scene.ply")
+            write_video(frames, tmp / "preview.mp4")
+    """
+    out = Path(out)
+    if out.name in ("", ".", ".."):
+        raise InputError(f"output folder needs a name, got {str(out)!r}")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise InputError(f"{out} exists; pass --force to overwrite")
+    parent = out.parent
+    made = [p for p in (parent, *parent.parents) if not p.exists()]  # folders this call creates
+    ok = False
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+    except PermissionError:
+        raise InputError(f"cannot write to {parent} (permission denied)") from None
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"cannot make output folder {out}: {parent} is not a folder") from None
+    except OSError as e:  # read-only file system, disk full, ...
+        raise InputError(f"cannot write to {parent} ({e.strerror or e})") from None
+    try:
+        _usual_mode(tmp, 0o777)  # mkdtemp makes it private (0700)
+        yield tmp
+        if out.exists() or out.is_symlink():
+            if not force:  # appeared while we worked
+                raise InputError(f"{out} exists; pass --force to overwrite")
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=parent))
+            try:
+                os.replace(out, old / out.name)  # move the old output aside in one rename
+            except BaseException:
+                old.rmdir()
+                raise
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.replace(old / out.name, out)  # put the old one back (else it stays in `old`)
+                    old.rmdir()
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+        ok = True
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not ok:
+            for p in made:  # innermost first; only the empty folders this call made
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+
+
 def read_json(path: str | Path, what: str = "file"):
     """Parse a JSON file, or raise a one-line :class:`InputError` naming ``what`` is missing or broken."""
     path = Path(path)
@@ -48,3 +117,22 @@ def read_json(path: str | Path, what: str = "file"):
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{what} {path} is not valid JSON ({e})") from None
+
+
+def check_settings(path: str | Path, settings: dict, what: str) -> None:
+    """Resumable output folders: write ``settings`` to ``path`` (JSON) the first time; later, refuse to go
+    on when they differ (a one-line error naming the keys). ``what`` names the folder's content."""
+    path = Path(path)
+    if path.is_file():
+        try:
+            have = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise InputError(f"{path} is not valid JSON; remove it or write to a new folder") from None
+        diff = sorted(k for k in settings if have.get(k) != settings[k])
+        if diff:
+            raise InputError(f"{path.parent} holds {what} written with other settings ({', '.join(diff)} differ); "
+                             "use the same settings to resume, or a new folder")
+    else:
+        tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(settings, indent=1))
+        os.replace(tmp, path)

@@ -58,6 +58,22 @@ def positions_3d(t: int, h: int, w: int, dim: int, device) -> Tensor:
     return F.pad(code, (0, dim - code.shape[-1]))
 
 
+def ray_patch_tokens(rays: Tensor, latent_frames: int, temporal_factor: int, patch_px: int) -> Tensor:
+    """Plücker rays ``(B, T, 6, H, W)`` → ``(B, T'·H/P·W/P, 6·P·P)`` on the latent token grid: each latent
+    frame takes the mean ray map of its frames (frame 0 alone, then groups of ``temporal_factor``), cut into
+    ``P = patch_px`` pixel patches (the space-time block one latent token covers)."""
+    b, t, _, hh, ww = rays.shape
+    k = temporal_factor
+    if t != 1 + k * (latent_frames - 1):
+        raise InputError(f"{t} ray frames do not match {latent_frames} latent frames (1 + {k}·(T'-1))")
+    first = rays[:, :1]
+    rest = rays[:, 1:].reshape(b, latent_frames - 1, k, 6, hh, ww).mean(2) if latent_frames > 1 else rays[:, :0]
+    r = torch.cat([first, rest], 1)
+    big = patch_px
+    r = r.reshape(b, latent_frames, 6, hh // big, big, ww // big, big).permute(0, 1, 3, 5, 2, 4, 6)
+    return r.reshape(b, -1, 6 * big * big)
+
+
 class _Block(nn.Module):
     """Transformer block with adaLN-Zero modulation by the flow-time embedding."""
 
@@ -117,16 +133,8 @@ class VideoDiffusionModel(Pretrained):
         return x.reshape(b, t * (h // p) * (w // p), c * p * p)
 
     def ray_tokens(self, rays: Tensor, latent_frames: int) -> Tensor:
-        """Plücker rays ``(B, T, 6, H, W)`` → ``(B, T'·h/p·w/p, 6·P·P)``: each latent frame takes the mean ray
-        map of its frames (frame 0 alone, then groups of k), cut into ``P = 8p`` pixel patches."""
-        b, t, _, hh, ww = rays.shape
-        k = self.config.temporal_factor
-        first = rays[:, :1]
-        rest = rays[:, 1:].reshape(b, latent_frames - 1, k, 6, hh, ww).mean(2) if latent_frames > 1 else rays[:, :0]
-        r = torch.cat([first, rest], 1)
-        big = self.config.spatial_factor * self.config.patch_size
-        r = r.reshape(b, latent_frames, 6, hh // big, big, ww // big, big).permute(0, 1, 3, 5, 2, 4, 6)
-        return r.reshape(b, -1, 6 * big * big)
+        return ray_patch_tokens(rays, latent_frames, self.config.temporal_factor,
+                                self.config.spatial_factor * self.config.patch_size)
 
     def forward(self, x: Tensor, s: Tensor, cache: Tensor, mask: Tensor, first: Tensor, rays: Tensor,
                 drop: Tensor | None = None) -> Tensor:

@@ -34,8 +34,20 @@ class RunConfig:
     eval_worlds: int = 8
     eval_every: int = 500
     save_every: int = 500
-    time_limit_s: float = 0.0  # > 0: save and stop after this many seconds (leases)
+    time_limit_s: float = 0.0  # > 0: save and stop this many seconds after start (a lease's wall clock)
+    train_time_s: float = 0.0  # > 0: the schedule ends after this much training time (summed over resumes)
     device: str = "auto"
+    init_from: str = ""  # a saved model folder to start from (same config), instead of random weights
+
+
+def initial_model(cls, config, init_from: str, device: torch.device):
+    """A fresh model of ``cls`` from ``config``, or the weights saved in ``init_from`` (fine-tuning)."""
+    if init_from:
+        model = cls.from_pretrained(init_from, device)
+        if model.config != config:
+            raise InputError(f"--init-from {init_from} holds a model with another config: {model.config}")
+        return model
+    return cls(config).to(device)
 
 
 def pick_device(name: str) -> torch.device:
@@ -62,22 +74,36 @@ def make_worlds(seeds: list[int], workers: int = 0) -> list[worlds.World]:
         return pool.map(_make_world, seeds, chunksize=max(1, len(seeds) // (4 * workers)))
 
 
-def warmup_cosine(warmup: int, steps: int):
-    """LR factor: linear warm-up over ``warmup`` steps, then a cosine to 0 at ``steps``."""
-    return lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
+def warmup_cosine(step: int, warmup: int, progress: float) -> float:
+    """LR factor: linear warm-up over ``warmup`` steps, then a cosine to 0 as ``progress`` goes 0 → 1."""
+    return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 class Run:
-    """A run folder: logging, and saving/resuming a model with its AdamW optimizer and schedule."""
+    """A run folder: logging, and saving/resuming a model with its AdamW optimizer and schedule.
 
-    def __init__(self, out: str | Path, model: Pretrained, lr: float, weight_decay: float, warmup: int, steps: int):
+    The schedule's progress is ``step / steps``, or, with a training-time budget, the larger of that and the
+    share of the budget spent (``elapsed_s`` counts across resumes), so a run sized in seconds anneals to 0."""
+
+    def __init__(self, out: str | Path, model: Pretrained, lr: float, weight_decay: float, warmup: int, steps: int,
+                 train_time_s: float = 0.0):
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.model, self.step = model, 0
-        self._schedule = warmup_cosine(warmup, steps)
-        self._lr, self._wd = lr, weight_decay
+        self.model, self.step, self.elapsed_s = model, 0, 0.0
+        self._lr, self._wd, self._warmup, self._steps, self._limit = lr, weight_decay, warmup, steps, train_time_s
         self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._schedule)
+        self.set_lr()
+
+    @property
+    def progress(self) -> float:
+        by_time = self.elapsed_s / self._limit if self._limit > 0 else 0.0
+        return max(self.step / self._steps, by_time)
+
+    def set_lr(self) -> float:
+        lr = self._lr * warmup_cosine(self.step, self._warmup, self.progress)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        return lr
 
     @property
     def state_path(self) -> Path:
@@ -97,16 +123,15 @@ class Run:
         self.model = type(self.model).from_pretrained(self.out / "model", device).train()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=self._lr, weight_decay=self._wd)
         self.opt.load_state_dict(state["optimizer"])
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._schedule)
-        self.sched.load_state_dict(state["scheduler"])
-        self.step = state["step"]
+        self.step, self.elapsed_s = state["step"], state.get("elapsed_s", 0.0)
+        self.set_lr()
         self.log({"resumed_at_step": self.step})
         return True
 
     def save(self) -> None:
         self.model.save_pretrained(self.out / "model")
         tmp = self.state_path.with_suffix(".tmp")
-        torch.save({"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "step": self.step}, tmp)
+        torch.save({"optimizer": self.opt.state_dict(), "step": self.step, "elapsed_s": self.elapsed_s}, tmp)
         os.replace(tmp, self.state_path)
 
 
@@ -134,33 +159,38 @@ def parse_config(cls, argv: list[str] | None, prog: str, doc: str):
     return config
 
 
-def train_loop(run: Run, config, step_fn, eval_fn, start_wall: float) -> dict[str, float]:
+def train_loop(run: Run, config, step_fn, eval_fn, start_wall: float, main: bool = True) -> dict[str, float]:
     """The loop every run shares: ``step_fn()`` does one optimiser step on ``run.model`` and returns
     ``(loss, grad_norm)``; this advances the schedule, logs every 50 steps, evaluates with ``eval_fn()``
     (a dict of floats, model in eval mode) every ``config.eval_every`` steps, saves every
-    ``config.save_every``, and stops, saving, once ``config.time_limit_s`` has passed since ``start_wall``."""
+    ``config.save_every``, and stops, evaluating and saving, once the schedule is done (steps or training
+    time) or ``config.time_limit_s`` has passed since ``start_wall`` (data building included). With several
+    processes, only the ``main`` one logs, evaluates and saves."""
     metrics: dict[str, float] = {}
-    t_log = time.time()
-    while run.step < config.steps:
+    t_log = t_last = time.time()
+    while run.step < config.steps and run.progress < 1:
         loss, gnorm = step_fn()
-        run.sched.step()
         run.step += 1
+        run.elapsed_s += time.time() - t_last
+        t_last = time.time()
+        lr = run.set_lr()
         step = run.step
-        if step % 50 == 0 or step == config.steps:
+        if main and (step % 50 == 0 or step == config.steps):
             run.log({"step": step, "loss": round(float(loss), 5), "grad_norm": round(float(gnorm), 3),
-                     "lr": run.sched.get_last_lr()[0], "s_per_step": round((time.time() - t_log) / 50, 4)})
+                     "lr": lr, "s_per_step": round((time.time() - t_log) / 50, 4)})
             t_log = time.time()
-        out_of_time = config.time_limit_s > 0 and time.time() - start_wall > config.time_limit_s
-        if step % config.eval_every == 0 or step == config.steps or out_of_time:
+        out_of_time = run.progress >= 1 or (config.time_limit_s > 0 and time.time() - start_wall > config.time_limit_s)
+        if main and (step % config.eval_every == 0 or step == config.steps or out_of_time):
             run.model.eval()
             with torch.no_grad():
                 metrics = eval_fn()
             run.model.train()
             run.log({"step": step, "eval": {k: round(v, 5) for k, v in metrics.items()}})
-        if step % config.save_every == 0 or step == config.steps or out_of_time:
+        if main and (step % config.save_every == 0 or step == config.steps or out_of_time):
             run.save()
         if out_of_time:
-            run.log({"stopped": "time limit", "step": step})
+            if main:
+                run.log({"stopped": "schedule done" if run.progress >= 1 else "time limit", "step": step})
             break
     return metrics
 

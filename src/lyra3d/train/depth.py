@@ -124,7 +124,7 @@ def train(config: DepthTrainConfig) -> dict[str, float]:
     """Train (or resume) and return the last evaluation."""
     device = pick_device(config.device)
     run = Run(config.out, DepthNet(config.model).to(device), config.lr, config.weight_decay, config.warmup,
-              config.steps)
+              config.steps, config.train_time_s)
     run.resume(device)
     start_wall = time.time()
     run.model.train()

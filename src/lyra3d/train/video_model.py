@@ -89,7 +89,7 @@ def train(config: VideoModelTrainConfig) -> dict[str, float]:
     else:
         raise InputError("--tokenizer DIR is required: train one first with `lyra3d train tokenizer`")
     run = Run(config.out, VideoDiffusionModel(config.model).to(device), config.lr, config.weight_decay,
-              config.warmup, config.steps)
+              config.warmup, config.steps, config.train_time_s)
     run.resume(device)
     model, start_wall = run.model.train(), time.time()
     run.log({"config": dataclasses.asdict(config), "device": str(device),

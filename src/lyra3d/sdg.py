@@ -1,0 +1,242 @@
+"""Synthetic data generation (DESIGN §6): run the teacher over inputs and write what the 3DGS decoder
+learns from: the latents of every trajectory, the teacher's decoded frames, their estimated depth, the
+cameras. No ground truth of any world is written or used: inputs are images (a procedural world's render
+at the default camera, or any image file), and everything else comes from the teacher.
+
+Layout of an SDG folder::
+
+    sdg.json                        the settings (a resumed or sharded run must use the same)
+    manifest-<shard>.jsonl          one line per finished sample of that shard (shards write their own)
+    <id>/latents.safetensors        latents float16 (V, T', C, h, w)
+         frames.npy                 teacher RGB uint8 (V, T, 3, H, W)
+         depth.npy                  estimated z-depth of the teacher frames float16 (V, T, 1, H, W)
+         cameras.json               {"names": [...], "cameras": Cameras.to_dict() of the V·T frames}
+         meta.json                  input, caption, seed, teacher settings, timings
+
+A sample is written into a hidden temporary folder and renamed when complete; a rerun skips finished
+samples. :func:`shard_of` splits the inputs (input ``i`` belongs to shard ``i % num_shards``), so several
+processes or GPUs (or Ray tasks, where a cluster exists) each run one shard into the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import lyra3d
+from lyra3d.cameras import Cameras, default_camera
+from lyra3d.errors import InputError
+from lyra3d.files import check_settings
+from lyra3d.teacher import Teacher, TeacherConfig
+
+_TMP = ".tmp-"
+
+
+@dataclass
+class SDGInput:
+    id: str
+    image: Tensor  # (3, H, W)
+    camera: Cameras
+    caption: str = ""
+
+
+@dataclass
+class SDGSample:
+    """One generated sample read back: ``latents (V, T', C, h, w)``, ``frames (V, T, 3, H, W)`` in [0, 1],
+    ``depth (V, T, 1, H, W)``, ``cameras`` (V·T, trajectory-major) and ``meta``."""
+
+    latents: Tensor
+    frames: Tensor
+    depth: Tensor
+    cameras: Cameras
+    names: list[str]
+    meta: dict
+
+
+def world_inputs(seeds: list[int], width: int = 320, height: int = 176) -> Iterator[SDGInput]:
+    """Procedural worlds as inputs: the render at the default camera and the caption (no depth, no truth)."""
+    from lyra3d import worlds
+    from lyra3d.train.common import make_worlds
+
+    cam = default_camera(width, height)
+    for start in range(0, len(seeds), 64):  # worlds are built in parallel processes, 64 at a time
+        chunk = seeds[start:start + 64]
+        for seed, world in zip(chunk, make_worlds(chunk)):
+            yield SDGInput(f"world_{seed:07d}", worlds.render(world, cam).rgb[0], cam, world.caption)
+
+
+def image_inputs(folder: str | Path, width: int = 320, height: int = 176) -> Iterator[SDGInput]:
+    """Every image file of ``folder`` (sorted), centre-cropped to the model's size, default camera."""
+    from lyra3d.inputs import load_image
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"input folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"))
+    if not files:
+        raise InputError(f"{folder} holds no PNG, JPEG, WebP or TIFF image")
+    cam = default_camera(width, height)
+    for path in files:
+        image, _ = load_image(path, width, height)
+        yield SDGInput(path.stem, image, cam, "")
+
+
+def finished_ids(out: str | Path) -> set[str]:
+    """Ids of the samples listed in any shard's manifest whose folder exists."""
+    out = Path(out)
+    ids = set()
+    for manifest in out.glob("manifest-*.jsonl"):
+        for line in manifest.read_text().splitlines():
+            try:
+                ids.add(json.loads(line)["id"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a torn last line
+    return {i for i in ids if (out / i).is_dir()}
+
+
+def shard_of(items: list, shard: int, num_shards: int) -> list:
+    """Shard ``shard`` of ``num_shards``: items ``shard, shard + n, shard + 2n, ...``."""
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        raise InputError(f"shard must be in [0, {num_shards}), got {shard}")
+    return items[shard::num_shards]
+
+
+def generate(teacher: Teacher, inputs: list[SDGInput] | Iterator[SDGInput], out: str | Path, seed: int = 0,
+             shard: int = 0, progress: bool = True, total: int | None = None) -> int:
+    """Run the teacher over ``inputs`` (one shard's: ``shard`` names its manifest) and write the samples;
+    returns how many were written (finished samples are skipped)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"teacher": asdict(teacher.config), "seed": seed, "lyra3d_version": lyra3d.__version__}
+    settings["teacher"]["trajectories"] = list(settings["teacher"]["trajectories"])
+    check_settings(out / "sdg.json", settings, "samples")
+    for stale in out.glob(f"{_TMP}*-shard{shard}"):
+        shutil.rmtree(stale, ignore_errors=True)
+    done = finished_ids(out)
+    manifest = out / f"manifest-{shard:05d}.jsonl"
+    written = 0
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task(f"SDG shard {shard} → {out.name}", total=total)
+        for item in inputs:
+            if item.id in done:
+                bar.advance(task)
+                continue
+            entry = write_sample(teacher, item, out, seed, shard)
+            with open(manifest, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+            written += 1
+            bar.advance(task)
+    return written
+
+
+@torch.no_grad()
+def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: int = 0) -> dict:
+    """Generate one sample and write it atomically; returns its manifest entry."""
+    from safetensors.torch import save_file
+
+    t0 = time.time()
+    gen = teacher(item.image, item.camera, seed=seed)
+    frames = teacher.decode(gen.latents)  # (V, T, 3, H, W)
+    v, t = frames.shape[:2]
+    depth = torch.cat([teacher.depth(frames[i], gen.cameras[i * t:(i + 1) * t].intrinsics).depth
+                       for i in range(v)]).reshape(v, t, 1, *frames.shape[-2:])
+    tmp = out / f"{_TMP}{item.id}-shard{shard}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        save_file({"latents": gen.latents.half().contiguous().cpu()}, str(tmp / "latents.safetensors"))
+        np.save(tmp / "frames.npy", (frames * 255 + 0.5).to(torch.uint8).cpu().numpy())
+        np.save(tmp / "depth.npy", depth.half().cpu().numpy())
+        (tmp / "cameras.json").write_text(json.dumps({"names": list(gen.names), "cameras": gen.cameras.to_dict()}))
+        meta = {"id": item.id, "caption": item.caption, "seed": seed, "center_depth": gen.center_depth,
+                "teacher": gen.meta, "seconds": round(time.time() - t0, 3), "lyra3d_version": lyra3d.__version__}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        final = out / item.id
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"id": item.id, "caption": item.caption, "seconds": meta["seconds"]}
+
+
+def load_sample(path: str | Path) -> SDGSample:
+    """Read one sample folder written by :func:`generate`."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    missing = [f for f in ("latents.safetensors", "frames.npy", "depth.npy", "cameras.json", "meta.json")
+               if not (path / f).is_file()]
+    if missing:
+        raise InputError(f"{path} is not an SDG sample (missing {', '.join(missing)}); pass a folder written by sdg")
+    cams = json.loads((path / "cameras.json").read_text())
+    return SDGSample(latents=load_file(str(path / "latents.safetensors"))["latents"].float(),
+                     frames=torch.from_numpy(np.load(path / "frames.npy")).float() / 255,
+                     depth=torch.from_numpy(np.load(path / "depth.npy")).float(),
+                     cameras=Cameras.from_dict(cams["cameras"]), names=cams["names"],
+                     meta=json.loads((path / "meta.json").read_text()))
+
+
+def sample_dirs(out: str | Path) -> list[Path]:
+    """The finished sample folders of an SDG folder, sorted by id."""
+    out = Path(out)
+    if not out.is_dir():
+        raise InputError(f"SDG folder not found: {out}")
+    return [out / i for i in sorted(finished_ids(out))]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lyra3d.sdg --out DIR --worlds N [--first-seed S] [--shard i --num-shards n]``."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="lyra3d sdg", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="SDG folder (resumed if it exists)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--worlds", type=int, help="this many procedural training worlds as inputs")
+    src.add_argument("--images", help="a folder of images as inputs")
+    p.add_argument("--first-seed", type=int, default=0, help="first world seed (training seeds are < 1,000,000)")
+    p.add_argument("--shard", type=int, default=0)
+    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--steps", type=int, default=TeacherConfig.steps, help="sampler steps")
+    p.add_argument("--guidance", type=float, default=TeacherConfig.guidance)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: shipped)")
+    p.add_argument("--video-model", default=None, help="video model folder (default: shipped)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    from lyra3d.train.common import pick_device
+
+    device = pick_device(a.device)
+    teacher = Teacher.from_pretrained(a.tokenizer, a.video_model, device=device,
+                                      config=TeacherConfig(steps=a.steps, guidance=a.guidance))
+    if a.worlds is not None:
+        if a.first_seed + a.worlds > 1_000_000:
+            raise InputError("SDG for training uses training seeds only (< 1,000,000)")
+        seeds = shard_of(list(range(a.first_seed, a.first_seed + a.worlds)), a.shard, a.num_shards)
+        inputs, total = world_inputs(seeds), len(seeds)
+    else:
+        inputs = shard_of(list(image_inputs(a.images)), a.shard, a.num_shards)
+        total = len(inputs)
+    n = generate(teacher, inputs, a.out, a.seed, a.shard, progress=not a.quiet, total=total)
+    print(json.dumps({"written": n, "out": a.out}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The teacher: depth → 3D cache → the camera-controlled video model along several trajectories → latents
+(DESIGN §1). It is what synthetic data generation runs and what the image-to-3D pipeline runs before the
+3DGS decoder. The RGB decoder (the tokenizer's ``decode``) turns its latents into the teacher's frames.
+
+A :class:`Teacher` holds three swappable parts: a depth estimator, a tokenizer and a video model, each
+loaded from a folder (``from_pretrained``) or the shipped defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from lyra3d.cache3d import multi_trajectory_conditioning, scene_center_depth
+from lyra3d.cameras import LYRA_TRAJECTORIES, Cameras, plucker_rays
+from lyra3d.checkpoint import shipped_weights
+from lyra3d.depth import DepthEstimator, NetworkDepth
+from lyra3d.errors import InputError
+from lyra3d.tokenizer import Tokenizer, load_tokenizer
+from lyra3d.video_model import VideoDiffusionModel, sample
+
+DEFAULT_TOKENIZER_WEIGHTS = "tokenizer"
+DEFAULT_VIDEO_MODEL_WEIGHTS = "video_model"
+
+
+@dataclass
+class TeacherConfig:
+    num_frames: int = 17  # per trajectory (1 + k·m for the tokenizer)
+    steps: int = 4  # Euler steps of the flow sampler
+    guidance: float = 1.0  # classifier-free guidance on cache + rays (1 = off, half the cost)
+    movement_factor: float = 1.0
+    trajectories: tuple[str, ...] = LYRA_TRAJECTORIES
+    far_ratio: float = 20.0  # depths beyond this × the 10th-percentile depth are sky: left out of the cache
+
+
+@dataclass
+class TeacherSample:
+    """One input's multi-trajectory generation.
+
+    ``latents (V, T', C, h, w)`` for the V trajectories ``names``; ``cameras`` are all frames' cameras,
+    trajectory-major ``(V·T)``; ``image (3, H, W)`` and ``depth (1, H, W)`` are the input and its estimated
+    depth; ``cache_rgb``/``cache_mask`` ``(V, T, ·, H, W)`` the warped cache (kept for evaluation)."""
+
+    names: tuple[str, ...]
+    latents: Tensor
+    cameras: Cameras
+    image: Tensor
+    depth: Tensor
+    center_depth: float
+    cache_rgb: Tensor | None = None
+    cache_mask: Tensor | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.cameras) // len(self.names)
+
+
+def drop_far(depth: Tensor, ratio: float) -> Tensor:
+    """Zero (unknown) the depths beyond ``ratio`` × the 10th-percentile valid depth: the sky, which a depth
+    network saturates at its far limit. The video model was trained on caches without sky points, and a
+    saturated sky would otherwise set the scene's centre depth, and with it the trajectories' size."""
+    valid = depth[(depth > 0) & torch.isfinite(depth)]
+    if valid.numel() == 0:
+        raise InputError("depth has no positive finite value")
+    near = torch.quantile(valid.float()[:: max(1, valid.numel() // 100_000)], 0.1)
+    return torch.where(depth <= ratio * near, depth, torch.zeros_like(depth))
+
+
+class Teacher:
+    """Depth estimator + tokenizer + video model."""
+
+    def __init__(self, depth: DepthEstimator, tokenizer: Tokenizer, video_model: VideoDiffusionModel,
+                 config: TeacherConfig | None = None):
+        self.depth, self.tokenizer, self.video_model = depth, tokenizer, video_model.eval()
+        self.config = config or TeacherConfig()
+
+    @classmethod
+    def from_pretrained(cls, tokenizer: str | Path | None = None, video_model: str | Path | None = None,
+                        depth: str | Path | None = None, device: str | torch.device = "cpu",
+                        config: TeacherConfig | None = None) -> "Teacher":
+        """The shipped teacher, or parts from folders (a diffusers VAE folder works as the tokenizer)."""
+        tok = load_tokenizer(tokenizer or shipped_weights(DEFAULT_TOKENIZER_WEIGHTS), device)
+        vm = VideoDiffusionModel.from_pretrained(video_model or shipped_weights(DEFAULT_VIDEO_MODEL_WEIGHTS), device)
+        if tok.latent_channels != vm.config.latent_channels or tok.temporal_factor != vm.config.temporal_factor:
+            raise InputError(f"the video model expects {vm.config.latent_channels}-channel latents with temporal "
+                             f"factor {vm.config.temporal_factor}; the tokenizer gives {tok.latent_channels} and "
+                             f"{tok.temporal_factor}")
+        return cls(NetworkDepth.from_pretrained(depth, device), tok, vm, config)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.video_model.parameters()).device
+
+    @torch.no_grad()
+    def __call__(self, image: Tensor, camera: Cameras, depth: Tensor | None = None, seed: int = 0,
+                 keep_cache: bool = False, progress=None) -> TeacherSample:
+        """Generate the latents of every trajectory for one ``image (3, H, W)`` seen by ``camera`` (one).
+
+        ``depth (1, H, W)`` replaces the estimator's (e.g. a user's depth file). ``progress(stage)`` is called
+        after each stage, if given."""
+        cfg, dev = self.config, self.device
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise InputError(f"image must be (3, H, W), got {tuple(image.shape)}")
+        if len(camera) != 1 or (camera.width, camera.height) != (image.shape[-1], image.shape[-2]):
+            raise InputError(f"camera must be one camera of the image's size {image.shape[-1]}x{image.shape[-2]}")
+        image, camera = image.to(dev), camera.to(dev)
+        if depth is None:
+            depth = self.depth(image[None], camera.intrinsics).depth[0]
+        if progress:
+            progress("depth")
+        depth = drop_far(depth.to(dev), cfg.far_ratio)
+        center = scene_center_depth(depth)
+        cond = multi_trajectory_conditioning(image, depth[None], camera, cfg.num_frames, cfg.movement_factor,
+                                             center_depth=center, names=cfg.trajectories)
+        if progress:
+            progress("cache")
+        names = tuple(cond)
+        rgb = torch.stack([c.warped.rgb * c.warped.mask for c in cond.values()])  # (V, T, 3, H, W)
+        mask = torch.stack([c.warped.mask for c in cond.values()])
+        cache_lat = self.tokenizer.encode(rgb)
+        mask_lat = self.tokenizer.encode(mask.expand(-1, -1, 3, -1, -1))
+        first = self.tokenizer.encode(image[None, None])[:, 0]
+        cams = Cameras.cat([c.cameras for c in cond.values()])
+        rays = plucker_rays(cams).reshape(len(names), cfg.num_frames, 6, *image.shape[-2:])
+        if progress:
+            progress("encode")
+        latents = sample(self.video_model, first.expand(len(names), -1, -1, -1), cache_lat, mask_lat, rays,
+                         steps=cfg.steps, guidance=cfg.guidance, seed=seed)
+        if progress:
+            progress("sample")
+        return TeacherSample(names, latents, cams, image, depth, center, rgb if keep_cache else None,
+                             mask if keep_cache else None, {"seed": seed, "steps": cfg.steps, "guidance": cfg.guidance,
+                                                            "movement_factor": cfg.movement_factor})
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor, batch: int = 2) -> Tensor:
+        """The teacher's frames ``(V, T, 3, H, W)`` from latents ``(V, T', C, h, w)`` (the RGB decoder)."""
+        return torch.cat([self.tokenizer.decode(latents[i:i + batch]) for i in range(0, latents.shape[0], batch)])

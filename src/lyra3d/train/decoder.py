@@ -1,0 +1,188 @@
+"""Train the 3DGS decoder by self-distillation (``lyra3d train decoder`` or ``python -m lyra3d.train.decoder``).
+
+Data: an SDG folder (``lyra3d sdg``): the teacher's latents, decoded frames, their estimated depth, the
+cameras. Nothing else: no world's ground truth is read. Each step takes one sample per process, decodes
+Gaussians from the latents of its input trajectories, renders them at ``render_frames`` random frames of
+those trajectories (gsplat on CUDA, the torch rasterizer on CPU) and compares with the teacher's frames:
+
+    loss = MSE + ssim_weight·(1 − SSIM) + depth_weight·(scale-and-shift-invariant depth L1 vs the estimated
+           depth, sky excluded) + opacity_weight·mean opacity (final pruning stage only)
+
+Curriculum (Lyra's, shortened): the first ``few_views_until`` of training sees ``few_views`` random
+trajectories, then all of them; the last ``prune_from`` share adds the opacity term. Ablations: ``views=1``
+(a single trajectory throughout), ``depth_weight=0``. bf16 autocast on CUDA, AdamW with warm-up and cosine,
+gradient clipping, resumable. ``accelerate launch --num_processes N -m lyra3d.train.decoder ...`` runs
+data-parallel on N GPUs (or CPU processes with gloo); the same command runs on one device without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from lyra3d.cameras import Cameras, plucker_rays
+from lyra3d.decoder import DecoderConfig, GaussianDecoder
+from lyra3d.errors import InputError
+from lyra3d.metrics import psnr, ssim
+from lyra3d.render import rasterize
+from lyra3d.sdg import load_sample, sample_dirs
+from lyra3d.train.common import Run, RunConfig, initial_model, parse_config, train_loop
+
+
+@dataclass
+class DecoderTrainConfig(RunConfig):
+    out: str = "runs/decoder"
+    data: str = "runs/sdg"  # SDG folder
+    steps: int = 20000
+    batch_size: int = 1  # samples per process per step
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup: int = 300
+    render_frames: int = 12  # frames rendered per step
+    views: int = 0  # 0: all trajectories of a sample; 1: the single-trajectory ablation
+    few_views: int = 2
+    few_views_until: float = 0.2
+    prune_from: float = 0.85
+    ssim_weight: float = 0.2
+    depth_weight: float = 0.1
+    opacity_weight: float = 0.01
+    val_samples: int = 4  # the last samples of the SDG folder, held out for the validation PSNR
+    model: DecoderConfig = field(default_factory=DecoderConfig)
+
+    @classmethod
+    def tiny(cls, out: str) -> "DecoderTrainConfig":
+        return cls(out=out, steps=6, warmup=2, render_frames=2, val_samples=1, eval_every=6, save_every=3,
+                   model=DecoderConfig(dim=32, depth=2, heads=2, gaussian_stride=8))
+
+
+def ssi_depth_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Scale-and-shift-invariant L1 between depth maps ``(B, 1, H, W)``: per image, the least-squares scale
+    and shift that best map ``pred`` onto ``target`` on ``mask``, then the mean absolute error relative to the
+    target's median (so scenes of any scale weigh alike)."""
+    losses = []
+    for p, t, m in zip(pred, target, mask):
+        p, t = p[m], t[m]
+        if p.numel() < 16:
+            continue
+        a = torch.stack([p, torch.ones_like(p)], 1)
+        sol = torch.linalg.lstsq(a.float(), t[:, None].float()).solution
+        losses.append(((a.float() @ sol)[:, 0] - t).abs().mean() / t.median().clamp_min(1e-3))
+    return torch.stack(losses).mean() if losses else pred.sum() * 0
+
+
+def load_data(dirs, device) -> list[dict]:
+    """Samples in memory: latents, uint8 frames, float16 depth, camera tensors."""
+    data = []
+    for d in dirs:
+        s = load_sample(d)
+        v, t = s.frames.shape[:2]
+        data.append({"latents": s.latents.to(device), "frames": (s.frames * 255).round().to(torch.uint8).to(device),
+                     "depth": s.depth.half().to(device), "w2c": s.cameras.world_to_camera.reshape(v, t, 4, 4).to(device),
+                     "k": s.cameras.intrinsics.reshape(v, t, 4).to(device), "size": (s.cameras.width, s.cameras.height)})
+    return data
+
+
+def sample_loss(model, decoder: GaussianDecoder, sample: dict, views: torch.Tensor, frames: torch.Tensor,
+                config: DecoderTrainConfig, opacity_weight: float, backend: str) -> tuple[torch.Tensor, dict]:
+    """Loss of one sample with input trajectories ``views`` rendered at ``frames`` (indices into views × T)."""
+    width, height = sample["size"]
+    lat = sample["latents"][views]
+    v, t = lat.shape[0], sample["frames"].shape[1]
+    w2c, k = sample["w2c"][views].reshape(-1, 4, 4), sample["k"][views].reshape(-1, 4)
+    cams = Cameras(w2c, k, width, height)
+    rays = plucker_rays(cams).reshape(1, v, t, 6, height, width)
+    amp = lat.device.type == "cuda"
+    with torch.autocast(lat.device.type, dtype=torch.bfloat16, enabled=amp):
+        raw = model(lat[None], rays)[0]
+    g = decoder.activate(raw.float().reshape(v * t, *raw.shape[2:]), cams)
+    out = rasterize(g, cams[frames], backend=backend)
+    target = sample["frames"][views].reshape(v * t, 3, height, width)[frames].float() / 255
+    mse = F.mse_loss(out.rgb, target)
+    loss = mse + config.ssim_weight * (1 - ssim(out.rgb, target).mean())
+    est = sample["depth"][views].reshape(v * t, 1, height, width)[frames].float()
+    terms = {"psnr": float(psnr(out.rgb.detach(), target).mean())}
+    if config.depth_weight > 0:
+        sky = est >= 0.9 * est.amax(dim=(1, 2, 3), keepdim=True)
+        d = ssi_depth_loss(out.depth, est, (~sky) & (out.alpha.detach() > 0.5))
+        loss = loss + config.depth_weight * d
+        terms["depth"] = float(d.detach())
+    if opacity_weight > 0:
+        loss = loss + opacity_weight * torch.sigmoid(g.opacities).mean()
+    return loss, terms
+
+
+def train(config: DecoderTrainConfig) -> dict[str, float]:
+    """Train (or resume) on ``config.data``; returns the last validation metrics."""
+    from accelerate import Accelerator
+
+    acc = Accelerator(cpu=config.device == "cpu")
+    device, main = acc.device, acc.is_main_process
+    backend = "gsplat" if device.type == "cuda" else "torch"
+    dirs = sample_dirs(config.data)
+    if len(dirs) <= config.val_samples:
+        raise InputError(f"{config.data} holds {len(dirs)} samples; need more than val_samples={config.val_samples}")
+    train_dirs, val_dirs = dirs[:-config.val_samples], dirs[-config.val_samples:]
+    run = Run(config.out, initial_model(GaussianDecoder, config.model, config.init_from, device), config.lr,
+              config.weight_decay, config.warmup, config.steps, config.train_time_s)
+    run.resume(device)
+    start_wall = time.time()
+    decoder = run.model.train()
+    model = acc.prepare_model(decoder)  # DDP across processes; the plain module when alone
+    if main:
+        run.log({"config": dataclasses.asdict(config), "device": str(device), "processes": acc.num_processes,
+                 "parameters": sum(p.numel() for p in decoder.parameters())})
+    data = load_data(train_dirs[acc.process_index::acc.num_processes], device)
+    val = load_data(val_dirs, device) if main else []
+    if main:
+        run.log({"train_samples": len(train_dirs), "val_samples": len(val_dirs), "data_s": round(time.time() - start_wall, 1)})
+    gen = torch.Generator().manual_seed(1234 + run.step * acc.num_processes + acc.process_index)
+    num_v = data[0]["latents"].shape[0]
+    t = data[0]["frames"].shape[1]
+
+    def pick(n_views: int):
+        views = torch.randperm(num_v, generator=gen)[:n_views].sort().values
+        frames = torch.randperm(n_views * t, generator=gen)[:config.render_frames].sort().values
+        return views, frames
+
+    def step_fn():
+        p = run.progress
+        n_views = config.views or (config.few_views if p < config.few_views_until else num_v)
+        ow = config.opacity_weight if p >= config.prune_from else 0.0
+        total = 0.0
+        run.opt.zero_grad(set_to_none=True)
+        for _ in range(config.batch_size):
+            sample = data[int(torch.randint(len(data), (), generator=gen))]
+            loss, _ = sample_loss(model, decoder, sample, *pick(n_views), config, ow, backend)
+            acc.backward(loss / config.batch_size)
+            total += float(loss) / config.batch_size
+        gnorm = acc.clip_grad_norm_(decoder.parameters(), config.grad_clip)
+        run.opt.step()
+        return total, float(gnorm)
+
+    def eval_fn():
+        g = torch.Generator().manual_seed(0)
+        scores = []
+        for sample in val:
+            n_views = config.views or num_v
+            views = torch.arange(n_views)
+            frames = torch.randperm(n_views * t, generator=g)[:config.render_frames].sort().values
+            with torch.no_grad():
+                _, terms = sample_loss(decoder, decoder, sample, views, frames, config, 0.0, backend)
+            scores.append(terms["psnr"])
+        return {"val_psnr_vs_teacher": sum(scores) / max(1, len(scores))}
+
+    return train_loop(run, config, step_fn, eval_fn, start_wall, main=main)
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_config(DecoderTrainConfig, argv, "lyra3d train decoder", __doc__)
+    print(json.dumps(train(config)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The 3DGS decoder: shapes, geometry of the Gaussians it places, checkpoints, and that its training loss
+(real rasterizer, real SDG-shaped data) goes down."""
+
+import math
+
+import pytest
+import torch
+
+from lyra3d.cameras import Cameras, default_camera, lyra_trajectories, plucker_rays
+from lyra3d.decoder import DecoderConfig, GaussianDecoder
+from lyra3d.errors import InputError
+from lyra3d.train.decoder import DecoderTrainConfig, sample_loss, ssi_depth_loss
+
+SMALL = DecoderConfig(dim=32, depth=2, heads=2, gaussian_stride=8)
+
+
+def _cams(v=2, t=5, w=128, h=64):
+    trajs = lyra_trajectories(default_camera(w, h), t, 4.0)
+    return Cameras.cat([trajs[n] for n in list(trajs)[:v]])
+
+
+def test_forward_shapes_and_every_frame_gets_gaussians():
+    torch.manual_seed(0)
+    model = GaussianDecoder(SMALL)
+    cams = _cams()
+    lat = torch.randn(1, 2, 2, 16, 8, 16)
+    rays = plucker_rays(cams).reshape(1, 2, 5, 6, 64, 128)
+    raw = model(lat, rays)
+    assert raw.shape == (1, 2, 5, 8, 16, 12)
+    g = model.decode(lat[0], cams)
+    assert len(g) == 2 * 5 * 8 * 16
+    with pytest.raises(InputError, match="rays must be"):
+        model(lat, rays[:, :, :4])
+
+
+def test_gaussians_sit_on_their_block_rays_with_lyra_activations():
+    cfg = DecoderConfig(dim=32, depth=1, heads=2, gaussian_stride=8)
+    model = GaussianDecoder(cfg)
+    cams = _cams(v=1, t=1)
+    raw = torch.zeros(1, 8, 16, 12)
+    raw[..., 0] = torch.linspace(-3, 3, 8 * 16).reshape(8, 16)
+    raw[..., 4:7] = 10.0  # far above the cap
+    g = model.activate(raw, cams)
+    # Project the means back: each lands on the centre of its 8x8 block.
+    w2c, k = cams.world_to_camera[0], cams.intrinsics[0]
+    p = g.means @ w2c[:3, :3].T + w2c[:3, 3]
+    u, v = k[0] * p[:, 0] / p[:, 2] + k[2], k[1] * p[:, 1] / p[:, 2] + k[3]
+    vv, uu = torch.meshgrid(torch.arange(8) * 8 + 4.0, torch.arange(16) * 8 + 4.0, indexing="ij")
+    assert torch.allclose(u, uu.flatten(), atol=1e-3) and torch.allclose(v, vv.flatten(), atol=1e-3)
+    dist = (g.means - cams.centers[0]).norm(dim=-1)
+    expect = cfg.near + (cfg.far - cfg.near) * torch.sigmoid(raw[..., 0].flatten() + cfg.distance_shift)
+    assert torch.allclose(dist, expect, rtol=1e-4)
+    assert torch.allclose(g.linear_scales, (cfg.scale_cap * dist)[:, None].expand(-1, 3), rtol=1e-4)  # capped
+    assert torch.allclose(g.alpha, torch.full_like(g.alpha, 1 / (1 + math.e ** 2)), atol=1e-6)  # sigmoid(0 - 2)
+    assert torch.allclose(g.quats.norm(dim=-1), torch.ones(len(g)))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = GaussianDecoder(SMALL)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+    model.save_pretrained(tmp_path / "dec")
+    back = GaussianDecoder.from_pretrained(tmp_path / "dec")
+    assert back.config == SMALL
+    for (n, a), (_, b) in zip(model.state_dict().items(), back.state_dict().items()):
+        assert torch.equal(a, b), n
+
+
+def test_ssi_depth_loss_ignores_scale_and_shift():
+    d = torch.rand(2, 1, 16, 16) * 5 + 1
+    m = torch.ones_like(d, dtype=torch.bool)
+    assert float(ssi_depth_loss(3 * d + 2, d, m)) < 1e-4
+    assert float(ssi_depth_loss(torch.rand_like(d), d, m)) > 0.05
+
+
+def test_training_on_teacher_frames_lowers_the_loss():
+    """Overfit one synthetic sample (frames from a world, as SDG would give) with the torch rasterizer."""
+    from lyra3d import worlds
+    from lyra3d.tokenizer import load_tokenizer
+    from lyra3d.teacher import DEFAULT_TOKENIZER_WEIGHTS
+    from lyra3d.checkpoint import shipped_weights
+
+    torch.manual_seed(0)
+    cams = _cams(v=2, t=5, w=96, h=48)
+    world = worlds.make_world(5)
+    r = worlds.render(world, cams)
+    frames = r.rgb.reshape(2, 5, 3, 48, 96)
+    tok = load_tokenizer(shipped_weights(DEFAULT_TOKENIZER_WEIGHTS))
+    with torch.no_grad():
+        lat = tok.encode(frames)
+    sample = {"latents": lat, "frames": (frames * 255).round().to(torch.uint8), "depth": r.depth.reshape(2, 5, 1, 48, 96),
+              "w2c": cams.world_to_camera.reshape(2, 5, 4, 4), "k": cams.intrinsics.reshape(2, 5, 4), "size": (96, 48)}
+    model = GaussianDecoder(DecoderConfig(dim=64, depth=2, heads=2, gaussian_stride=8))
+    cfg = DecoderTrainConfig(render_frames=2)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    views, picks = torch.arange(2), torch.tensor([2, 7])
+    losses = []
+    for _ in range(25):
+        loss, terms = sample_loss(model, model, sample, views, picks, cfg, 0.0, "torch")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0]  # measured: 0.427 -> 0.310 in 25 steps
+    assert terms["psnr"] > 10.0

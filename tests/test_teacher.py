@@ -1,0 +1,111 @@
+"""The shipped teacher, synthetic data generation and the evaluation helpers, on real (small) runs."""
+
+import json
+
+import pytest
+import torch
+
+from lyra3d import worlds
+from lyra3d.cameras import default_camera, lyra_trajectories
+from lyra3d.errors import InputError
+from lyra3d.evaluation import between_cameras, reprojection_psnr
+from lyra3d.metrics import psnr
+from lyra3d.sdg import finished_ids, generate, load_sample, sample_dirs, shard_of, world_inputs
+from lyra3d.teacher import Teacher, TeacherConfig, drop_far
+
+
+@pytest.fixture(scope="module")
+def small_teacher():
+    """The shipped weights, one trajectory of 5 frames at 128x64, one Euler step: seconds on a CPU."""
+    return Teacher.from_pretrained(config=TeacherConfig(num_frames=5, steps=1, trajectories=("left",)))
+
+
+def test_shipped_teacher_first_frame_is_the_input(small_teacher):
+    cam = default_camera()
+    world = worlds.make_world(1_000_003)
+    image = worlds.render(world, cam).rgb[0]
+    out = small_teacher(image, cam, seed=0)
+    assert out.latents.shape == (1, 2, 16, 22, 40)
+    assert len(out.cameras) == 5
+    frames = small_teacher.decode(out.latents)
+    assert frames.shape == (1, 5, 3, 176, 320)
+    assert float(psnr(frames[0, 0], image)) >= 28.0  # issue: the first frame reproduces the input
+
+
+def test_teacher_is_deterministic_per_seed(small_teacher):
+    cam = default_camera(128, 64)
+    image = worlds.render(worlds.make_world(1_000_004), cam).rgb[0]
+    a, b, c = (small_teacher(image, cam, seed=s).latents for s in (3, 3, 4))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_teacher_rejects_bad_shapes(small_teacher):
+    with pytest.raises(InputError, match="image must be"):
+        small_teacher(torch.rand(4, 64, 128), default_camera(128, 64))
+    with pytest.raises(InputError, match="camera must be"):
+        small_teacher(torch.rand(3, 64, 128), default_camera(320, 176))
+
+
+def test_drop_far_removes_the_sky():
+    world = worlds.make_world(1_000_001)
+    r = worlds.render(world, default_camera(128, 64))
+    depth = r.depth[0].clone()  # SKY_DEPTH on the sky
+    kept = drop_far(depth, 20.0)
+    sky = r.mask[0] == 0
+    assert sky.any()
+    assert (kept[sky] == 0).all()
+    assert torch.equal(kept[~sky], depth[~sky])
+
+
+def test_sdg_writes_resumes_and_reads_back(small_teacher, tmp_path):
+    inputs = list(world_inputs([11, 12], 128, 64))
+    out = tmp_path / "sdg"
+    assert generate(small_teacher, inputs, out, progress=False) == 2
+    assert generate(small_teacher, inputs, out, progress=False) == 0  # resumed: nothing left
+    assert finished_ids(out) == {"world_0000011", "world_0000012"}
+    s = load_sample(sample_dirs(out)[0])
+    assert s.latents.shape == (1, 2, 16, 8, 16)
+    assert s.frames.shape == (1, 5, 3, 64, 128) and s.depth.shape == (1, 5, 1, 64, 128)
+    assert len(s.cameras) == 5 and s.names == ["left"]
+    assert s.meta["caption"] == worlds.make_world(11).caption
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+    other = Teacher(small_teacher.depth, small_teacher.tokenizer, small_teacher.video_model,
+                    TeacherConfig(num_frames=5, steps=2, trajectories=("left",)))
+    with pytest.raises(InputError, match="other settings"):
+        generate(other, inputs, out, progress=False)
+    assert json.loads((out / "sdg.json").read_text())["teacher"]["steps"] == 1
+
+
+def test_shards_partition_the_inputs():
+    items = list(range(10))
+    parts = [shard_of(items, i, 3) for i in range(3)]
+    assert sorted(sum(parts, [])) == items
+    with pytest.raises(InputError):
+        shard_of(items, 3, 3)
+
+
+def test_reprojection_consistency_of_true_frames():
+    world = worlds.make_world(1_000_002)
+    cams = lyra_trajectories(default_camera(128, 64), 5, worlds.center_depth(world))["left"]
+    r = worlds.render(world, cams)
+    depth = r.depth * r.mask
+    good = reprojection_psnr(r.rgb, depth, cams)
+    bad = reprojection_psnr(r.rgb.flip(0), depth, cams)
+    assert good >= 28.0
+    assert bad < good - 5
+
+
+def test_between_cameras_look_at_the_scene_centre(small_teacher):
+    cam = default_camera(128, 64)
+    image = worlds.render(worlds.make_world(1_000_005), cam).rgb[0]
+    teacher = Teacher(small_teacher.depth, small_teacher.tokenizer, small_teacher.video_model,
+                      TeacherConfig(num_frames=5, steps=1, trajectories=("left", "up", "right")))
+    gen = teacher(image, cam)
+    held = between_cameras(gen, frames=(2, 4))
+    assert len(held) == 3 * 2
+    c2w0 = cam.camera_to_world[0]
+    target = c2w0[:3, 3] + c2w0[:3, 2] * gen.center_depth
+    p = held.world_to_camera[:, :3, :3] @ target + held.world_to_camera[:, :3, 3]
+    assert torch.allclose(p[:, :2], torch.zeros_like(p[:, :2]), atol=1e-4)  # on every optical axis
+    assert (p[:, 2] > 0).all()
