@@ -177,7 +177,7 @@ class GaussianDecoder(Pretrained):
         if len(cameras) != n or cameras.width != wg * s or cameras.height != hg * s:
             raise InputError(f"{len(cameras)} cameras of {cameras.width}x{cameras.height} do not fit {n} frames "
                              f"of {wg}x{hg} Gaussian blocks (stride {s})")
-        origins, dirs = block_rays(cameras, s)  # (N, hg, wg, 3) each
+        origins, dirs = pixel_rays(cameras.resized(wg, hg))  # through each block's centre, (N, hg, wg, 3)
         raw = raw.float()
         depth = cfg.near + (cfg.far - cfg.near) * torch.sigmoid(raw[..., 0] + cfg.distance_shift)
         means = origins + dirs * depth[..., None]
@@ -202,8 +202,3 @@ class GaussianDecoder(Pretrained):
     def default(cls, device: str | torch.device = "cpu") -> "GaussianDecoder":
         return cls.from_pretrained(shipped_weights(DEFAULT_DECODER_WEIGHTS), device)
 
-
-def block_rays(cameras: Cameras, stride: int) -> tuple[Tensor, Tensor]:
-    """Rays through the centres of ``stride × stride`` pixel blocks: origins and unit directions
-    ``(N, H/s, W/s, 3)`` in world space."""
-    return pixel_rays(cameras.resized(cameras.width // stride, cameras.height // stride))

@@ -105,6 +105,7 @@ class Teacher:
         ``depth (1, H, W)`` replaces the estimator's (e.g. a user's depth file). ``progress(stage)`` is called
         after each stage, if given."""
         cfg, dev = self.config, self.device
+        say = progress or (lambda stage: None)
         if image.ndim != 3 or image.shape[0] != 3:
             raise InputError(f"image must be (3, H, W), got {tuple(image.shape)}")
         if len(camera) != 1 or (camera.width, camera.height) != (image.shape[-1], image.shape[-2]):
@@ -112,14 +113,12 @@ class Teacher:
         image, camera = image.to(dev), camera.to(dev)
         if depth is None:
             depth = self.depth(image[None], camera.intrinsics).depth[0]
-        if progress:
-            progress("depth")
+        say("depth")
         depth = drop_far(depth.to(dev), cfg.far_ratio)
         center = scene_center_depth(depth)
         cond = multi_trajectory_conditioning(image, depth[None], camera, cfg.num_frames, cfg.movement_factor,
                                              center_depth=center, names=cfg.trajectories)
-        if progress:
-            progress("cache")
+        say("cache")
         names = tuple(cond)
         rgb = torch.stack([c.warped.rgb * c.warped.mask for c in cond.values()])  # (V, T, 3, H, W)
         mask = torch.stack([c.warped.mask for c in cond.values()])
@@ -128,12 +127,10 @@ class Teacher:
         first = self.tokenizer.encode(image[None, None])[:, 0]
         cams = Cameras.cat([c.cameras for c in cond.values()])
         rays = plucker_rays(cams).reshape(len(names), cfg.num_frames, 6, *image.shape[-2:])
-        if progress:
-            progress("encode")
+        say("encode")
         latents = sample(self.video_model, first.expand(len(names), -1, -1, -1), cache_lat, mask_lat, rays,
                          steps=cfg.steps, guidance=cfg.guidance, seed=seed)
-        if progress:
-            progress("sample")
+        say("sample")
         return TeacherSample(names, latents, cams, image, depth, center, rgb if keep_cache else None,
                              mask if keep_cache else None, {"seed": seed, "steps": cfg.steps, "guidance": cfg.guidance,
                                                             "movement_factor": cfg.movement_factor})

@@ -69,9 +69,9 @@ def ray_patch_tokens(rays: Tensor, latent_frames: int, temporal_factor: int, pat
     first = rays[:, :1]
     rest = rays[:, 1:].reshape(b, latent_frames - 1, k, 6, hh, ww).mean(2) if latent_frames > 1 else rays[:, :0]
     r = torch.cat([first, rest], 1)
-    big = patch_px
-    r = r.reshape(b, latent_frames, 6, hh // big, big, ww // big, big).permute(0, 1, 3, 5, 2, 4, 6)
-    return r.reshape(b, -1, 6 * big * big)
+    px = patch_px
+    r = r.reshape(b, latent_frames, 6, hh // px, px, ww // px, px).permute(0, 1, 3, 5, 2, 4, 6)
+    return r.reshape(b, -1, 6 * px * px)
 
 
 class _Block(nn.Module):
