@@ -11,6 +11,8 @@ The public API is grouped by concept, one module each:
 - :mod:`lyra3d.metrics`    PSNR, SSIM, depth errors, LPIPS (when weights are on disk)
 - :mod:`lyra3d.export`     PLY, .splat, USD/USDZ; :mod:`lyra3d.viewer` the web viewer; :mod:`lyra3d.video`
 - :mod:`lyra3d.checkpoint` ``save_pretrained`` / ``from_pretrained`` (config.json + model.safetensors)
+- :mod:`lyra3d.pipelines`  ``ImageTo3DPipeline`` / ``TextTo3DPipeline``: an image or a prompt → Gaussians
+  (what ``lyra3d generate`` runs)
 """
 
 __version__ = "0.1.0"

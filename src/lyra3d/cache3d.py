@@ -291,7 +291,45 @@ def multi_trajectory_conditioning(image: Tensor, depth: Tensor, camera: Cameras,
         generator: draw each movement from its range (training); ``None``: the middle of each range.
     """
     cache = unproject(image, depth, camera)
-    if center_depth is None:
-        center_depth = scene_center_depth(cache.depths)
-    trajs = lyra_trajectories(camera, num_frames, center_depth, movement_factor, generator=generator, names=names)
+    trajs = _condition_paths(cache, num_frames, movement_factor, center_depth, names, generator)
     return {name: TrajectoryCondition(cams, warp(cache, cams)) for name, cams in trajs.items()}
+
+
+def per_frame_trajectory_conditioning(images: Tensor, depths: Tensor, cameras: Cameras, movement_factor: float = 1.0,
+                                      center_depth: float | None = None, names: tuple[str, ...] = LYRA_TRAJECTORIES,
+                                      generator: torch.Generator | None = None) -> dict[str, TrajectoryCondition]:
+    """The dynamic (4D) variant of :func:`multi_trajectory_conditioning`, for a video of ``T`` frames: one
+    cache per frame. The trajectories (``T`` cameras each) start at the first input camera and are scaled by
+    the centre depth of the first frame (unless given); frame ``t`` of every trajectory is the cache of input
+    frame ``t`` alone warped into that trajectory's camera ``t``, so what moves is where it is at time ``t``.
+    For a video whose frames are all the same image seen by one camera this equals
+    :func:`multi_trajectory_conditioning` of that image.
+
+    Args:
+        images: ``(T, 3, H, W)`` the video's frames in [0, 1].
+        depths: ``(T, 1, H, W)`` their z-depths (0 where unknown).
+        cameras: the ``T`` input cameras (one per frame).
+        generator: draw each movement from its range (training); ``None``: the middle of each range.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise InputError(f"images must be (T, 3, H, W) video frames, got {tuple(images.shape)}")
+    cache = unproject(images, depths, cameras)
+    t = images.shape[0]
+    trajs = _condition_paths(cache, t, movement_factor, center_depth, names, generator)
+    # One warp per input frame, into that frame's camera on every trajectory.
+    per_frame = [warp(cache, Cameras.cat([cams[i] for cams in trajs.values()]), source=i) for i in range(t)]
+    out = {}
+    for v, (name, cams) in enumerate(trajs.items()):
+        parts = (torch.cat([getattr(w, key)[v:v + 1] for w in per_frame]) for key in ("rgb", "mask", "depth"))
+        out[name] = TrajectoryCondition(cams, Warped(*parts))
+    return out
+
+
+def _condition_paths(cache: PointCache, num_frames: int, movement_factor: float, center_depth: float | None,
+                     names: tuple[str, ...], generator: torch.Generator | None) -> dict[str, Cameras]:
+    """Lyra's trajectories from the cache's first source camera, scaled by the centre depth of its first
+    source (unless ``center_depth`` is given)."""
+    if center_depth is None:
+        center_depth = scene_center_depth(cache.depths[:1])
+    return lyra_trajectories(cache.cameras[0], num_frames, center_depth, movement_factor, generator=generator,
+                             names=names)

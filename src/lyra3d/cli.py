@@ -56,6 +56,130 @@ def check_output(path: Path, force: bool) -> None:
         raise InputError(f"{path} is a folder; give a file name")
 
 
+class _StageBars:
+    """One progress row per stage: ``begin(name, total)`` finishes the current row and starts the next."""
+
+    def __init__(self, bar: Progress):
+        self.bar, self.task = bar, None
+
+    def finish(self) -> None:
+        if self.task is not None:
+            total = self.bar.tasks[self.task].total or 1
+            self.bar.update(self.task, completed=total)
+            self.task = None
+
+    def begin(self, name: str, total: int = 1) -> None:
+        self.finish()
+        self.task = self.bar.add_task(name.replace("_", " "), total=total)
+
+    def set(self, done: int, total: int) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, completed=done, total=total)
+
+
+@app.command()
+@user_errors
+def generate(
+    image: Optional[Path] = typer.Option(None, "--image", "-i", help="Input image (PNG, JPEG, WebP, TIFF, ...); "
+                                         "another aspect is center-cropped (see --fit)."),
+    text: Optional[str] = typer.Option(None, "--text", "--prompt", "-t", help="Text prompt instead of an image "
+                                       "(text → image → 3D; needs text-to-image weights)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (written whole or not at all): scene.ply, "
+                             "flythrough.mp4, input_view.png, cameras.json, report.json."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace an existing output folder."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights folder DIR/{depth,tokenizer,"
+                                           "video_model,decoder,text_to_image}, each optional (missing parts: the "
+                                           "shipped ones)."),
+    trajectories: Optional[str] = typer.Option(None, help="Comma-separated trajectories (left, right, up, zoom_out, "
+                                               "zoom_in, spiral, down, orbit, dolly, static), or N for the first N "
+                                               "of Lyra's six (default: all six)."),
+    movement_factor: Optional[float] = typer.Option(None, "--movement-factor", help="Scale of the trajectories' "
+                                                    "camera motion (default: 1)."),
+    steps: Optional[int] = typer.Option(None, help="Sampler steps of the video model (default: 4)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed; the same seed gives the same scene (default: 0)."),
+    preset: Optional[str] = typer.Option(None, help="Resolution preset (default: default = 320x176, 17 frames per "
+                                         "trajectory, the shipped models' native size)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Frames per trajectory, 1 + 4m (5, 9, 17, ...; "
+                                         "default: the preset's); fewer is faster and rougher."),
+    fit: Optional[str] = typer.Option(None, help="An image of another aspect: crop (center) or pad (default: crop)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    keep_frames: bool = typer.Option(False, "--keep-frames", help="Also write the teacher's frames, "
+                                     "teacher/<trajectory>.mp4."),
+    flythrough_frames: int = typer.Option(48, "--flythrough-frames", help="Frames of flythrough.mp4 (at least 2)."),
+    flythrough_path: str = typer.Option("flythrough", "--flythrough-path", help="Camera path of flythrough.mp4: "
+                                        "flythrough (smooth, seeded), orbit, dolly, spiral, left, right, ..."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+) -> None:
+    """Generate a 3D Gaussian scene from one image or a text prompt: scene.ply, a fly-through video, the input
+    view, the cameras and a report (timings, Gaussian count, input-view PSNR)."""
+    import time
+
+    if (image is None) == (text is None):
+        raise InputError('give exactly one of --image PATH or --text "a prompt"')
+    if out.exists() and not force:
+        raise InputError(f"{out} exists; pass --force to overwrite it")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file; --out names a folder")
+    start = time.perf_counter()
+    from lyra3d import flythrough as fly
+    from lyra3d import pipelines as pl
+    from lyra3d.inputs import validate_prompt
+
+    prompt = validate_prompt(text) if text is not None else None
+    if flythrough_path not in fly.PATHS:
+        raise InputError(f"unknown --flythrough-path {flythrough_path!r}; choose from {', '.join(fly.PATHS)}")
+    if flythrough_frames < 2:
+        raise InputError(f"--flythrough-frames must be at least 2, got {flythrough_frames}")
+    overrides = {"trajectories": pl.parse_trajectories(trajectories) if trajectories is not None else None,
+                 "movement_factor": movement_factor, "steps": steps, "seed": seed, "preset": preset,
+                 "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    _, settings = pl.resolve_weights(weights)  # a bad weights folder or bad settings fail here, before any work
+    base = pl.GenerateConfig.from_dict(settings) if settings else pl.GenerateConfig()
+    checked = base.replace(device=device, **overrides)
+    picture = info = None
+    if image is not None:
+        picture, info = pl.load_input_image(image, checked.resolution, checked.fit)
+
+    cls = pl.TextTo3DPipeline if prompt is not None else pl.ImageTo3DPipeline
+    pipe = cls.from_pretrained(weights, device=device)
+    if prompt is not None and not quiet:
+        unknown = pipe.unknown_words(prompt)
+        if unknown:
+            err.print(f"[bold yellow]warning:[/] the text-to-image model does not know {', '.join(unknown)}; "
+                      "it describes procedural worlds (colours, shapes, floors, skies)", highlight=False,
+                      soft_wrap=True)
+    names = iter(pipe.stages(**overrides))  # checks the settings against the models
+    with progress_bar(quiet) as bar:
+        rows = _StageBars(bar)
+        rows.begin(next(names))
+
+        def on_stage(done: str) -> None:
+            following = next(names, None)
+            rows.begin(following) if following is not None else rows.finish()
+
+        if prompt is not None:
+            scene = pipe(prompt, progress=on_stage, **overrides)
+        else:
+            scene = pipe(picture, progress=on_stage, info=info, **overrides)
+
+        def on_save(what: str, done: int, total: int) -> None:
+            if rows.task is None or bar.tasks[rows.task].description != what:
+                rows.begin(what, total)
+            rows.set(done, total)
+
+        extra = {"command": "generate", "device": str(pipe.device), "environment": pl.environment(),
+                 "models": pipe.model_versions(),
+                 "timings_s": {"load_models": round(pipe.load_seconds, 4),
+                               **{k: round(v, 4) for k, v in scene.timings.items()}}}
+        record = pl.save_scene(scene, out, force=force, flythrough_frames=flythrough_frames,
+                               flythrough_path=flythrough_path, report=extra, progress=on_save, started=start)
+        rows.finish()
+    if not quiet:
+        err.print(f"wrote {out}: {record['gaussians']:,} Gaussians, input-view PSNR {record['input_view_psnr']:.2f} "
+                  f"dB, {time.perf_counter() - start:.1f} s", highlight=False, soft_wrap=True)
+
+
 @app.command()
 @user_errors
 def render(

@@ -127,9 +127,11 @@ def evaluate_decoder(teacher: Teacher, decoder: GaussianDecoder, seeds: list[int
         out = rasterize(g, held, backend=backend)
         m = (truth.mask > 0) & (out.alpha > 0.5)
         derr = depth_errors(out.depth, truth.depth, m)
+        derr_median = depth_errors(out.depth, truth.depth, m, align="median")
         rows.append({"seed": seed, "student_vs_teacher_psnr": _psnr(student, frames),
                      "input_view_psnr": _psnr(inp, src.rgb), "heldout_psnr": _psnr(out.rgb, truth.rgb),
                      "heldout_ssim": float(ssim(out.rgb, truth.rgb).mean()), "heldout_depth_absrel": float(derr["abs_rel"]),
+                     "heldout_depth_absrel_median_aligned": float(derr_median["abs_rel"]),
                      "gaussians": n_before, "gaussians_pruned": len(g), "decoder_s": dec_s})
     return rows
 

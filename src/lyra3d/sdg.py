@@ -62,16 +62,17 @@ class SDGSample:
     meta: dict
 
 
-def world_inputs(seeds: list[int], width: int = 320, height: int = 176) -> Iterator[SDGInput]:
-    """Procedural worlds as inputs: the render at the default camera and the caption (no depth, no truth)."""
+def world_inputs(seeds: list[int], width: int = 320, height: int = 176,
+                 device: str | torch.device = "cpu") -> Iterator[SDGInput]:
+    """Procedural worlds as inputs: the render at the default camera and the caption (no depth, no truth).
+    Built one by one in this process (~0.1 s each on a CPU core) and ray-cast on ``device``: parallel SDG
+    runs one process per shard."""
     from lyra3d import worlds
-    from lyra3d.train.common import make_worlds
 
-    cam = default_camera(width, height)
-    for start in range(0, len(seeds), 64):  # worlds are built in parallel processes, 64 at a time
-        chunk = seeds[start:start + 64]
-        for seed, world in zip(chunk, make_worlds(chunk)):
-            yield SDGInput(f"world_{seed:07d}", worlds.render(world, cam).rgb[0], cam, world.caption)
+    cam = default_camera(width, height).to(device)
+    for seed in seeds:
+        world = worlds.make_world(seed)
+        yield SDGInput(f"world_{seed:07d}", worlds.render(world, cam).rgb[0], cam, world.caption)
 
 
 def image_inputs(folder: str | Path, width: int = 320, height: int = 176) -> Iterator[SDGInput]:
@@ -149,11 +150,14 @@ def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: 
     from safetensors.torch import save_file
 
     t0 = time.time()
-    gen = teacher(item.image, item.camera, seed=seed)
+    clock = StageClock(teacher.device)
+    gen = teacher(item.image, item.camera, seed=seed, progress=clock)
     frames = teacher.decode(gen.latents)  # (V, T, 3, H, W)
+    clock("decode")
     v, t = frames.shape[:2]
     depth = torch.cat([teacher.depth(frames[i], gen.cameras[i * t:(i + 1) * t].intrinsics).depth
                        for i in range(v)]).reshape(v, t, 1, *frames.shape[-2:])
+    clock("frame_depth")
     tmp = out / f"{_TMP}{item.id}-shard{shard}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -163,7 +167,8 @@ def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: 
         np.save(tmp / "depth.npy", depth.half().cpu().numpy())
         (tmp / "cameras.json").write_text(json.dumps({"names": list(gen.names), "cameras": gen.cameras.to_dict()}))
         meta = {"id": item.id, "caption": item.caption, "seed": seed, "center_depth": gen.center_depth,
-                "teacher": gen.meta, "seconds": round(time.time() - t0, 3), "lyra3d_version": lyra3d.__version__}
+                "teacher": gen.meta, "seconds": round(time.time() - t0, 3),
+                "stage_seconds": clock.seconds, "lyra3d_version": lyra3d.__version__}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         final = out / item.id
         if final.exists():
@@ -175,8 +180,22 @@ def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: 
     return {"id": item.id, "caption": item.caption, "seconds": meta["seconds"]}
 
 
-def load_sample(path: str | Path) -> SDGSample:
-    """Read one sample folder written by :func:`generate`."""
+class StageClock:
+    """A ``progress(stage)`` callback that records seconds per stage (synchronising CUDA first)."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device, self.seconds, self._last = torch.device(device), {}, time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._last, 4)
+        self._last = now
+
+
+def load_sample(path: str | Path, uint8: bool = False) -> SDGSample:
+    """Read one sample folder written by :func:`generate` (``uint8``: frames as stored, 0–255)."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -185,8 +204,9 @@ def load_sample(path: str | Path) -> SDGSample:
     if missing:
         raise InputError(f"{path} is not an SDG sample (missing {', '.join(missing)}); pass a folder written by sdg")
     cams = json.loads((path / "cameras.json").read_text())
+    frames = torch.from_numpy(np.load(path / "frames.npy"))
     return SDGSample(latents=load_file(str(path / "latents.safetensors"))["latents"].float(),
-                     frames=torch.from_numpy(np.load(path / "frames.npy")).float() / 255,
+                     frames=frames if uint8 else frames.float() / 255,
                      depth=torch.from_numpy(np.load(path / "depth.npy")).float(),
                      cameras=Cameras.from_dict(cams["cameras"]), names=cams["names"],
                      meta=json.loads((path / "meta.json").read_text()))
@@ -219,18 +239,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: shipped)")
     p.add_argument("--video-model", default=None, help="video model folder (default: shipped)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads of this process (default: the CPU count / --num-shards)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
+    torch.set_num_threads(a.threads or max(1, (os.cpu_count() or 1) // a.num_shards))
     from lyra3d.train.common import pick_device
 
     device = pick_device(a.device)
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolutions once
     teacher = Teacher.from_pretrained(a.tokenizer, a.video_model, device=device,
                                       config=TeacherConfig(steps=a.steps, guidance=a.guidance))
     if a.worlds is not None:
         if a.first_seed + a.worlds > 1_000_000:
             raise InputError("SDG for training uses training seeds only (< 1,000,000)")
         seeds = shard_of(list(range(a.first_seed, a.first_seed + a.worlds)), a.shard, a.num_shards)
-        inputs, total = world_inputs(seeds), len(seeds)
+        inputs, total = world_inputs(seeds, device=device), len(seeds)
     else:
         inputs = shard_of(list(image_inputs(a.images)), a.shard, a.num_shards)
         total = len(inputs)

@@ -114,6 +114,9 @@ class Teacher:
         if depth is None:
             depth = self.depth(image[None], camera.intrinsics).depth[0]
         say("depth")
+        limit = getattr(getattr(self.depth, "config", None), "max_depth", None)
+        if limit is not None:  # a depth network saturates the sky at its far limit: unknown, not far
+            depth = torch.where(depth < 0.99 * limit, depth, torch.zeros_like(depth))
         depth = drop_far(depth.to(dev), cfg.far_ratio)
         center = scene_center_depth(depth)
         cond = multi_trajectory_conditioning(image, depth[None], camera, cfg.num_frames, cfg.movement_factor,

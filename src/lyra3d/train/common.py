@@ -171,7 +171,7 @@ def train_loop(run: Run, config, step_fn, eval_fn, start_wall: float, main: bool
     while run.step < config.steps and run.progress < 1:
         loss, gnorm = step_fn()
         run.step += 1
-        run.elapsed_s += time.time() - t_last
+        run.elapsed_s = _agreed_max(run.elapsed_s + time.time() - t_last)  # every process: one schedule
         t_last = time.time()
         lr = run.set_lr()
         step = run.step
@@ -179,7 +179,8 @@ def train_loop(run: Run, config, step_fn, eval_fn, start_wall: float, main: bool
             run.log({"step": step, "loss": round(float(loss), 5), "grad_norm": round(float(gnorm), 3),
                      "lr": lr, "s_per_step": round((time.time() - t_log) / 50, 4)})
             t_log = time.time()
-        out_of_time = run.progress >= 1 or (config.time_limit_s > 0 and time.time() - start_wall > config.time_limit_s)
+        out_of_time = run.progress >= 1 or bool(_agreed_max(
+            float(config.time_limit_s > 0 and time.time() - start_wall > config.time_limit_s)))
         if main and (step % config.eval_every == 0 or step == config.steps or out_of_time):
             run.model.eval()
             with torch.no_grad():
@@ -193,6 +194,20 @@ def train_loop(run: Run, config, step_fn, eval_fn, start_wall: float, main: bool
                 run.log({"stopped": "schedule done" if run.progress >= 1 else "time limit", "step": step})
             break
     return metrics
+
+
+def _agreed_max(value: float) -> float:
+    """The largest ``value`` over all processes of a distributed run (itself when alone): time-based
+    schedules and limits must stop every process at the same step, or DDP waits forever."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    backend = dist.get_backend()
+    t = torch.tensor([value], dtype=torch.float64,
+                     device=f"cuda:{torch.cuda.current_device()}" if backend == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
 
 
 def optimizer_step(run: Run, loss: torch.Tensor, grad_clip: float) -> tuple[float, float]:

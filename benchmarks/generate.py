@@ -1,0 +1,163 @@
+"""Benchmark ``lyra3d generate`` for one image: seconds and peak memory per stage, end to end.
+
+    python benchmarks/generate.py [--device cpu|cuda] [--weights DIR] [--random-decoder] [--trajectories 6]
+                                  [--steps 4] [--preset default] [--frames N] [--flythrough-frames 48]
+                                  [--image PATH] [--save FILE]
+
+One cold run, as a user meets it: load the models, generate (depth, cache, encode, sample, decoder, input
+view), then write the output folder (fly-through render + video, PLY, PNG, JSON) into a temporary folder.
+Memory per stage is the peak resident set size of the process during the stage (sampled every 5 ms from
+``/proc/self/statm``; the process peak, ``ru_maxrss``, is printed too); on CUDA also the peak of
+``torch.cuda.max_memory_allocated`` per stage. The input is procedural world 1,000,007 (held out) rendered at
+the preset's size, unless ``--image`` is given. ``--random-decoder`` times a randomly initialised decoder of
+the default configuration, for when no trained decoder exists yet (same cost, meaningless picture).
+Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from lyra3d import pipelines as pl
+
+
+class RssSampler:
+    """Peak resident memory (bytes) between :meth:`take` calls, sampled by a background thread."""
+
+    def __init__(self, interval: float = 0.005):
+        self.interval, self.peak, self._stop = interval, self.current(), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def current() -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:  # not Linux: the process peak so far
+            return int(pl.peak_memory_mb() * 2**20)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.current())
+            time.sleep(self.interval)
+
+    def take(self) -> int:
+        peak = max(self.peak, self.current())
+        self.peak = self.current()
+        return peak
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--weights", default=None, help="weights folder (default: the shipped models)")
+    ap.add_argument("--random-decoder", action="store_true",
+                    help="a random decoder of the default configuration in place of a trained one")
+    ap.add_argument("--trajectories", default="6", help="names, or N for the first N of Lyra's six")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--frames", type=int, default=None)
+    ap.add_argument("--flythrough-frames", type=int, default=48)
+    ap.add_argument("--image", default=None)
+    ap.add_argument("--save", default=None, help="also write the table to this file")
+    args = ap.parse_args(argv)
+
+    cuda = torch.device(args.device).type == "cuda"
+    sync = (lambda: torch.cuda.synchronize()) if cuda else (lambda: None)
+    rss = RssSampler()
+    rows: list[tuple[str, float, float, float | None]] = []
+    last = [time.perf_counter()]
+
+    def mark(stage: str) -> None:
+        sync()
+        now = time.perf_counter()
+        gpu = None
+        if cuda:
+            gpu = torch.cuda.max_memory_allocated() / 2**20
+            torch.cuda.reset_peak_memory_stats()
+        rows.append((stage.replace("_", " "), now - last[0], rss.take() / 2**20, gpu))
+        last[0] = now
+
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = args.weights
+        if args.random_decoder:
+            from lyra3d.decoder import DecoderConfig, GaussianDecoder
+
+            weights = Path(tmp) / "weights"
+            torch.manual_seed(0)
+            GaussianDecoder(DecoderConfig()).save_pretrained(weights / "decoder")
+            if args.weights:
+                for part in ("depth", "tokenizer", "video_model"):
+                    if (Path(args.weights) / part).is_dir():
+                        os.symlink(Path(args.weights).resolve() / part, weights / part)
+        overrides = {"trajectories": pl.parse_trajectories(args.trajectories), "steps": args.steps,
+                     "preset": args.preset, "num_frames": args.frames}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        config = pl.GenerateConfig().replace(device=args.device, **overrides)
+        p = config.resolution
+        if args.image:
+            image, _ = pl.load_input_image(args.image, p, config.fit)
+            what = Path(args.image).name
+        else:
+            from lyra3d import worlds
+            from lyra3d.cameras import default_camera
+
+            camera = default_camera(p.width, p.height, p.fov_y_degrees)
+            image = worlds.render(worlds.make_world(1_000_007), camera).rgb[0]
+            what = "world 1000007"
+        rss.take()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        start = last[0] = time.perf_counter()
+        pipe = pl.ImageTo3DPipeline.from_pretrained(weights, device=args.device, config=config)
+        mark("load_models")
+        scene = pipe(image, progress=mark)
+        seen = set()
+
+        def on_save(what_: str, done: int, total: int) -> None:
+            if what_ == "write" and "write" not in seen:
+                mark("flythrough")  # the first file written ends the fly-through
+            seen.add(what_)
+
+        pl.save_scene(scene, Path(tmp) / "out", flythrough_frames=args.flythrough_frames, progress=on_save)
+        mark("write")
+        total = time.perf_counter() - start
+    rss.stop()
+
+    gpu_col = cuda
+    lines = [f"# lyra3d generate on {args.device}"
+             + (f" ({torch.cuda.get_device_name()})" if cuda else f", {torch.get_num_threads()} threads")
+             + f", torch {torch.__version__}; preset {p.name} {p.width}x{p.height}, {config.frames} frames per "
+             f"trajectory, {len(config.trajectories)} trajectories, {config.steps} steps, "
+             f"guidance {config.guidance:g}; "
+             f"{what}; decoder {'random (default config)' if args.random_decoder else pipe.sources['decoder']}",
+             "",
+             "| stage | seconds | peak RSS (MB) |" + (" peak CUDA (MB) |" if gpu_col else ""),
+             "|---|---:|---:|" + ("---:|" if gpu_col else "")]
+    for name, sec, mem, gpu in rows:
+        lines.append(f"| {name} | {sec:.2f} | {mem:,.0f} |" + (f" {gpu:,.0f} |" if gpu_col else ""))
+    lines.append(f"| **end to end** | **{total:.2f}** | **{pl.peak_memory_mb():,.0f}** (process peak) |"
+                 + (" |" if gpu_col else ""))
+    lines += ["", f"{scene.gaussians_before_pruning:,} Gaussians decoded, {len(scene.gaussians):,} kept; "
+              f"input-view PSNR {scene.input_view_psnr:.2f} dB; fly-through {args.flythrough_frames} frames"]
+    text = "\n".join(lines)
+    print(text)
+    if args.save:
+        Path(args.save).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The time-conditioned 3DGS decoder (DESIGN §4 "Dynamic", issue 9): the latents of a video teacher's
+trajectories + their rays + **two times** → the Gaussians of the scene at a requested target time.
+
+It is :class:`~lyra3d.decoder.GaussianDecoder` with two time embeddings joining the tokens, right where the
+latent, ray, position and trajectory embeddings are summed (before the first transformer block):
+
+* the **source time** of each token: the time of the frames its latent frame covers (frame 0 alone, then
+  the mean over each group of ``k`` frames, as the ray tokens average their rays), so the decoder knows
+  which moment every token shows, whatever the clip's frame rate or direction (reversed clips);
+* the **target time**: one per sample, added to every token, so every block knows which moment to output.
+
+Each is a sinusoidal code of the time in units of ``1 / time_scale`` seconds (default the 4 s horizon of
+the procedural dynamic worlds) through a two-layer MLP whose last layer starts at zero: a freshly built
+(or :meth:`GaussianDecoder4D.from_static`) model is exactly the static decoder, and training teaches it
+time from there. The head, activations and pixel alignment are the static decoder's: every decoded frame's
+pixels still get one Gaussian each on their ray in that frame's camera, now placed where the surface along
+that ray is at the target time. :meth:`GaussianDecoder4D.decode` stamps the target time on the Gaussians
+(``Gaussians.times``).
+
+Checkpoints: ``config.json`` + ``model.safetensors`` with ``model_type = "lyra3d-4dgs-decoder"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from lyra3d.cameras import Cameras, plucker_rays
+from lyra3d.decoder import DecoderConfig, GaussianDecoder
+from lyra3d.errors import InputError
+from lyra3d.gaussians import Gaussians
+from lyra3d.video_model import positions_3d, ray_patch_tokens, timestep_embedding
+from lyra3d.worlds import DYNAMIC_HORIZON
+
+__all__ = ["Decoder4DConfig", "GaussianDecoder4D", "latent_frame_times"]
+
+
+@dataclass
+class Decoder4DConfig(DecoderConfig):
+    time_scale: float = 1.0 / DYNAMIC_HORIZON  # seconds → the time code's unit range ([0, 1] over the horizon)
+
+
+def _time_mlp(dim: int) -> nn.Sequential:
+    mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+    nn.init.zeros_(mlp[2].weight)  # starts as the static decoder
+    nn.init.zeros_(mlp[2].bias)
+    return mlp
+
+
+def latent_frame_times(times: Tensor, temporal_factor: int) -> Tensor:
+    """Frame times ``(..., T)`` → the time each latent frame covers ``(..., T')``: frame 0 alone, then the
+    mean of each group of ``temporal_factor`` frames (``T = 1 + k·(T' − 1)``)."""
+    t, k = times.shape[-1], temporal_factor
+    if (t - 1) % k:
+        raise InputError(f"{t} frame times do not fit a causal tokenizer with temporal factor {k} (1 + {k}·m)")
+    rest = times[..., 1:].reshape(*times.shape[:-1], (t - 1) // k, k).mean(-1)
+    return torch.cat([times[..., :1], rest], -1)
+
+
+class GaussianDecoder4D(GaussianDecoder):
+    """Latents of ``V`` trajectories of a video + their cameras + frame times + a target time → the
+    pixel-aligned Gaussians of every decoded frame, showing the scene at the target time."""
+
+    config_class = Decoder4DConfig
+    model_type = "lyra3d-4dgs-decoder"
+
+    def __init__(self, config: Decoder4DConfig):
+        super().__init__(config)
+        self.source_time = _time_mlp(config.dim)
+        self.target_time = _time_mlp(config.dim)
+
+    @classmethod
+    def from_static(cls, decoder: GaussianDecoder, **options) -> "GaussianDecoder4D":
+        """A 4D decoder that starts as ``decoder`` (its weights; the time embeddings at zero). ``options``:
+        :class:`Decoder4DConfig` fields beyond the static config's (e.g. ``time_scale``)."""
+        config = Decoder4DConfig(**dataclasses.asdict(decoder.config), **options)
+        model = cls(config)
+        missing, unexpected = model.load_state_dict(decoder.state_dict(), strict=False)
+        if unexpected or any(not k.startswith(("source_time.", "target_time.")) for k in missing):
+            raise InputError(f"the static decoder does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        p = next(decoder.parameters())
+        return model.to(p.device, p.dtype).train(decoder.training)
+
+    def _time_code(self, mlp: nn.Module, times: Tensor, dtype: torch.dtype) -> Tensor:
+        """``times (...)`` seconds → ``(..., D)``."""
+        code = timestep_embedding(times.reshape(-1).float() * self.config.time_scale, self.config.dim)
+        return mlp(code.to(dtype)).reshape(*times.shape, self.config.dim)
+
+    def forward(self, latents: Tensor, rays: Tensor, times: Tensor | None = None,
+                target_time: Tensor | None = None) -> Tensor:
+        """Raw Gaussian parameters ``(B, V, T, H/g, W/g, 12)`` for every decoded frame, at ``target_time``.
+
+        Args:
+            latents: ``(B, V, T', C, h, w)`` the trajectories' latents.
+            rays: ``(B, V, T, 6, H, W)`` Plücker rays of every decoded frame, ``T = 1 + k(T' − 1)``.
+            times: seconds shown by every decoded frame, ``(B, V, T)``, or ``(B, T)`` shared by the
+                trajectories (frame ``t`` of every trajectory shows input frame ``t``). Default zeros.
+            target_time: ``(B,)`` seconds to output. Default zeros (with the default ``times``: a static scene).
+        """
+        cfg = self.config
+        # -- as GaussianDecoder.forward: checks, then latent + ray + position + trajectory tokens
+        if latents.ndim != 6 or latents.shape[3] != cfg.latent_channels:
+            raise InputError(f"latents must be (B, V, T', {cfg.latent_channels}, h, w), got {tuple(latents.shape)}")
+        b, v, tl, c, h, w = latents.shape
+        k, p, g = cfg.temporal_factor, cfg.patch_size, cfg.blocks_per_patch
+        t = 1 + k * (tl - 1)
+        if rays.shape != (b, v, t, 6, h * cfg.spatial_factor, w * cfg.spatial_factor):
+            raise InputError(f"rays must be {(b, v, t, 6, h * cfg.spatial_factor, w * cfg.spatial_factor)} for these "
+                             f"latents, got {tuple(rays.shape)}")
+        if h % p or w % p:
+            raise InputError(f"latent size {h}x{w} must be a multiple of the patch size {p}")
+        if v > cfg.max_views:
+            raise InputError(f"at most {cfg.max_views} trajectories, got {v}")
+        times = torch.zeros(b, t, device=latents.device) if times is None else times.to(latents.device)
+        if times.shape == (b, t):
+            times = times[:, None].expand(b, v, t)
+        if times.shape != (b, v, t):
+            raise InputError(f"times must be (B, V, T) = {(b, v, t)} or (B, T), got {tuple(times.shape)}")
+        target = torch.zeros(b, device=latents.device) if target_time is None else \
+            torch.as_tensor(target_time, device=latents.device, dtype=torch.float32).reshape(-1).expand(b)
+        hp, wp = h // p, w // p
+        x = latents.reshape(b * v, tl, c, hp, p, wp, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(b * v, tl * hp * wp, -1)
+        tokens = self.latent_in(x) + self.ray_in(ray_patch_tokens(rays.flatten(0, 1), tl, k, cfg.patch_px))
+        tokens = tokens + positions_3d(tl, hp, wp, cfg.dim, latents.device).to(tokens.dtype)
+        tokens = tokens.reshape(b, v, -1, cfg.dim) + self.view.weight[:v, None].to(tokens.dtype)
+        # -- the two time embeddings: per latent frame (source) and per sample (target)
+        src = self._time_code(self.source_time, latent_frame_times(times.float(), k), tokens.dtype)  # (B, V, T', D)
+        tgt = self._time_code(self.target_time, target, tokens.dtype)  # (B, D)
+        tokens = tokens.reshape(b, v, tl, hp * wp, cfg.dim) + src[:, :, :, None] + tgt[:, None, None, None]
+        tokens = tokens.reshape(b, -1, cfg.dim)
+        # -- as GaussianDecoder.forward: blocks and head
+        for i, block in enumerate(self.blocks):  # even blocks within each trajectory, odd blocks across all
+            tokens = block(tokens, 1 if i % 2 else v)
+        out = self.head(self.norm_out(tokens))
+        out = out.reshape(b, v, tl, hp, wp, k, g, g, 12).permute(0, 1, 2, 5, 3, 6, 4, 7, 8)
+        out = out.reshape(b, v, tl * k, hp * g, wp * g, 12)
+        return torch.cat([out[:, :, :1], out[:, :, k:]], 2)
+
+    def decode(self, latents: Tensor, cameras: Cameras, times: Tensor | None = None,
+               target_time: float = 0.0) -> Gaussians:
+        """One scene at ``target_time``: ``latents (V, T', C, h, w)``, all frames' ``cameras`` (V·T,
+        trajectory-major), ``times`` ``(T,)`` or ``(V, T)`` seconds of the frames → the union of every frame's
+        Gaussians, each stamped with ``target_time``."""
+        v, t = latents.shape[0], len(cameras) // max(1, latents.shape[0])
+        if len(cameras) != v * t:
+            raise InputError(f"{len(cameras)} cameras are not {v} trajectories of equal length")
+        rays = plucker_rays(cameras).reshape(1, v, t, 6, cameras.height, cameras.width)
+        if times is not None:
+            times = torch.as_tensor(times, dtype=torch.float32)
+            if times.shape not in ((t,), (v, t)):
+                raise InputError(f"times must be (T,) = ({t},) or (V, T) = ({v}, {t}), got {tuple(times.shape)}")
+            times = times[None]
+        raw = self(latents[None], rays.to(latents.dtype), times, torch.tensor([float(target_time)]))[0]
+        gaussians = self.activate(raw.reshape(v * t, *raw.shape[2:]), cameras)
+        gaussians.times = torch.full((len(gaussians),), float(target_time), device=gaussians.device)
+        return gaussians
