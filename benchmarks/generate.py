@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--flythrough-frames", type=int, default=48)
     ap.add_argument("--image", default=None)
+    ap.add_argument("--no-write", action="store_true",
+                    help="stop after generating (no fly-through or files; e.g. where no ffmpeg is installed)")
     ap.add_argument("--save", default=None, help="also write the table to this file")
     args = ap.parse_args(argv)
 
@@ -132,8 +134,9 @@ def main(argv: list[str] | None = None) -> None:
                 mark("flythrough")  # the first file written ends the fly-through
             seen.add(what_)
 
-        pl.save_scene(scene, Path(tmp) / "out", flythrough_frames=args.flythrough_frames, progress=on_save)
-        mark("write")
+        if not args.no_write:
+            pl.save_scene(scene, Path(tmp) / "out", flythrough_frames=args.flythrough_frames, progress=on_save)
+            mark("write")
         total = time.perf_counter() - start
     rss.stop()
 

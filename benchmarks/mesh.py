@@ -2,6 +2,7 @@
 extraction time and file sizes.
 
     python benchmarks/mesh.py [--seeds 1000000,1000001,...] [--frames 9] [--out benchmarks/results/mesh.md]
+    python benchmarks/mesh.py --generated [--device cuda] --out benchmarks/results/mesh_generated.md
 
 For each world (seeds >= 1,000,000 are evaluation worlds, never trained on), a stand-in for a generated scene
 is written (:func:`lyra3d.mesh.write_world_scene`: one layer of flat Gaussians on the true surface, seen by
@@ -11,7 +12,10 @@ PyBullet drop test) and the mesh is compared with the world's exact geometry
 (:func:`lyra3d.mesh.evaluate_mesh`): Chamfer distance (mean of accuracy, mesh → truth, and completeness,
 truth seen by the cameras → mesh), also as a fraction of the scene size (the diagonal of the seen truth's
 bounding box), and the fitted floor's height and tilt errors. Prints a markdown table and writes it to
-``--out``.
+``--out``. With ``--generated`` the scene is the one ``lyra3d generate`` makes from the world's input view
+(the shipped models, seed 0: Gaussians and cameras in the input camera's frame, which is the world's
+frame), so the numbers include the depth network's scale error and everything the teacher and decoder
+got wrong.
 """
 
 from __future__ import annotations
@@ -29,12 +33,35 @@ from lyra3d import mesh, simready, worlds
 from lyra3d.cameras import Cameras
 
 
+def write_generated_scene(world, folder: Path, device: str) -> Path:
+    """``scene.ply`` + ``cameras.json`` of the scene generated from ``world``'s input view."""
+    import json
+
+    from lyra3d.cameras import default_camera
+    from lyra3d.gaussians import save_ply
+    from lyra3d.pipelines import ImageTo3DPipeline
+
+    global _PIPE
+    if _PIPE is None:
+        _PIPE = ImageTo3DPipeline.from_pretrained(device=device)
+    scene = _PIPE(worlds.render(world, default_camera()).rgb[0], seed=0)
+    folder.mkdir(parents=True)
+    save_ply(scene.gaussians.to("cpu"), folder / "scene.ply")
+    (folder / "cameras.json").write_text(json.dumps(scene.cameras_record()))
+    return folder
+
+
+_PIPE = None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default=",".join(str(s) for s in worlds.eval_seeds(5)))
     ap.add_argument("--frames", type=int, default=9, help="frames per trajectory of the stand-in scene")
     ap.add_argument("--stride", type=int, default=1, help="pixel stride of the stand-in's Gaussians")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--generated", action="store_true", help="scenes generated from the input view (see above)")
+    ap.add_argument("--device", default="cpu", help="for --generated: where the pipeline runs")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "mesh.md"))
     args = ap.parse_args()
     if args.threads:
@@ -52,7 +79,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lyra3d-mesh-bench-") as tmp:
         for seed in seeds:
             world = worlds.make_world(seed)
-            scene = mesh.write_world_scene(world, Path(tmp) / f"scene_{seed}", frames=args.frames, stride=args.stride)
+            if args.generated:
+                scene = write_generated_scene(world, Path(tmp) / f"scene_{seed}", args.device)
+            else:
+                scene = mesh.write_world_scene(world, Path(tmp) / f"scene_{seed}", frames=args.frames,
+                                               stride=args.stride)
             cams = Cameras.load_json(scene / "cameras.json")
             t0 = time.perf_counter()
             res = simready.export_simready(scene, Path(tmp) / f"sim_{seed}")
@@ -85,12 +116,14 @@ def main() -> None:
             f"with {threads} thread{'s' if threads > 1 else ''}; load average {load0[0]:.1f} at the start, "
             f"{load1[0]:.1f} at the end (1 means one core's worth of other jobs; with the cores shared, OpenMP's "
             f"spinning threads make more threads slower, hence --threads). "
-            f"Stand-in scenes: {args.frames} frames x 6 trajectories "
-            f"at 320x176, Gaussians every {args.stride} px. Extraction defaults: "
+            + (f"Generated scenes (`lyra3d generate` defaults, shipped models, on {args.device}). "
+               if args.generated else f"Stand-in scenes: {args.frames} frames x 6 trajectories "
+               f"at 320x176, Gaussians every {args.stride} px. ") + "Extraction defaults: "
             f"{mesh.ExtractionConfig()}. Mean seconds per stage: "
             + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()) + ".")
     print(summary)
-    text = ("# Sim-ready export on held-out procedural worlds (`python benchmarks/mesh.py`)\n\n"
+    text = (f"# Sim-ready export on held-out procedural worlds (`python benchmarks/mesh.py"
+            f"{' --generated' if args.generated else ''}`)\n\n"
             + "\n".join(lines) + f"\n\n{summary}.\n\n{meta}\n")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

@@ -103,8 +103,9 @@ def test_between_cameras_look_at_the_scene_centre(small_teacher):
                       TeacherConfig(num_frames=5, steps=1, trajectories=("left", "up", "right")))
     gen = teacher(image, cam)
     held = between_cameras(gen, frames=(2, 4))
-    assert len(held) == 3 * 2
+    assert len(held) == 2 * 2  # right/left meet at the input camera: left out
     c2w0 = cam.camera_to_world[0]
+    assert ((held.centers - c2w0[:3, 3]).norm(dim=-1) >= 0.05 * gen.center_depth).all()
     target = c2w0[:3, 3] + c2w0[:3, 2] * gen.center_depth
     p = held.world_to_camera[:, :3, :3] @ target + held.world_to_camera[:, :3, 3]
     assert torch.allclose(p[:, :2], torch.zeros_like(p[:, :2]), atol=1e-4)  # on every optical axis

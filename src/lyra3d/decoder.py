@@ -136,18 +136,25 @@ class GaussianDecoder(Pretrained):
         nn.init.zeros_(self.head.weight)  # start from the activations' defaults: 5 m, grey, small, half-opaque
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, latents: Tensor, rays: Tensor) -> Tensor:
+    def forward(self, latents: Tensor, rays: Tensor, *conditions) -> Tensor:
         """Raw Gaussian parameters ``(B, V, T, H/g, W/g, 12)`` for every decoded frame.
 
         Args:
             latents: ``(B, V, T', C, h, w)`` the trajectories' latents.
             rays: ``(B, V, T, 6, H, W)`` Plücker rays of every decoded frame, ``T = 1 + k(T' − 1)``.
+            conditions: whatever else a subclass's :meth:`embed` takes (the 4D decoder's times).
         """
+        b, v, tl, _, h, w = self.check(latents, rays)
+        tokens = self.embed(latents, rays, *conditions)  # (B, V·T'·hp·wp, D)
+        return self.run_blocks(tokens, b, v, tl, h, w)
+
+    def check(self, latents: Tensor, rays: Tensor) -> tuple[int, ...]:
+        """Check the shapes of ``latents`` and ``rays``; returns ``latents.shape``."""
         cfg = self.config
         if latents.ndim != 6 or latents.shape[3] != cfg.latent_channels:
             raise InputError(f"latents must be (B, V, T', {cfg.latent_channels}, h, w), got {tuple(latents.shape)}")
         b, v, tl, c, h, w = latents.shape
-        k, p, g = cfg.temporal_factor, cfg.patch_size, cfg.blocks_per_patch
+        k, p = cfg.temporal_factor, cfg.patch_size
         t = 1 + k * (tl - 1)
         if rays.shape != (b, v, t, 6, h * cfg.spatial_factor, w * cfg.spatial_factor):
             raise InputError(f"rays must be {(b, v, t, 6, h * cfg.spatial_factor, w * cfg.spatial_factor)} for these "
@@ -156,12 +163,26 @@ class GaussianDecoder(Pretrained):
             raise InputError(f"latent size {h}x{w} must be a multiple of the patch size {p}")
         if v > cfg.max_views:
             raise InputError(f"at most {cfg.max_views} trajectories, got {v}")
+        return tuple(latents.shape)
+
+    def embed(self, latents: Tensor, rays: Tensor) -> Tensor:
+        """The input tokens ``(B, V·T'·hp·wp, D)``: latent patch + ray block + space-time position + trajectory
+        embeddings (shapes already :meth:`check` ed). Subclasses add their conditions here."""
+        cfg = self.config
+        b, v, tl, c, h, w = latents.shape
+        k, p = cfg.temporal_factor, cfg.patch_size
         hp, wp = h // p, w // p
         x = latents.reshape(b * v, tl, c, hp, p, wp, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(b * v, tl * hp * wp, -1)
         tokens = self.latent_in(x) + self.ray_in(ray_patch_tokens(rays.flatten(0, 1), tl, k, cfg.patch_px))
         tokens = tokens + positions_3d(tl, hp, wp, cfg.dim, latents.device).to(tokens.dtype)
         tokens = tokens.reshape(b, v, -1, cfg.dim) + self.view.weight[:v, None].to(tokens.dtype)
-        tokens = tokens.reshape(b, -1, cfg.dim)
+        return tokens.reshape(b, -1, cfg.dim)
+
+    def run_blocks(self, tokens: Tensor, b: int, v: int, tl: int, h: int, w: int) -> Tensor:
+        """Transformer blocks and head: tokens ``(B, V·T'·hp·wp, D)`` → raw ``(B, V, T, H/g, W/g, 12)``."""
+        cfg = self.config
+        k, p, g = cfg.temporal_factor, cfg.patch_size, cfg.blocks_per_patch
+        hp, wp = h // p, w // p
         for i, block in enumerate(self.blocks):  # even blocks within each trajectory, odd blocks across all
             tokens = block(tokens, 1 if i % 2 else v)
         out = self.head(self.norm_out(tokens))  # (B, V·T'·hp·wp, k·g·g·12)

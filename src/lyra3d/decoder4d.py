@@ -32,7 +32,7 @@ from lyra3d.cameras import Cameras, plucker_rays
 from lyra3d.decoder import DecoderConfig, GaussianDecoder
 from lyra3d.errors import InputError
 from lyra3d.gaussians import Gaussians
-from lyra3d.video_model import positions_3d, ray_patch_tokens, timestep_embedding
+from lyra3d.video_model import timestep_embedding
 from lyra3d.worlds import DYNAMIC_HORIZON
 
 __all__ = ["Decoder4DConfig", "GaussianDecoder4D", "latent_frame_times"]
@@ -100,20 +100,16 @@ class GaussianDecoder4D(GaussianDecoder):
                 trajectories (frame ``t`` of every trajectory shows input frame ``t``). Default zeros.
             target_time: ``(B,)`` seconds to output. Default zeros (with the default ``times``: a static scene).
         """
+        return super().forward(latents, rays, times, target_time)
+
+    def embed(self, latents: Tensor, rays: Tensor, times: Tensor | None = None,
+              target_time: Tensor | None = None) -> Tensor:
+        """The static decoder's tokens plus the two time embeddings: per latent frame (source) and per sample
+        (target)."""
         cfg = self.config
-        # -- as GaussianDecoder.forward: checks, then latent + ray + position + trajectory tokens
-        if latents.ndim != 6 or latents.shape[3] != cfg.latent_channels:
-            raise InputError(f"latents must be (B, V, T', {cfg.latent_channels}, h, w), got {tuple(latents.shape)}")
-        b, v, tl, c, h, w = latents.shape
-        k, p, g = cfg.temporal_factor, cfg.patch_size, cfg.blocks_per_patch
+        b, v, tl, _, h, w = latents.shape
+        k, n = cfg.temporal_factor, (h // cfg.patch_size) * (w // cfg.patch_size)
         t = 1 + k * (tl - 1)
-        if rays.shape != (b, v, t, 6, h * cfg.spatial_factor, w * cfg.spatial_factor):
-            raise InputError(f"rays must be {(b, v, t, 6, h * cfg.spatial_factor, w * cfg.spatial_factor)} for these "
-                             f"latents, got {tuple(rays.shape)}")
-        if h % p or w % p:
-            raise InputError(f"latent size {h}x{w} must be a multiple of the patch size {p}")
-        if v > cfg.max_views:
-            raise InputError(f"at most {cfg.max_views} trajectories, got {v}")
         times = torch.zeros(b, t, device=latents.device) if times is None else times.to(latents.device)
         if times.shape == (b, t):
             times = times[:, None].expand(b, v, t)
@@ -121,23 +117,11 @@ class GaussianDecoder4D(GaussianDecoder):
             raise InputError(f"times must be (B, V, T) = {(b, v, t)} or (B, T), got {tuple(times.shape)}")
         target = torch.zeros(b, device=latents.device) if target_time is None else \
             torch.as_tensor(target_time, device=latents.device, dtype=torch.float32).reshape(-1).expand(b)
-        hp, wp = h // p, w // p
-        x = latents.reshape(b * v, tl, c, hp, p, wp, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(b * v, tl * hp * wp, -1)
-        tokens = self.latent_in(x) + self.ray_in(ray_patch_tokens(rays.flatten(0, 1), tl, k, cfg.patch_px))
-        tokens = tokens + positions_3d(tl, hp, wp, cfg.dim, latents.device).to(tokens.dtype)
-        tokens = tokens.reshape(b, v, -1, cfg.dim) + self.view.weight[:v, None].to(tokens.dtype)
-        # -- the two time embeddings: per latent frame (source) and per sample (target)
+        tokens = super().embed(latents, rays)
         src = self._time_code(self.source_time, latent_frame_times(times.float(), k), tokens.dtype)  # (B, V, T', D)
         tgt = self._time_code(self.target_time, target, tokens.dtype)  # (B, D)
-        tokens = tokens.reshape(b, v, tl, hp * wp, cfg.dim) + src[:, :, :, None] + tgt[:, None, None, None]
-        tokens = tokens.reshape(b, -1, cfg.dim)
-        # -- as GaussianDecoder.forward: blocks and head
-        for i, block in enumerate(self.blocks):  # even blocks within each trajectory, odd blocks across all
-            tokens = block(tokens, 1 if i % 2 else v)
-        out = self.head(self.norm_out(tokens))
-        out = out.reshape(b, v, tl, hp, wp, k, g, g, 12).permute(0, 1, 2, 5, 3, 6, 4, 7, 8)
-        out = out.reshape(b, v, tl * k, hp * g, wp * g, 12)
-        return torch.cat([out[:, :, :1], out[:, :, k:]], 2)
+        tokens = tokens.reshape(b, v, tl, n, cfg.dim) + src[:, :, :, None] + tgt[:, None, None, None]
+        return tokens.reshape(b, -1, cfg.dim)
 
     def decode(self, latents: Tensor, cameras: Cameras, times: Tensor | None = None,
                target_time: float = 0.0) -> Gaussians:

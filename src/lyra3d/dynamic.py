@@ -20,19 +20,16 @@ from __future__ import annotations
 
 import time as _time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from lyra3d import worlds
 from lyra3d.cache3d import per_frame_trajectory_conditioning, scene_center_depth
-from lyra3d.cameras import LYRA_MOVEMENT_RANGES, LYRA_TRAJECTORIES, Cameras, default_camera, plucker_rays, \
-    trajectory
+from lyra3d.cameras import LYRA_MOVEMENT_RANGES, LYRA_TRAJECTORIES, Cameras, default_camera, trajectory
 from lyra3d.errors import InputError
 from lyra3d.metrics import psnr, ssim
-from lyra3d.teacher import Teacher, TeacherSample, drop_far
-from lyra3d.video_model import sample
+from lyra3d.teacher import Teacher, TeacherSample
 from lyra3d.worlds import DYNAMIC_HORIZON, World, WorldRender
 
 __all__ = ["CLIP_FRAMES", "CAMERA_MOTIONS", "SLOW_MOVEMENT", "DynamicClip", "VideoTeacherSample", "clip_times",
@@ -93,7 +90,7 @@ def clip_times(num_frames: int = CLIP_FRAMES, duration: float = DYNAMIC_HORIZON,
 
 def make_clip(seed: int, num_frames: int = CLIP_FRAMES, width: int = 320, height: int = 176,
               camera_motion: str = "static", movement: float = SLOW_MOVEMENT, duration: float = DYNAMIC_HORIZON,
-              dynamic: bool = True) -> DynamicClip:
+              dynamic: bool = True, device: str | torch.device = "cpu") -> DynamicClip:
     """The input video of world ``seed`` (dynamic by default) filmed from the default camera.
 
     Args:
@@ -102,6 +99,7 @@ def make_clip(seed: int, num_frames: int = CLIP_FRAMES, width: int = 320, height
             that trajectory's range (the paths moving objects keep clear of).
         duration: seconds the clip spans (frame times from 0, evenly spaced).
         dynamic: ``False`` films the static world of the same seed (same layout, nothing moves).
+        device: where to ray-cast the frames (the clip is returned on the CPU).
     """
     if camera_motion not in CAMERA_MOTIONS:
         raise InputError(f"unknown camera motion {camera_motion!r}; choose from {', '.join(CAMERA_MOTIONS)}")
@@ -113,7 +111,7 @@ def make_clip(seed: int, num_frames: int = CLIP_FRAMES, width: int = 320, height
     cams = trajectory(camera_motion, default_camera(width, height), num_frames, worlds.center_depth(world),
                       movement=movement)
     with torch.no_grad():
-        frames = worlds.render(world, cams, times).rgb
+        frames = worlds.render(world, cams.to(device), times.to(device)).rgb.cpu()
     return DynamicClip(frames, cams, times, world, int(seed), camera_motion)
 
 
@@ -201,16 +199,6 @@ def _check_video(teacher: Teacher, frames: Tensor, cameras: Cameras) -> Cameras:
     return cameras
 
 
-def _clean_depth(teacher: Teacher, depth: Tensor) -> Tensor:
-    """One frame's depth ``(1, H, W)`` made ready for the cache as :meth:`Teacher.__call__` does it: depths at an
-    estimator's saturation limit (its ``config.max_depth``, where it has one) and the far sky
-    (:func:`~lyra3d.teacher.drop_far`) become unknown (0)."""
-    limit = getattr(getattr(teacher.depth, "config", None), "max_depth", None)
-    if limit is not None:
-        depth = torch.where(depth < 0.99 * limit, depth, torch.zeros_like(depth))
-    return drop_far(depth, teacher.config.far_ratio)
-
-
 @torch.no_grad()
 def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int = 0, depth: Tensor | None = None,
                   times: Tensor | None = None, keep_cache: bool = False, progress=None) -> VideoTeacherSample:
@@ -243,24 +231,12 @@ def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int 
     elif depth.shape != (t, 1, *frames.shape[-2:]):
         raise InputError(f"depth must be (T, 1, H, W) = {(t, 1, *frames.shape[-2:])}, got {tuple(depth.shape)}")
     say("depth")
-    depth = torch.stack([_clean_depth(teacher, d.to(dev)) for d in depth])
+    depth = torch.stack([teacher.clean_depth(d) for d in depth])
     center = scene_center_depth(depth[0])
     cond = per_frame_trajectory_conditioning(frames, depth, cameras, cfg.movement_factor, center_depth=center,
                                              names=cfg.trajectories)
     say("cache")
-    names = tuple(cond)
-    # The rest is Teacher.__call__'s encode-and-sample, on the per-frame cache.
-    rgb = torch.stack([c.warped.rgb * c.warped.mask for c in cond.values()])  # (V, T, 3, H, W)
-    mask = torch.stack([c.warped.mask for c in cond.values()])
-    cache_lat = teacher.tokenizer.encode(rgb)
-    mask_lat = teacher.tokenizer.encode(mask.expand(-1, -1, 3, -1, -1))
-    first = teacher.tokenizer.encode(frames[None, :1])[:, 0]
-    cams = Cameras.cat([c.cameras for c in cond.values()])
-    rays = plucker_rays(cams).reshape(len(names), t, 6, *frames.shape[-2:])
-    say("encode")
-    latents = sample(teacher.video_model, first.expand(len(names), -1, -1, -1), cache_lat, mask_lat, rays,
-                     steps=cfg.steps, guidance=cfg.guidance, seed=seed)
-    say("sample")
+    names, latents, cams, rgb, mask = teacher.generate(cond, frames[0], seed, say)  # as for one image
     times = torch.arange(t, dtype=torch.float32) if times is None else torch.as_tensor(times, dtype=torch.float32)
     meta = {"seed": seed, "steps": cfg.steps, "guidance": cfg.guidance, "movement_factor": cfg.movement_factor,
             "per_frame_cache": True, "times": [round(float(x), 6) for x in times]}
@@ -376,9 +352,8 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m lyra3d.dynamic --worlds N [--json FILE]``: the video teacher vs the static teacher on held-out
     dynamic worlds; prints a table."""
     import argparse
-    import json
 
-    from lyra3d.evaluation import summarize, table
+    from lyra3d.evaluation import summarize, table, write_results
 
     p = argparse.ArgumentParser(prog="python -m lyra3d.dynamic", description=main.__doc__)
     p.add_argument("--worlds", type=int, default=4, help="held-out dynamic worlds (seeds from 1,000,000)")
@@ -405,11 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarize(rows)
     print(table(summary, f"video teacher on {len(seeds)} held-out dynamic worlds (seeds {seeds})"))
     if a.json:
-        from lyra3d.files import atomic_path
-
-        with atomic_path(a.json) as tmp:
-            Path(tmp).write_text(json.dumps({"settings": vars(a), "seeds": seeds, "summary": summary, "rows": rows},
-                                            indent=1))
+        write_results(a.json, vars(a), seeds, summary, rows)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Quality, measured on held-out procedural worlds (seeds >= 1,000,000) against their ray-cast truth
-(DESIGN §7): the teacher (issue "teacher") and the 3DGS decoder (issue "self-distillation").
+(DESIGN §7): the teacher (issue "teacher"), the 3DGS decoder (issue "self-distillation") and the 4D
+decoder on held-out dynamic clips (issue "Video → 4D").
 
 Every function returns per-world rows (dicts of floats); :func:`summarize` averages them and
 :func:`table` prints them.
@@ -17,6 +18,7 @@ from lyra3d import worlds
 from lyra3d.cache3d import unproject, warp
 from lyra3d.cameras import Cameras, default_camera, look_at
 from lyra3d.decoder import GaussianDecoder
+from lyra3d.errors import InputError
 from lyra3d.metrics import depth_errors, psnr, ssim
 from lyra3d.render import rasterize
 from lyra3d.teacher import Teacher, TeacherSample
@@ -75,9 +77,11 @@ def evaluate_teacher(teacher: Teacher, seeds: list[int], width: int = 320, heigh
     return rows
 
 
-def between_cameras(gen: TeacherSample, fractions=(0.5,), frames=(4, 8, 12, 16)) -> Cameras:
+def between_cameras(gen: TeacherSample, fractions=(0.5,), frames=(4, 8, 12, 16), min_offset: float = 0.05) -> Cameras:
     """Held-out cameras between the trajectories: for neighbouring trajectory pairs, eyes on the segment
-    between their frame-``j`` centres, aimed at the scene centre (on the input's optical axis)."""
+    between their frame-``j`` centres, aimed at the scene centre (on the input's optical axis). Eyes within
+    ``min_offset`` × the centre depth of the input camera are left out: mirror pairs (left/right, zoom-out/
+    zoom-in) meet there, and the input view is not a held-out view."""
     v, t = len(gen.names), gen.num_frames
     centres = gen.cameras.centers.reshape(v, t, 3)
     c2w0 = gen.cameras[0].camera_to_world[0]
@@ -88,7 +92,11 @@ def between_cameras(gen: TeacherSample, fractions=(0.5,), frames=(4, 8, 12, 16))
         for j in frames:
             if j < t:
                 for f in fractions:
-                    eyes.append(centres[a, j] * (1 - f) + centres[b, j] * f)
+                    eye = centres[a, j] * (1 - f) + centres[b, j] * f
+                    if float((eye - c2w0[:3, 3]).norm()) >= min_offset * gen.center_depth:
+                        eyes.append(eye)
+    if not eyes:
+        raise InputError("no held-out camera lies away from the input camera; use other trajectories")
     eyes = torch.stack(eyes)
     up = -c2w0[:3, 1]  # the input camera's up (OpenCV y points down)
     w2c = look_at(eyes, target.expand_as(eyes), up)
@@ -136,6 +144,110 @@ def evaluate_decoder(teacher: Teacher, decoder: GaussianDecoder, seeds: list[int
     return rows
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _cpu_decode_seconds(decoder, latents: Tensor, cameras: Cameras, times: Tensor, target: float,
+                        threads: int = 2) -> float:
+    """Seconds of one decode by a CPU copy of ``decoder`` with ``threads`` torch threads (the CPU default)."""
+    import copy
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        cpu = copy.deepcopy(decoder).cpu().float()
+        args = (latents.cpu().float(), cameras.to("cpu"), times.cpu())
+        t0 = time.time()
+        cpu.decode(*args, target_time=target)
+        return time.time() - t0
+    finally:
+        torch.set_num_threads(old)
+
+
+@torch.no_grad()
+def evaluate_decoder4d(teacher: Teacher, decoder4d, seeds: list[int], static_decoder: GaussianDecoder | None = None,
+                       frames: tuple[int, ...] | None = None, backend: str = "auto", width: int = 320,
+                       height: int = 176, cpu_time: bool = True, progress=None, num_frames: int = 17) -> list[dict]:
+    """Per held-out dynamic world (:func:`lyra3d.dynamic.make_clip`, a still camera; seeds from
+    :func:`~lyra3d.dynamic.dynamic_eval_seeds`): the video teacher's latents of the clip, then per evaluated
+    time ``times[f]`` (``frames``, default ``0, T/4, T/2, 3T/4, T − 1``) the 4D decoder's Gaussians at that
+    time (:meth:`~lyra3d.decoder4d.GaussianDecoder4D.decode`), rendered at
+
+    (a) novel cameras: frame ``f`` of every trajectory (``traj_*``) and the held-out cameras between the
+        trajectories (``between_*``, :func:`between_cameras`), vs the ray-cast truth at that time: PSNR
+        (``novel_psnr``: mean over images and times) and PSNR of the moving pixels (``novel_moving_psnr``:
+        the truth differs from time 0, :func:`~lyra3d.dynamic.moving_mask`, pooled over images and times);
+    (b) the input camera vs input frame ``f`` (``input_view_psnr``, ``input_view_moving_psnr``).
+
+    ``static_decoder``: the same numbers (``static_*``) for a static decoder decoding the same latents
+    (ignoring time: one scene rendered at every time). ``teacher_traj_*``: the video teacher's own decoded
+    frames at those cameras (a reference). ``decoder_s``: seconds of one 4D decode on the decoder's device;
+    ``cpu_decoder_s``: one decode by a CPU copy with 2 threads (first world only; NaN on the others).
+    ``progress(row)`` after each world, if given. ``num_frames``: of the clip (``1 + 4·m``).
+    """
+    from lyra3d.dynamic import make_clip, moving_mask, pooled_psnr, video_teacher
+
+    rows = []
+    dev = teacher.device
+    for n, seed in enumerate(seeds):
+        clip = make_clip(seed, num_frames, width=width, height=height, device=dev)
+        gen = video_teacher(teacher, clip.frames, clip.cameras, seed=seed, times=clip.times)
+        v, t = len(gen.names), gen.num_frames
+        picks = frames if frames is not None else tuple(sorted({0, t // 4, t // 2, (3 * t) // 4, t - 1}))
+        teacher_frames = teacher.decode(gen.latents)  # (V, T, 3, H, W)
+        held = between_cameras(gen)
+        times = clip.times.to(dev)
+        static_g = static_decoder.decode(gen.latents, gen.cameras) if static_decoder is not None else None
+        acc: dict[str, list] = {}
+
+        def add(key: str, pred: Tensor, truth: Tensor, moving: Tensor) -> None:
+            acc.setdefault(key, []).append((pred.float().cpu(), truth.float().cpu(), moving.cpu()))
+
+        decode_s, gaussians = [], 0
+        for f in picks:
+            target = float(clip.times[f])
+            traj_cams = gen.cameras[[i * t + f for i in range(v)]]
+            novel = Cameras.cat([traj_cams, held])
+            truth = clip.truth(novel, target)
+            moving = moving_mask(clip.world, novel, target, truth=truth)
+            inp_cam = clip.cameras[f].to(dev)
+            inp_moving = moving_mask(clip.world, inp_cam, target)
+            _sync(dev)
+            t0 = time.time()
+            g = decoder4d.decode(gen.latents, gen.cameras, times, target_time=target)
+            _sync(dev)
+            decode_s.append(time.time() - t0)
+            gaussians = len(g)
+            for prefix, gauss in (("", g), ("static_", static_g)):
+                if gauss is None:
+                    continue
+                out = rasterize(gauss, novel, backend=backend).rgb
+                add(prefix + "traj", out[:v], truth.rgb[:v], moving[:v])
+                add(prefix + "between", out[v:], truth.rgb[v:], moving[v:])
+                add(prefix + "novel", out, truth.rgb, moving)
+                add(prefix + "input_view", rasterize(gauss, inp_cam, backend=backend).rgb, clip.frames[f:f + 1].to(dev),
+                    inp_moving)
+            add("teacher_traj", teacher_frames[:, f], truth.rgb[:v], moving[:v])
+        row = {"seed": seed}
+        for key, items in acc.items():
+            pred, truth, moving = (torch.cat(x) for x in zip(*items))
+            row[f"{key}_psnr"] = _psnr(pred, truth)
+            row[f"{key}_moving_psnr"] = pooled_psnr(pred, truth, moving)
+        row["moving_fraction"] = float(torch.cat([m for _, _, m in acc["novel"]]).float().mean())
+        row["gaussians"] = gaussians
+        row["decoder_s"] = sum(decode_s) / len(decode_s)
+        row["cpu_decoder_s"] = float("nan")
+        if cpu_time and n == 0:
+            row["cpu_decoder_s"] = row["decoder_s"] if dev.type == "cpu" else \
+                _cpu_decode_seconds(decoder4d, gen.latents, gen.cameras, times, float(clip.times[-1]))
+        rows.append(row)
+        if progress is not None:
+            progress(row)
+    return rows
+
+
 def summarize(rows: list[dict]) -> dict[str, float]:
     """Mean of every numeric column (NaNs skipped)."""
     keys = [k for k in rows[0] if k != "seed"]
@@ -146,6 +258,17 @@ def summarize(rows: list[dict]) -> dict[str, float]:
     return out
 
 
+def write_results(path: str | Path, settings: dict, seeds: list[int], summary: dict, rows: list[dict]) -> None:
+    """An evaluation's JSON file (written atomically): settings, seeds, summary and per-world rows."""
+    import json
+
+    from lyra3d.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps({"settings": settings, "seeds": seeds, "summary": summary, "rows": rows},
+                                        indent=1))
+
+
 def table(summary: dict[str, float], title: str = "") -> str:
     """A Markdown table of a summary."""
     lines = ([f"### {title}", ""] if title else []) + ["| metric | value |", "|---|---|"]
@@ -154,19 +277,25 @@ def table(summary: dict[str, float], title: str = "") -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lyra3d.evaluation teacher|decoder --worlds N [--json FILE]``: evaluate on held-out worlds
-    and print a table."""
+    """``python -m lyra3d.evaluation teacher|decoder|decoder4d --worlds N [--json FILE]``: evaluate on held-out
+    worlds (dynamic ones for decoder4d, against the static decoder ``--decoder``) and print a table."""
     import argparse
     import json
 
     p = argparse.ArgumentParser(prog="lyra3d eval", description=main.__doc__)
-    p.add_argument("what", choices=["teacher", "decoder"])
+    p.add_argument("what", choices=["teacher", "decoder", "decoder4d"])
     p.add_argument("--worlds", type=int, default=8, help="held-out worlds (seeds from 1,000,000)")
     p.add_argument("--steps", type=int, default=None, help="teacher sampler steps (default: the teacher's)")
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--tokenizer", default=None)
     p.add_argument("--video-model", default=None)
     p.add_argument("--decoder", default=None)
+    p.add_argument("--decoder4d", default=None, help="4D decoder folder (decoder4d)")
+    p.add_argument("--no-baseline", action="store_true", help="decoder4d: skip the static decoder baseline")
+    p.add_argument("--backend", default="auto", help="rasterizer: auto, gsplat or torch")
+    p.add_argument("--width", type=int, default=320, help="decoder4d: clip frame size")
+    p.add_argument("--height", type=int, default=176)
+    p.add_argument("--clip-frames", type=int, default=17, help="decoder4d: frames per clip (1 + 4·m)")
     p.add_argument("--views", default="", help="comma-separated trajectory indices the decoder reads (ablation)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, help="also write the rows and summary here")
@@ -176,20 +305,32 @@ def main(argv: list[str] | None = None) -> None:
         teacher.config.steps = a.steps
     if a.guidance is not None:
         teacher.config.guidance = a.guidance
-    seeds = worlds.eval_seeds(a.worlds)
+    if a.what == "decoder4d":
+        from lyra3d.decoder4d import GaussianDecoder4D
+        from lyra3d.dynamic import dynamic_eval_seeds
+        from lyra3d.errors import InputError
+
+        if not a.decoder4d:
+            raise InputError("eval decoder4d needs --decoder4d DIR (a 4D decoder: lyra3d train decoder --dynamic 1)")
+        seeds = dynamic_eval_seeds(a.worlds)
+        d4 = GaussianDecoder4D.from_pretrained(a.decoder4d, a.device).eval()
+        static = None if a.no_baseline else \
+            (GaussianDecoder.from_pretrained(a.decoder, a.device) if a.decoder else GaussianDecoder.default(a.device))
+        rows = evaluate_decoder4d(teacher, d4, seeds, static_decoder=static, backend=a.backend, width=a.width,
+                                  height=a.height, num_frames=a.clip_frames,
+                                  progress=lambda row: print(json.dumps(row), flush=True))
+    else:
+        seeds = worlds.eval_seeds(a.worlds)
     if a.what == "teacher":
         rows = evaluate_teacher(teacher, seeds)
-    else:
+    elif a.what == "decoder":
         decoder = GaussianDecoder.from_pretrained(a.decoder) if a.decoder else GaussianDecoder.default(a.device)
         views = [int(v) for v in a.views.split(",")] if a.views else None
         rows = evaluate_decoder(teacher, decoder.to(a.device), seeds, views=views)
     summary = summarize(rows)
-    print(table(summary, f"{a.what} on {len(seeds)} held-out worlds"))
+    print(table(summary, f"{a.what} on {len(seeds)} held-out {'dynamic ' * (a.what == 'decoder4d')}worlds"))
     if a.json:
-        from lyra3d.files import atomic_path
-
-        with atomic_path(a.json) as tmp:
-            Path(tmp).write_text(json.dumps({"settings": vars(a), "summary": summary, "rows": rows}, indent=1))
+        write_results(a.json, vars(a), seeds, summary, rows)
 
 
 if __name__ == "__main__":

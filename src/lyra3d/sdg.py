@@ -11,7 +11,13 @@ Layout of an SDG folder::
          frames.npy                 teacher RGB uint8 (V, T, 3, H, W)
          depth.npy                  estimated z-depth of the teacher frames float16 (V, T, 1, H, W)
          cameras.json               {"names": [...], "cameras": Cameras.to_dict() of the V·T frames}
-         meta.json                  input, caption, seed, teacher settings, timings
+         meta.json                  input, caption, seed, teacher settings, timings; for a video input
+                                    also "times" (seconds shown by each frame t of every trajectory),
+                                    "clip" (its seed, camera motion, frames) and "reversed"
+
+Inputs are single images (the teacher), or videos (:func:`clip_inputs`: dynamic clips of procedural
+training worlds and their time-reversed copies, run through :func:`lyra3d.dynamic.video_teacher`), never
+both in one folder (``sdg.json`` records which).
 
 A sample is written into a hidden temporary folder and renamed when complete; a rerun skips finished
 samples. :func:`shard_of` splits the inputs (input ``i`` belongs to shard ``i % num_shards``), so several
@@ -24,7 +30,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -43,10 +49,19 @@ _TMP = ".tmp-"
 
 @dataclass
 class SDGInput:
+    """One input: an ``image (3, H, W)`` seen by ``camera`` (one), or a video: ``video (T, 3, H, W)`` filmed by
+    ``cameras`` (T, or one for a still camera) at ``times (T,)`` seconds (``image``/``camera``: its first
+    frame). ``clip``: what the video is (written to meta.json); ``reversed``: a time-reversed copy."""
+
     id: str
     image: Tensor  # (3, H, W)
     camera: Cameras
     caption: str = ""
+    video: Tensor | None = None
+    cameras: Cameras | None = None
+    times: Tensor | None = None
+    clip: dict = field(default_factory=dict)
+    reversed: bool = False
 
 
 @dataclass
@@ -61,6 +76,13 @@ class SDGSample:
     names: list[str]
     meta: dict
 
+    @property
+    def times(self) -> Tensor:
+        """``(T,)`` seconds shown by frame ``t`` of every trajectory: the video's frame times for a video
+        sample, zeros for an image's (a static scene)."""
+        t = self.frames.shape[1]
+        return torch.tensor(self.meta.get("times") or [0.0] * t, dtype=torch.float32)
+
 
 def world_inputs(seeds: list[int], width: int = 320, height: int = 176,
                  device: str | torch.device = "cpu") -> Iterator[SDGInput]:
@@ -73,6 +95,39 @@ def world_inputs(seeds: list[int], width: int = 320, height: int = 176,
     for seed in seeds:
         world = worlds.make_world(seed)
         yield SDGInput(f"world_{seed:07d}", worlds.render(world, cam).rgb[0], cam, world.caption)
+
+
+def clip_camera(seed: int, camera: str = "mixed") -> str:
+    """The camera motion of training clip ``seed``: ``camera`` itself, or for ``"mixed"`` a still camera for
+    even seeds and a slow move along trajectory ``(seed // 2) % 6`` for odd ones."""
+    from lyra3d.dynamic import CAMERA_MOTIONS
+
+    if camera != "mixed":
+        if camera not in CAMERA_MOTIONS:
+            raise InputError(f"unknown clip camera {camera!r}; choose mixed or one of {', '.join(CAMERA_MOTIONS)}")
+        return camera
+    return "static" if seed % 2 == 0 else CAMERA_MOTIONS[1 + (seed // 2) % (len(CAMERA_MOTIONS) - 1)]
+
+
+def clip_inputs(seeds: list[int], device: str | torch.device = "cpu", num_frames: int = 17, width: int = 320,
+                height: int = 176, camera: str = "mixed") -> Iterator[SDGInput]:
+    """Dynamic clips of procedural **training** worlds as video inputs (:func:`lyra3d.dynamic.make_clip`,
+    frames ray-cast on ``device``), each followed by its time-reversed copy
+    (:func:`lyra3d.dynamic.with_reversed`): ids ``world_XXXXXXX`` and ``world_XXXXXXX_rev``. Only the
+    video, its cameras and frame times go in; the world's truth never does. Seeds from 1,000,000 (held out)
+    are refused."""
+    from lyra3d.dynamic import make_clip, with_reversed
+
+    held_out = [s for s in seeds if s >= 1_000_000]
+    if held_out:
+        raise InputError(f"SDG uses training seeds only (< 1,000,000); got {held_out[0]}")
+    for seed in seeds:
+        motion = clip_camera(seed, camera)
+        for clip in with_reversed(make_clip(seed, num_frames, width, height, camera_motion=motion, device=device)):
+            info = {"seed": int(seed), "camera_motion": motion, "frames": len(clip)}
+            yield SDGInput(f"world_{seed:07d}" + ("_rev" if clip.reversed else ""), clip.frames[0], clip.cameras[0],
+                           clip.world.caption, video=clip.frames, cameras=clip.cameras, times=clip.times, clip=info,
+                           reversed=clip.reversed)
 
 
 def image_inputs(folder: str | Path, width: int = 320, height: int = 176) -> Iterator[SDGInput]:
@@ -112,9 +167,12 @@ def shard_of(items: list, shard: int, num_shards: int) -> list:
 
 
 def generate(teacher: Teacher, inputs: list[SDGInput] | Iterator[SDGInput], out: str | Path, seed: int = 0,
-             shard: int = 0, progress: bool = True, total: int | None = None) -> int:
+             shard: int = 0, progress: bool = True, total: int | None = None, clips: dict | None = None) -> int:
     """Run the teacher over ``inputs`` (one shard's: ``shard`` names its manifest) and write the samples;
-    returns how many were written (finished samples are skipped)."""
+    returns how many were written (finished samples are skipped).
+
+    ``clips``: the settings of video inputs (:func:`clip_inputs`: frames, size, camera), recorded in
+    ``sdg.json`` so a folder never mixes clip and image samples; ``None`` for image inputs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
@@ -122,6 +180,7 @@ def generate(teacher: Teacher, inputs: list[SDGInput] | Iterator[SDGInput], out:
     out.mkdir(parents=True, exist_ok=True)
     settings = {"teacher": asdict(teacher.config), "seed": seed, "lyra3d_version": lyra3d.__version__}
     settings["teacher"]["trajectories"] = list(settings["teacher"]["trajectories"])
+    settings["clips"] = clips  # None for images (also what a folder written before clips existed reads as)
     check_settings(out / "sdg.json", settings, "samples")
     for stale in out.glob(f"{_TMP}*-shard{shard}"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -133,6 +192,9 @@ def generate(teacher: Teacher, inputs: list[SDGInput] | Iterator[SDGInput], out:
     with Progress(*columns, disable=not progress) as bar:
         task = bar.add_task(f"SDG shard {shard} → {out.name}", total=total)
         for item in inputs:
+            if (item.video is not None) != (clips is not None):
+                raise InputError(f"input {item.id} is {'a video' if item.video is not None else 'an image'}, but "
+                                 f"this SDG run is for {'clips' if clips is not None else 'images'}")
             if item.id in done:
                 bar.advance(task)
                 continue
@@ -151,7 +213,13 @@ def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: 
 
     t0 = time.time()
     clock = StageClock(teacher.device)
-    gen = teacher(item.image, item.camera, seed=seed, progress=clock)
+    if item.video is None:
+        gen = teacher(item.image, item.camera, seed=seed, progress=clock)
+    else:
+        from lyra3d.dynamic import video_teacher
+
+        gen = video_teacher(teacher, item.video, item.cameras if item.cameras is not None else item.camera,
+                            seed=seed, times=item.times, progress=clock)
     frames = teacher.decode(gen.latents)  # (V, T, 3, H, W)
     clock("decode")
     v, t = frames.shape[:2]
@@ -169,6 +237,9 @@ def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: 
         meta = {"id": item.id, "caption": item.caption, "seed": seed, "center_depth": gen.center_depth,
                 "teacher": gen.meta, "seconds": round(time.time() - t0, 3),
                 "stage_seconds": clock.seconds, "lyra3d_version": lyra3d.__version__}
+        if item.video is not None:
+            meta.update({"times": [round(float(x), 6) for x in gen.times], "clip": item.clip,
+                         "reversed": bool(item.reversed)})
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         final = out / item.id
         if final.exists():
@@ -221,7 +292,8 @@ def sample_dirs(out: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lyra3d.sdg --out DIR --worlds N [--first-seed S] [--shard i --num-shards n]``."""
+    """``python -m lyra3d.sdg --out DIR --worlds N | --clips N | --images DIR [--first-seed S] [--shard i
+    --num-shards n]``."""
     import argparse
 
     p = argparse.ArgumentParser(prog="lyra3d sdg", description=__doc__,
@@ -230,6 +302,12 @@ def main(argv: list[str] | None = None) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--worlds", type=int, help="this many procedural training worlds as inputs")
     src.add_argument("--images", help="a folder of images as inputs")
+    src.add_argument("--clips", type=int, help="this many dynamic clips of procedural training worlds as video "
+                                               "inputs (each also reversed: 2 samples per clip)")
+    p.add_argument("--clip-frames", type=int, default=17, help="frames per clip (1 + 4·m)")
+    p.add_argument("--clip-camera", default="mixed", help="camera of the clips: mixed, static or a trajectory name")
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=176)
     p.add_argument("--first-seed", type=int, default=0, help="first world seed (training seeds are < 1,000,000)")
     p.add_argument("--shard", type=int, default=0)
     p.add_argument("--num-shards", type=int, default=1)
@@ -252,15 +330,22 @@ def main(argv: list[str] | None = None) -> None:
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolutions once
     teacher = Teacher.from_pretrained(a.tokenizer, a.video_model, device=device,
                                       config=TeacherConfig(steps=a.steps, guidance=a.guidance))
-    if a.worlds is not None:
-        if a.first_seed + a.worlds > 1_000_000:
+    clips = None
+    if a.worlds is not None or a.clips is not None:
+        count = a.worlds if a.worlds is not None else a.clips
+        if a.first_seed < 0 or a.first_seed + count > 1_000_000:
             raise InputError("SDG for training uses training seeds only (< 1,000,000)")
-        seeds = shard_of(list(range(a.first_seed, a.first_seed + a.worlds)), a.shard, a.num_shards)
-        inputs, total = world_inputs(seeds, device=device), len(seeds)
+        seeds = shard_of(list(range(a.first_seed, a.first_seed + count)), a.shard, a.num_shards)
+        if a.clips is not None:
+            clip_camera(0, a.clip_camera)  # a bad name fails before any work
+            clips = {"frames": a.clip_frames, "width": a.width, "height": a.height, "camera": a.clip_camera}
+            inputs, total = clip_inputs(seeds, device, a.clip_frames, a.width, a.height, a.clip_camera), 2 * len(seeds)
+        else:
+            inputs, total = world_inputs(seeds, a.width, a.height, device=device), len(seeds)
     else:
-        inputs = shard_of(list(image_inputs(a.images)), a.shard, a.num_shards)
+        inputs = shard_of(list(image_inputs(a.images, a.width, a.height)), a.shard, a.num_shards)
         total = len(inputs)
-    n = generate(teacher, inputs, a.out, a.seed, a.shard, progress=not a.quiet, total=total)
+    n = generate(teacher, inputs, a.out, a.seed, a.shard, progress=not a.quiet, total=total, clips=clips)
     print(json.dumps({"written": n, "out": a.out}))
 
 

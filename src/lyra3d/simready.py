@@ -49,6 +49,7 @@ as PhysX's ``approximation = "none"``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -319,6 +320,15 @@ def _write_stage(path: Path, gaussians, cameras: Cameras | None, vertices: np.nd
 
 
 # -- the export ----------------------------------------------------------------------------------------------------
+def _center_depth(cameras_json: Path) -> float | None:
+    """The scene-centre depth ``lyra3d generate`` records in ``cameras.json``, if there."""
+    try:
+        value = json.loads(cameras_json.read_text()).get("center_depth")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
 def _scene_files(scene: Path) -> tuple[Path, Path, Path]:
     """``(folder, its Gaussians PLY, its cameras.json)`` of a scene folder or of a PLY inside one."""
     scene = Path(scene)
@@ -436,7 +446,13 @@ def export_simready(scene_dir: str | Path, out_dir: str | Path, config: SimReady
     cameras = Cameras.load_json(cams_path)
     seconds: dict[str, float] = {"load": time.perf_counter() - t0}
 
-    mesh = extract_mesh(gaussians, cameras, config.extraction, progress=say)
+    extraction = config.extraction
+    center = _center_depth(cams_path)
+    if extraction.max_depth is None and center is not None:
+        # a generated scene's sky is Gaussians far away, often half of the pixels: a median-based cut would
+        # keep it; the generating scene centre bounds the scene instead
+        extraction = dataclasses.replace(extraction, max_depth=extraction.depth_factor * center)
+    mesh = extract_mesh(gaussians, cameras, extraction, progress=say)
     seconds["extract"] = mesh.seconds["total"]
     t = time.perf_counter()
     m = scene_to_stage(mesh, scale)

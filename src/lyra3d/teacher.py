@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lyra3d.cache3d import multi_trajectory_conditioning, scene_center_depth
+from lyra3d.cache3d import TrajectoryCondition, multi_trajectory_conditioning, scene_center_depth
 from lyra3d.cameras import LYRA_TRAJECTORIES, Cameras, plucker_rays
 from lyra3d.checkpoint import shipped_weights
 from lyra3d.depth import DepthEstimator, NetworkDepth
@@ -97,6 +97,16 @@ class Teacher:
     def device(self) -> torch.device:
         return next(self.video_model.parameters()).device
 
+    def clean_depth(self, depth: Tensor) -> Tensor:
+        """A depth map ``(1, H, W)`` made ready for the 3D cache: depths at the estimator's saturation limit (its
+        ``config.max_depth``, where it has one: a depth network saturates the sky there) become unknown (0),
+        then the far sky is dropped (:func:`drop_far` with ``config.far_ratio``)."""
+        depth = depth.to(self.device)
+        limit = getattr(getattr(self.depth, "config", None), "max_depth", None)
+        if limit is not None:
+            depth = torch.where(depth < 0.99 * limit, depth, torch.zeros_like(depth))
+        return drop_far(depth, self.config.far_ratio)
+
     @torch.no_grad()
     def __call__(self, image: Tensor, camera: Cameras, depth: Tensor | None = None, seed: int = 0,
                  keep_cache: bool = False, progress=None) -> TeacherSample:
@@ -114,29 +124,40 @@ class Teacher:
         if depth is None:
             depth = self.depth(image[None], camera.intrinsics).depth[0]
         say("depth")
-        limit = getattr(getattr(self.depth, "config", None), "max_depth", None)
-        if limit is not None:  # a depth network saturates the sky at its far limit: unknown, not far
-            depth = torch.where(depth < 0.99 * limit, depth, torch.zeros_like(depth))
-        depth = drop_far(depth.to(dev), cfg.far_ratio)
+        depth = self.clean_depth(depth)
         center = scene_center_depth(depth)
         cond = multi_trajectory_conditioning(image, depth[None], camera, cfg.num_frames, cfg.movement_factor,
                                              center_depth=center, names=cfg.trajectories)
         say("cache")
-        names = tuple(cond)
-        rgb = torch.stack([c.warped.rgb * c.warped.mask for c in cond.values()])  # (V, T, 3, H, W)
-        mask = torch.stack([c.warped.mask for c in cond.values()])
-        cache_lat = self.tokenizer.encode(rgb)
-        mask_lat = self.tokenizer.encode(mask.expand(-1, -1, 3, -1, -1))
-        first = self.tokenizer.encode(image[None, None])[:, 0]
-        cams = Cameras.cat([c.cameras for c in cond.values()])
-        rays = plucker_rays(cams).reshape(len(names), cfg.num_frames, 6, *image.shape[-2:])
-        say("encode")
-        latents = sample(self.video_model, first.expand(len(names), -1, -1, -1), cache_lat, mask_lat, rays,
-                         steps=cfg.steps, guidance=cfg.guidance, seed=seed)
-        say("sample")
+        names, latents, cams, rgb, mask = self.generate(cond, image, seed, say)
         return TeacherSample(names, latents, cams, image, depth, center, rgb if keep_cache else None,
                              mask if keep_cache else None, {"seed": seed, "steps": cfg.steps, "guidance": cfg.guidance,
                                                             "movement_factor": cfg.movement_factor})
+
+    @torch.no_grad()
+    def generate(self, cond: dict[str, TrajectoryCondition], first: Tensor, seed: int = 0,
+                 progress=None) -> tuple[tuple[str, ...], Tensor, Cameras, Tensor, Tensor]:
+        """Encode a warped cache and sample: ``cond`` (trajectory name → its cameras and warped cache, e.g.
+        :func:`~lyra3d.cache3d.multi_trajectory_conditioning` or the per-frame cache of a video) and the first
+        frame ``first (3, H, W)`` → ``(names, latents (V, T', C, h, w), cameras (V·T, trajectory-major),
+        cache_rgb (V, T, 3, H, W), cache_mask (V, T, 1, H, W))``. ``progress("encode")`` and
+        ``progress("sample")`` after those stages."""
+        cfg = self.config
+        say = progress or (lambda stage: None)
+        names = tuple(cond)
+        rgb = torch.stack([c.warped.rgb * c.warped.mask for c in cond.values()])  # (V, T, 3, H, W)
+        mask = torch.stack([c.warped.mask for c in cond.values()])
+        t = rgb.shape[1]
+        cache_lat = self.tokenizer.encode(rgb)
+        mask_lat = self.tokenizer.encode(mask.expand(-1, -1, 3, -1, -1))
+        first_lat = self.tokenizer.encode(first[None, None])[:, 0]
+        cams = Cameras.cat([c.cameras for c in cond.values()])
+        rays = plucker_rays(cams).reshape(len(names), t, 6, *first.shape[-2:])
+        say("encode")
+        latents = sample(self.video_model, first_lat.expand(len(names), -1, -1, -1), cache_lat, mask_lat, rays,
+                         steps=cfg.steps, guidance=cfg.guidance, seed=seed)
+        say("sample")
+        return names, latents, cams, rgb, mask
 
     @torch.no_grad()
     def decode(self, latents: Tensor, batch: int = 2) -> Tensor:

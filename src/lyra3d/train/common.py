@@ -119,6 +119,9 @@ class Run:
         """Load ``OUT/model`` and ``OUT/trainer.pt`` if present; True when resumed."""
         if not self.state_path.is_file():
             return False
+        device = torch.device(device)
+        if device.type == "cpu":
+            device = torch.device("cpu")  # accelerate names a process's CPU "cpu:0", which torch.load refuses
         state = torch.load(self.state_path, map_location=device, weights_only=False)
         self.model = type(self.model).from_pretrained(self.out / "model", device).train()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=self._lr, weight_decay=self._wd)

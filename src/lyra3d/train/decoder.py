@@ -13,6 +13,17 @@ trajectories, then all of them; the last ``prune_from`` share adds the opacity t
 (a single trajectory throughout), ``depth_weight=0``. bf16 autocast on CUDA, AdamW with warm-up and cosine,
 gradient clipping, resumable. ``accelerate launch --num_processes N -m lyra3d.train.decoder ...`` runs
 data-parallel on N GPUs (or CPU processes with gloo); the same command runs on one device without it.
+
+``--dynamic 1`` trains the time-conditioned :class:`~lyra3d.decoder4d.GaussianDecoder4D` on dynamic SDG
+(``lyra3d sdg --clips N``, DESIGN §4 "Dynamic"): each step picks a clip sample and a frame index ``f``;
+the decoder reads the chosen trajectories' latents with their frame times and the target time
+``times[f]``, and the same loss compares its render at the cameras of frame ``f`` of those trajectories
+with the teacher's frames there (which show the scene at that time). ``--static-data DIR`` (an image SDG
+folder) adds static steps (a ``static_share`` of them: frame times and target time 0, ``render_frames``
+random frames), so the decoder keeps decoding still scenes. ``--init-from`` takes a static decoder folder
+(the 4D decoder starts as it, :meth:`~lyra3d.decoder4d.GaussianDecoder4D.from_static`) or a 4D one; the
+model's config then comes from that folder. Validation: PSNR vs the teacher frames at frames ``0``,
+``T/2`` and ``T − 1`` (target time = their time) of the held-out clip samples.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import torch.nn.functional as F
 
 from lyra3d.cameras import Cameras, plucker_rays
 from lyra3d.decoder import DecoderConfig, GaussianDecoder
+from lyra3d.decoder4d import Decoder4DConfig, GaussianDecoder4D
 from lyra3d.errors import InputError
 from lyra3d.metrics import psnr, ssim
 from lyra3d.render import rasterize
@@ -52,6 +64,9 @@ class DecoderTrainConfig(RunConfig):
     depth_weight: float = 0.1
     opacity_weight: float = 0.01
     val_samples: int = 4  # the last samples of the SDG folder, held out for the validation PSNR
+    dynamic: int = 0  # 1: a 4D decoder on dynamic (clip) SDG
+    static_data: str = ""  # dynamic: an image SDG folder for the static steps
+    static_share: float = 0.25  # dynamic: share of steps on a static sample (when static_data is given)
     model: DecoderConfig = field(default_factory=DecoderConfig)
 
     @classmethod
@@ -81,29 +96,37 @@ def ssi_depth_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor)
 
 
 def load_data(dirs, device) -> list[dict]:
-    """Samples in memory: latents, uint8 frames, float16 depth, camera tensors."""
+    """Samples in memory: latents, uint8 frames, float16 depth, camera tensors, frame times (``times (T,)``,
+    zeros for an image's sample) and ``dynamic`` (a video's sample)."""
     data = []
     for d in dirs:
         s = load_sample(d, uint8=True)
         v, t = s.frames.shape[:2]
         data.append({"latents": s.latents.to(device), "frames": s.frames.to(device),
                      "depth": s.depth.half().to(device), "w2c": s.cameras.world_to_camera.reshape(v, t, 4, 4).to(device),
-                     "k": s.cameras.intrinsics.reshape(v, t, 4).to(device), "size": (s.cameras.width, s.cameras.height)})
+                     "k": s.cameras.intrinsics.reshape(v, t, 4).to(device), "size": (s.cameras.width, s.cameras.height),
+                     "times": s.times.to(device), "dynamic": "times" in s.meta})
     return data
 
 
 def sample_loss(model, decoder: GaussianDecoder, sample: dict, views: torch.Tensor, frames: torch.Tensor,
-                config: DecoderTrainConfig, opacity_weight: float, backend: str) -> tuple[torch.Tensor, dict]:
-    """Loss of one sample with input trajectories ``views`` rendered at ``frames`` (indices into views × T)."""
+                config: DecoderTrainConfig, opacity_weight: float, backend: str,
+                target_time: float | None = None) -> tuple[torch.Tensor, dict]:
+    """Loss of one sample with input trajectories ``views`` rendered at ``frames`` (indices into views × T).
+
+    ``target_time``: a 4D decoder's (:class:`~lyra3d.decoder4d.GaussianDecoder4D`) target time in seconds; it
+    also reads the sample's frame times (``sample["times"]``). ``None``: a static decoder."""
     width, height = sample["size"]
     lat = sample["latents"][views]
     v, t = lat.shape[0], sample["frames"].shape[1]
     w2c, k = sample["w2c"][views].reshape(-1, 4, 4), sample["k"][views].reshape(-1, 4)
     cams = Cameras(w2c, k, width, height)
     rays = plucker_rays(cams).reshape(1, v, t, 6, height, width)
+    times = () if target_time is None else (sample["times"][None].float(),
+                                            torch.full((1,), float(target_time), device=lat.device))
     amp = lat.device.type == "cuda"
     with torch.autocast(lat.device.type, dtype=torch.bfloat16, enabled=amp):
-        raw = model(lat[None], rays)[0]
+        raw = model(lat[None], rays, *times)[0]
     g = decoder.activate(raw.float().reshape(v * t, *raw.shape[2:]), cams)
     out = rasterize(g, cams[frames], backend=backend)
     target = sample["frames"][views].reshape(v * t, 3, height, width)[frames].float() / 255
@@ -121,6 +144,33 @@ def sample_loss(model, decoder: GaussianDecoder, sample: dict, views: torch.Tens
     return loss, terms
 
 
+def frame_picks(n_views: int, t: int, f: int) -> torch.Tensor:
+    """Indices (into views × T) of frame ``f`` of each of ``n_views`` trajectories: the cameras of one time."""
+    return torch.arange(n_views) * t + f
+
+
+def initial_model_4d(config: DecoderTrainConfig, device: torch.device) -> GaussianDecoder4D:
+    """A fresh 4D decoder of ``config.model``, or one from ``config.init_from``: a static decoder folder
+    (:meth:`GaussianDecoder4D.from_static`) or a 4D folder. With a folder, its config replaces
+    ``config.model`` (the static part)."""
+    if not config.init_from:
+        return GaussianDecoder4D(Decoder4DConfig(**dataclasses.asdict(config.model))).to(device)
+    from pathlib import Path
+
+    path = Path(config.init_from)
+    try:
+        kind = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, json.JSONDecodeError):
+        raise InputError(f"--init-from {path} holds no model (config.json)") from None
+    if kind == GaussianDecoder4D.model_type:
+        model = GaussianDecoder4D.from_pretrained(path, device)
+    else:
+        model = GaussianDecoder4D.from_static(GaussianDecoder.from_pretrained(path, device))
+    static = {f.name for f in dataclasses.fields(DecoderConfig)}
+    config.model = DecoderConfig(**{k: v for k, v in dataclasses.asdict(model.config).items() if k in static})
+    return model.train()
+
+
 def train(config: DecoderTrainConfig) -> dict[str, float]:
     """Train (or resume) on ``config.data``; returns the last validation metrics."""
     from accelerate import Accelerator
@@ -132,8 +182,12 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
     if len(dirs) <= config.val_samples:
         raise InputError(f"{config.data} holds {len(dirs)} samples; need more than val_samples={config.val_samples}")
     train_dirs, val_dirs = dirs[:-config.val_samples], dirs[-config.val_samples:]
-    run = Run(config.out, initial_model(GaussianDecoder, config.model, config.init_from, device), config.lr,
-              config.weight_decay, config.warmup, config.steps, config.train_time_s)
+    dynamic = bool(config.dynamic)
+    if config.static_data and not dynamic:
+        raise InputError("--static-data is for --dynamic 1 runs (static steps of a 4D decoder)")
+    model0 = initial_model_4d(config, device) if dynamic else \
+        initial_model(GaussianDecoder, config.model, config.init_from, device)
+    run = Run(config.out, model0, config.lr, config.weight_decay, config.warmup, config.steps, config.train_time_s)
     run.resume(device)
     start_wall = time.time()
     decoder = run.model.train()
@@ -143,16 +197,39 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
                  "parameters": sum(p.numel() for p in decoder.parameters())})
     data = load_data(train_dirs[acc.process_index::acc.num_processes], device)
     val = load_data(val_dirs, device) if main else []
+    static_data = []
+    if config.static_data:
+        static_data = [s for s in load_data(sample_dirs(config.static_data)[acc.process_index::acc.num_processes],
+                                            device) if not s["dynamic"]]
+        if not static_data:
+            raise InputError(f"--static-data {config.static_data} holds no image sample")
+    if dynamic and not all(s["dynamic"] for s in data + val):
+        raise InputError(f"--dynamic 1 needs clip SDG (lyra3d sdg --clips N); {config.data} holds image samples "
+                         "(pass those as --static-data)")
     if main:
-        run.log({"train_samples": len(train_dirs), "val_samples": len(val_dirs), "data_s": round(time.time() - start_wall, 1)})
+        run.log({"train_samples": len(train_dirs), "val_samples": len(val_dirs), "static_samples": len(static_data),
+                 "data_s": round(time.time() - start_wall, 1)})
     gen = torch.Generator().manual_seed(1234 + run.step * acc.num_processes + acc.process_index)
     num_v = data[0]["latents"].shape[0]
-    t = data[0]["frames"].shape[1]
 
-    def pick(n_views: int):
+    def pick(n_views: int, t: int):
         views = torch.randperm(num_v, generator=gen)[:n_views].sort().values
         frames = torch.randperm(n_views * t, generator=gen)[:config.render_frames].sort().values
         return views, frames
+
+    def one_loss(n_views: int, ow: float):
+        """A static step (a static decoder, or a 4D one on an image sample at time 0), or a dynamic step."""
+        if not dynamic or (static_data and float(torch.rand((), generator=gen)) < config.static_share):
+            pool = static_data or data
+            sample = pool[int(torch.randint(len(pool), (), generator=gen))]
+            return sample_loss(model, decoder, sample, *pick(n_views, sample["frames"].shape[1]), config, ow, backend,
+                               target_time=0.0 if dynamic else None)[0]
+        sample = data[int(torch.randint(len(data), (), generator=gen))]
+        t = sample["frames"].shape[1]
+        views = torch.randperm(num_v, generator=gen)[:n_views].sort().values
+        f = int(torch.randint(t, (), generator=gen))
+        return sample_loss(model, decoder, sample, views, frame_picks(n_views, t, f), config, ow, backend,
+                           target_time=float(sample["times"][f]))[0]
 
     def step_fn():
         p = run.progress
@@ -161,25 +238,40 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
         total = 0.0
         run.opt.zero_grad(set_to_none=True)
         for _ in range(config.batch_size):
-            sample = data[int(torch.randint(len(data), (), generator=gen))]
-            loss, _ = sample_loss(model, decoder, sample, *pick(n_views), config, ow, backend)
+            loss = one_loss(n_views, ow)
             acc.backward(loss / config.batch_size)
-            total += float(loss) / config.batch_size
+            total += float(loss.detach()) / config.batch_size
         gnorm = acc.clip_grad_norm_(decoder.parameters(), config.grad_clip)
         run.opt.step()
         return total, float(gnorm)
 
     def eval_fn():
         g = torch.Generator().manual_seed(0)
-        scores = []
+        scores, static_scores = [], []
+        n_views = config.views or num_v
+        views = torch.arange(n_views)
         for sample in val:
-            n_views = config.views or num_v
-            views = torch.arange(n_views)
-            frames = torch.randperm(n_views * t, generator=g)[:config.render_frames].sort().values
+            t = sample["frames"].shape[1]
             with torch.no_grad():
-                _, terms = sample_loss(decoder, decoder, sample, views, frames, config, 0.0, backend)
-            scores.append(terms["psnr"])
-        return {"val_psnr_vs_teacher": sum(scores) / max(1, len(scores))}
+                if dynamic:  # the teacher frames of one time, at three times
+                    for f in sorted({0, t // 2, t - 1}):
+                        _, terms = sample_loss(decoder, decoder, sample, views, frame_picks(n_views, t, f), config,
+                                               0.0, backend, target_time=float(sample["times"][f]))
+                        scores.append(terms["psnr"])
+                else:
+                    frames = torch.randperm(n_views * t, generator=g)[:config.render_frames].sort().values
+                    _, terms = sample_loss(decoder, decoder, sample, views, frames, config, 0.0, backend)
+                    scores.append(terms["psnr"])
+        out = {"val_psnr_vs_teacher": sum(scores) / max(1, len(scores))}
+        if main and static_data:  # a few training image samples: does the 4D decoder still decode still scenes?
+            for sample in static_data[:2]:
+                t = sample["frames"].shape[1]
+                frames = torch.randperm(n_views * t, generator=g)[:config.render_frames].sort().values
+                with torch.no_grad():
+                    _, terms = sample_loss(decoder, decoder, sample, views, frames, config, 0.0, backend, 0.0)
+                static_scores.append(terms["psnr"])
+            out["static_psnr_vs_teacher"] = sum(static_scores) / len(static_scores)
+        return out
 
     return train_loop(run, config, step_fn, eval_fn, start_wall, main=main)
 

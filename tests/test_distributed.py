@@ -1,0 +1,89 @@
+"""Decoder training on N processes (issue 10's CPU part): ``torchrun --nproc_per_node 2 -m
+lyra3d.train.decoder --device cpu`` runs data-parallel through accelerate with the gloo backend, both processes stop at the same step (also under a time-based
+schedule, where each process measures its own time), and the run resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from lyra3d import worlds
+from lyra3d.cameras import Cameras, default_camera, trajectory
+
+pytest.importorskip("accelerate")
+if not torch.distributed.is_available():
+    pytest.skip("torch.distributed is not available", allow_module_level=True)
+
+V, T, W, H = 2, 5, 96, 48
+
+
+@pytest.fixture(scope="module")
+def sdg_folder(tmp_path_factory):
+    """Four samples in the SDG layout (``lyra3d.sdg``): world renders and their tokenizer latents."""
+    from safetensors.torch import save_file
+
+    from lyra3d.checkpoint import shipped_weights
+    from lyra3d.tokenizer import load_tokenizer
+
+    root = tmp_path_factory.mktemp("sdg")
+    tok = load_tokenizer(shipped_weights("tokenizer"))
+    cam = default_camera(W, H)
+    cams = Cameras.cat([trajectory(name, cam, T, 5.0) for name in ("left", "right")])
+    ids = []
+    for seed in range(4):
+        r = worlds.render(worlds.make_world(seed), cams, shadows=False)
+        frames = r.rgb.reshape(V, T, 3, H, W)
+        with torch.no_grad():
+            latents = tok.encode(frames)
+        d = root / f"world_{seed:07d}"
+        d.mkdir()
+        save_file({"latents": latents.half().contiguous()}, str(d / "latents.safetensors"))
+        np.save(d / "frames.npy", (frames * 255 + 0.5).to(torch.uint8).numpy())
+        np.save(d / "depth.npy", r.depth.reshape(V, T, 1, H, W).half().numpy())
+        (d / "cameras.json").write_text(json.dumps({"names": ["left", "right"], "cameras": cams.to_dict()}))
+        (d / "meta.json").write_text(json.dumps({"id": d.name}))
+        ids.append(d.name)
+    (root / "manifest-00000.jsonl").write_text("".join(json.dumps({"id": i}) + "\n" for i in ids))
+    return root
+
+
+def _launch(out, data, *extra):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "lyra3d.train.decoder", "--tiny",
+           "--out", str(out), "--data", str(data), "--device", "cpu", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def _log(out):
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_train_stop_together_and_resume(sdg_folder, tmp_path):
+    out = tmp_path / "run"
+    r = _launch(out, sdg_folder, "--steps", "4", "--save-every", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = _log(out)
+    assert log[0]["processes"] == 2
+    assert any(e.get("step") == 4 and "eval" in e for e in log)  # the final evaluation, on the main process
+    assert (out / "model" / "model.safetensors").is_file()
+    state = torch.load(out / "trainer.pt", weights_only=False)
+    assert state["step"] == 4
+
+    # resume: the same command with more steps continues from step 4
+    r = _launch(out, sdg_folder, "--steps", "6", "--save-every", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert torch.load(out / "trainer.pt", weights_only=False)["step"] == 6
+
+    # a time-based schedule: each process measures its own time; they must agree on when to stop (else
+    # DDP would wait forever and the launch would time out)
+    timed = tmp_path / "timed"
+    r = _launch(timed, sdg_folder, "--steps", "100000", "--train-time-s", "3", "--save-every", "100000")
+    assert r.returncode == 0, r.stderr[-3000:]
+    stops = [e for e in _log(timed) if "stopped" in e]
+    assert len(stops) == 1 and stops[0]["step"] > 1
