@@ -50,6 +50,7 @@ from lyra3d.checkpoint import CONFIG_NAME, WEIGHTS_NAME, Pretrained, shipped_wei
 from lyra3d.errors import InputError
 from lyra3d.gaussians import Gaussians
 from lyra3d.inputs import FITS, MIN_IMAGE_SIDE, ImageInfo
+from lyra3d.timing import StageClock
 
 __all__ = ["Preset", "PRESETS", "register_preset", "GenerateConfig", "Scene", "ImageTo3DPipeline",
            "TextTo3DPipeline", "PARTS", "IMAGE_STAGES", "OUTPUT_FILES", "parse_trajectories", "load_input_image",
@@ -537,31 +538,6 @@ def _file_digest(folder: Path) -> str | None:
     return h.hexdigest()[:16]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class _Clock:
-    """Seconds per stage: ``mark(stage)`` ends a stage (and tells ``progress``)."""
-
-    def __init__(self, device: torch.device, progress: Callable[[str], None] | None):
-        self.device, self.progress = device, progress
-        self.start = self.last = time.perf_counter()
-        self.timings: dict[str, float] = {}
-
-    def mark(self, stage: str) -> None:
-        _sync(self.device)
-        now = time.perf_counter()
-        self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
-        self.last = now
-        if self.progress is not None:
-            self.progress(stage)
-
-    def total(self) -> dict[str, float]:
-        return {**self.timings, "total": time.perf_counter() - self.start}
-
-
 def _save_part(model, folder: Path, source: Path | None) -> None:
     extra = {}
     if source is not None and (source / "MODEL_CARD.md").is_file():
@@ -738,11 +714,11 @@ class ImageTo3DPipeline:
                 ``keep_frames``, ...).
         """
         cfg = self._call_config(seed, overrides)
-        clock = _Clock(self.device, progress)
+        clock = StageClock(self.device, progress)
         img, fitted = self.prepare_image(image, cfg)
         return self._generate(img, info or fitted, cfg, clock, camera, depth)
 
-    def _generate(self, image: Tensor, info: ImageInfo | None, cfg: GenerateConfig, clock: _Clock,
+    def _generate(self, image: Tensor, info: ImageInfo | None, cfg: GenerateConfig, clock: StageClock,
                   camera: Cameras | None = None, depth: Tensor | None = None, prompt: str | None = None,
                   unknown_words: tuple[str, ...] = ()) -> Scene:
         from lyra3d.metrics import psnr
@@ -863,7 +839,7 @@ class TextTo3DPipeline:
         prompt = validate_prompt(prompt)
         pipe = self.image_to_3d
         cfg = pipe._call_config(seed, overrides)
-        clock = _Clock(pipe.device, progress)
+        clock = StageClock(pipe.device, progress)
         image = self.text_to_image.generate(prompt, pipe.teacher.tokenizer, steps=cfg.text_steps,
                                             guidance=cfg.text_guidance, seed=cfg.seed)[0]
         p = cfg.resolution

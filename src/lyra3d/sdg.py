@@ -43,6 +43,7 @@ from lyra3d.cameras import Cameras, default_camera
 from lyra3d.errors import InputError
 from lyra3d.files import check_settings
 from lyra3d.teacher import Teacher, TeacherConfig
+from lyra3d.timing import StageClock
 
 _TMP = ".tmp-"
 
@@ -236,7 +237,7 @@ def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: 
         (tmp / "cameras.json").write_text(json.dumps({"names": list(gen.names), "cameras": gen.cameras.to_dict()}))
         meta = {"id": item.id, "caption": item.caption, "seed": seed, "center_depth": gen.center_depth,
                 "teacher": gen.meta, "seconds": round(time.time() - t0, 3),
-                "stage_seconds": clock.seconds, "lyra3d_version": lyra3d.__version__}
+                "stage_seconds": {k: round(v, 4) for k, v in clock.seconds.items()}, "lyra3d_version": lyra3d.__version__}
         if item.video is not None:
             meta.update({"times": [round(float(x), 6) for x in gen.times], "clip": item.clip,
                          "reversed": bool(item.reversed)})
@@ -249,20 +250,6 @@ def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"id": item.id, "caption": item.caption, "seconds": meta["seconds"]}
-
-
-class StageClock:
-    """A ``progress(stage)`` callback that records seconds per stage (synchronising CUDA first)."""
-
-    def __init__(self, device: torch.device | str = "cpu"):
-        self.device, self.seconds, self._last = torch.device(device), {}, time.perf_counter()
-
-    def __call__(self, stage: str) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        now = time.perf_counter()
-        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._last, 4)
-        self._last = now
 
 
 def load_sample(path: str | Path, uint8: bool = False) -> SDGSample:
