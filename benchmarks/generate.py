@@ -1,17 +1,24 @@
-"""Benchmark ``lyra3d generate`` for one image: seconds and peak memory per stage, end to end.
+"""Benchmark ``lyra3d generate`` for one image (or one video: ``--video``): seconds and peak memory per stage,
+end to end.
 
     python benchmarks/generate.py [--device cpu|cuda] [--weights DIR] [--random-decoder] [--trajectories 6]
                                   [--steps 4] [--preset default] [--frames N] [--flythrough-frames 48]
-                                  [--image PATH] [--save FILE]
+                                  [--image PATH | --video [PATH] [--times N]] [--save FILE]
 
 One cold run, as a user meets it: load the models, generate (depth, cache, encode, sample, decoder, input
 view), then write the output folder (fly-through render + video, PLY, PNG, JSON) into a temporary folder.
-Memory per stage is the peak resident set size of the process during the stage (sampled every 5 ms from
-``/proc/self/statm``; the process peak, ``ru_maxrss``, is printed too); on CUDA also the peak of
-``torch.cuda.max_memory_allocated`` per stage. The input is procedural world 1,000,007 (held out) rendered at
-the preset's size, unless ``--image`` is given. ``--random-decoder`` times a randomly initialised decoder of
-the default configuration, for when no trained decoder exists yet (same cost, meaningless picture).
-Prints a Markdown table.
+"CPU seconds" is the process's CPU time (all threads: up to 2× the seconds on 2 cores), which other load
+on the machine inflates less than the wall seconds. Memory per stage is the peak resident set size of the
+process during the stage (sampled every 5 ms from ``/proc/self/statm``; the process peak, ``ru_maxrss``, is
+printed too); on CUDA also the peak of ``torch.cuda.max_memory_allocated`` per stage. The input is
+procedural world 1,000,007 (held out) rendered at the preset's size, unless ``--image`` is given.
+``--random-decoder`` times a randomly initialised decoder of the default configuration, for when no trained
+decoder exists yet (same cost, meaningless picture). Prints a Markdown table.
+
+``--video`` times video → 4D (:class:`lyra3d.pipelines4d.VideoTo4DPipeline` and its output folder) on a video
+file, by default held-out dynamic world 1,000,001 filmed as a 17-frame clip (320×176, still camera) and
+written as an MP4 first (reading it is part of the end-to-end time); ``--times N`` decodes N output times
+instead of one per frame. ``decoder`` and ``input view`` then cover every output time.
 """
 
 from __future__ import annotations
@@ -60,6 +67,15 @@ class RssSampler:
         self._thread.join()
 
 
+def _held_out_clip(path: Path, preset: pl.Preset, frames: int) -> Path:
+    """Held-out dynamic world 1,000,001 filmed by the default still camera as an MP4 (24 fps)."""
+    from lyra3d.dynamic import make_clip
+    from lyra3d.video import write_video
+
+    clip = make_clip(1_000_001, frames, preset.width, preset.height)
+    return write_video(clip.frames, path, fps=24)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu")
@@ -72,45 +88,58 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--flythrough-frames", type=int, default=48)
     ap.add_argument("--image", default=None)
+    ap.add_argument("--video", nargs="?", const="", default=None,
+                    help="video → 4D; a video file (default: held-out dynamic world 1,000,001 as a 17-frame MP4)")
+    ap.add_argument("--times", type=int, default=None, help="--video: output times (default: one per frame)")
     ap.add_argument("--no-write", action="store_true",
                     help="stop after generating (no fly-through or files; e.g. where no ffmpeg is installed)")
     ap.add_argument("--save", default=None, help="also write the table to this file")
     args = ap.parse_args(argv)
 
+    if args.video is not None and args.image:
+        ap.error("give --image or --video, not both")
+    load = os.getloadavg()
     cuda = torch.device(args.device).type == "cuda"
     sync = (lambda: torch.cuda.synchronize()) if cuda else (lambda: None)
     rss = RssSampler()
-    rows: list[tuple[str, float, float, float | None]] = []
-    last = [time.perf_counter()]
+    rows: list[tuple[str, float, float, float, float | None]] = []
+    last = [time.perf_counter(), time.process_time()]
 
     def mark(stage: str) -> None:
         sync()
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         gpu = None
         if cuda:
             gpu = torch.cuda.max_memory_allocated() / 2**20
             torch.cuda.reset_peak_memory_stats()
-        rows.append((stage.replace("_", " "), now - last[0], rss.take() / 2**20, gpu))
-        last[0] = now
+        rows.append((stage.replace("_", " "), now - last[0], cpu - last[1], rss.take() / 2**20, gpu))
+        last[:] = [now, cpu]
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights
         if args.random_decoder:
             from lyra3d.decoder import DecoderConfig, GaussianDecoder
+            from lyra3d.decoder4d import Decoder4DConfig, GaussianDecoder4D
 
             weights = Path(tmp) / "weights"
             torch.manual_seed(0)
-            GaussianDecoder(DecoderConfig()).save_pretrained(weights / "decoder")
+            if args.video is not None:
+                GaussianDecoder4D(Decoder4DConfig()).save_pretrained(weights / "decoder4d")
+            else:
+                GaussianDecoder(DecoderConfig()).save_pretrained(weights / "decoder")
             if args.weights:
                 for part in ("depth", "tokenizer", "video_model"):
                     if (Path(args.weights) / part).is_dir():
                         os.symlink(Path(args.weights).resolve() / part, weights / part)
         overrides = {"trajectories": pl.parse_trajectories(args.trajectories), "steps": args.steps,
-                     "preset": args.preset, "num_frames": args.frames}
+                     "preset": args.preset, "num_frames": args.frames, "output_times": args.times}
         overrides = {k: v for k, v in overrides.items() if v is not None}
         config = pl.GenerateConfig().replace(device=args.device, **overrides)
         p = config.resolution
-        if args.image:
+        if args.video is not None:
+            video = args.video or _held_out_clip(Path(tmp) / "clip.mp4", p, config.frames)
+            what = Path(video).name if args.video else "world 1000001 (held-out dynamic clip, MP4)"
+        elif args.image:
             image, _ = pl.load_input_image(args.image, p, config.fit)
             what = Path(args.image).name
         else:
@@ -123,21 +152,32 @@ def main(argv: list[str] | None = None) -> None:
         rss.take()
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        start = last[0] = time.perf_counter()
-        pipe = pl.ImageTo3DPipeline.from_pretrained(weights, device=args.device, config=config)
-        mark("load_models")
-        scene = pipe(image, progress=mark)
-        seen = set()
+        start, start_cpu = last[:] = [time.perf_counter(), time.process_time()]
+        if args.video is not None:
+            from lyra3d import pipelines4d as pl4
+
+            pipe = pl4.VideoTo4DPipeline.from_pretrained(weights, device=args.device, config=config)
+            mark("load_models")
+            scene = pipe(video, progress=mark)
+            save = pl4.save_scene4d
+        else:
+            pipe = pl.ImageTo3DPipeline.from_pretrained(weights, device=args.device, config=config)
+            mark("load_models")
+            scene = pipe(image, progress=mark)
+            save = pl.save_scene
+        seen: list[str] = []
 
         def on_save(what_: str, done: int, total: int) -> None:
-            if what_ == "write" and "write" not in seen:
-                mark("flythrough")  # the first file written ends the fly-through
-            seen.add(what_)
+            if what_ not in seen:
+                if seen:
+                    mark(seen[-1])  # the next part's first report ends the part before (fly-through, ...)
+                seen.append(what_)
 
+        record = None
         if not args.no_write:
-            pl.save_scene(scene, Path(tmp) / "out", flythrough_frames=args.flythrough_frames, progress=on_save)
+            record = save(scene, Path(tmp) / "out", flythrough_frames=args.flythrough_frames, progress=on_save)
             mark("write")
-        total = time.perf_counter() - start
+        total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     rss.stop()
 
     gpu_col = cuda
@@ -146,16 +186,26 @@ def main(argv: list[str] | None = None) -> None:
              + f", torch {torch.__version__}; preset {p.name} {p.width}x{p.height}, {config.frames} frames per "
              f"trajectory, {len(config.trajectories)} trajectories, {config.steps} steps, "
              f"guidance {config.guidance:g}; "
-             f"{what}; decoder {'random (default config)' if args.random_decoder else pipe.sources['decoder']}",
+             f"{what}; {pipe.decoder_name} "
+             f"{'random (default config)' if args.random_decoder else pipe.sources[pipe.decoder_part]}",
              "",
-             "| stage | seconds | peak RSS (MB) |" + (" peak CUDA (MB) |" if gpu_col else ""),
-             "|---|---:|---:|" + ("---:|" if gpu_col else "")]
-    for name, sec, mem, gpu in rows:
-        lines.append(f"| {name} | {sec:.2f} | {mem:,.0f} |" + (f" {gpu:,.0f} |" if gpu_col else ""))
-    lines.append(f"| **end to end** | **{total:.2f}** | **{pl.peak_memory_mb():,.0f}** (process peak) |"
-                 + (" |" if gpu_col else ""))
-    lines += ["", f"{scene.gaussians_before_pruning:,} Gaussians decoded, {len(scene.gaussians):,} kept; "
-              f"input-view PSNR {scene.input_view_psnr:.2f} dB; fly-through {args.flythrough_frames} frames"]
+             "| stage | seconds | CPU seconds | peak RSS (MB) |" + (" peak CUDA (MB) |" if gpu_col else ""),
+             "|---|---:|---:|---:|" + ("---:|" if gpu_col else "")]
+    for name, sec, cpu, mem, gpu in rows:
+        lines.append(f"| {name} | {sec:.2f} | {cpu:.2f} | {mem:,.0f} |" + (f" {gpu:,.0f} |" if gpu_col else ""))
+    lines.append(f"| **end to end** | **{total:.2f}** | **{total_cpu:.2f}** | **{pl.peak_memory_mb():,.0f}** "
+                 "(process peak) |" + (" |" if gpu_col else ""))
+    if args.video is not None:
+        size = sum(record["files"].values()) / 1e6 if record else float("nan")
+        lines += ["", f"{len(scene.frame_indices)} of {scene.frames_in_input} frames read; {len(scene)} output times, "
+                  f"each {scene.gaussians_before_pruning:,} Gaussians decoded, {len(scene.gaussians[0]):,} kept; "
+                  f"input-view PSNR {scene.input_view_psnr:.2f} dB (mean over times); fly-through and bullet time "
+                  f"{args.flythrough_frames} frames each; output folder {size:.0f} MB"]
+    else:
+        lines += ["", f"{scene.gaussians_before_pruning:,} Gaussians decoded, {len(scene.gaussians):,} kept; "
+                  f"input-view PSNR {scene.input_view_psnr:.2f} dB; fly-through {args.flythrough_frames} frames"]
+    lines += [f"machine load average before / after the run: {load[0]:.2f} / {os.getloadavg()[0]:.2f} "
+              f"({os.cpu_count()} CPUs)"]
     text = "\n".join(lines)
     print(text)
     if args.save:

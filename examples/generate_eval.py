@@ -1,6 +1,6 @@
 """Input-view PSNR of generated scenes: held-out procedural images and the shipped photos.
 
-    python examples/generate_eval.py [--worlds 12] [--device cuda] [--json docs/eval/generate_input_view.json]
+    python examples/generate_eval.py [--worlds 12] [--device cuda] [--json docs/eval/generate_input_view.json] [--weights DIR]
 
 For each input, ``ImageTo3DPipeline`` (the shipped models, default settings) generates the scene and the
 Gaussians are rendered at the input camera; the PSNR against the (cropped) input is printed per input and
@@ -26,8 +26,9 @@ def main() -> None:
     ap.add_argument("--worlds", type=int, default=12)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--weights", default=None, help="a weights folder (as lyra3d generate --weights); default: shipped")
     args = ap.parse_args()
-    pipe = ImageTo3DPipeline.from_pretrained(device=args.device)
+    pipe = ImageTo3DPipeline.from_pretrained(args.weights, device=args.device)
     cam = default_camera()
     inputs = [(f"world {s}", "held-out worlds", worlds.render(worlds.make_world(s), cam).rgb[0])
               for s in worlds.eval_seeds(args.worlds)]

@@ -1,5 +1,6 @@
-"""Shared by test_pipelines.py and test_generate.py: a weights folder with a small random 3DGS decoder and a
-small random text-to-image model (the teacher's parts are the shipped ones: the folder leaves them out)."""
+"""Shared by test_pipelines.py, test_generate.py and test_generate4d.py: a weights folder with a small random
+3DGS decoder and a small random text-to-image model (the teacher's parts are the shipped ones: the folder
+leaves them out), input images, and the CLI checks (``invoke``, ``assert_one_line_error``, ``listing``)."""
 
 from pathlib import Path
 
@@ -53,3 +54,27 @@ def save_png(image: torch.Tensor, path: Path) -> Path:
     arr = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
     Image.fromarray(arr).save(path)
     return path
+
+
+def invoke(*args):
+    """``lyra3d ARGS`` in-process (typer's test runner): the result's ``exit_code`` and ``stderr``."""
+    from typer.testing import CliRunner
+
+    from lyra3d.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(code: int, stderr: str, *fragments):
+    """Exit code 2 and exactly one line on stderr, ``error: ...``, holding every fragment; no traceback."""
+    assert code == 2, stderr
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr and lines[0].startswith("error: ")
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def listing(folder: Path) -> list[str]:
+    """Every path under ``folder``, relative and sorted."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))

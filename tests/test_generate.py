@@ -9,12 +9,10 @@ from pathlib import Path
 import imageio.v3 as iio
 import pytest
 import torch
-from generate_helpers import make_weights, photo as photo_image, save_png
-from typer.testing import CliRunner
+from generate_helpers import assert_one_line_error, invoke, listing, make_weights, photo as photo_image, save_png
 
 import lyra3d as lyra3d_pkg
 from lyra3d.cameras import Cameras, default_camera
-from lyra3d.cli import app
 from lyra3d.gaussians import load_ply
 from lyra3d.metrics import psnr
 from lyra3d.pipelines import IMAGE_STAGES
@@ -28,23 +26,6 @@ FILES = {"scene.ply", "flythrough.mp4", "input_view.png", "cameras.json", "repor
 def lyra3d(*args):
     return subprocess.run([sys.executable, "-m", "lyra3d", *map(str, args)], capture_output=True, text=True,
                           timeout=600)
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(code: int, stderr: str, *fragments):
-    assert code == 2, stderr
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr and lines[0].startswith("error: ")
-    for f in fragments:
-        assert f in lines[0], lines[0]
-
-
-def listing(folder):
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
 @pytest.fixture(scope="module")

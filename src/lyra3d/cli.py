@@ -60,7 +60,7 @@ class _StageBars:
     """One progress row per stage: ``begin(name, total)`` finishes the current row and starts the next."""
 
     def __init__(self, bar: Progress):
-        self.bar, self.task = bar, None
+        self.bar, self.task, self.name = bar, None, None
 
     def finish(self) -> None:
         if self.task is not None:
@@ -70,7 +70,7 @@ class _StageBars:
 
     def begin(self, name: str, total: int = 1) -> None:
         self.finish()
-        self.task = self.bar.add_task(name.replace("_", " "), total=total)
+        self.task, self.name = self.bar.add_task(name.replace("_", " "), total=total), name
 
     def set(self, done: int, total: int) -> None:
         if self.task is not None:
@@ -84,8 +84,12 @@ def generate(
                                          "another aspect is center-cropped (see --fit)."),
     text: Optional[str] = typer.Option(None, "--text", "--prompt", "-t", help="Text prompt instead of an image "
                                        "(text → image → 3D; needs text-to-image weights)."),
+    video: Optional[Path] = typer.Option(None, "--video", "-v", help="Input video instead of an image (video → 4D: "
+                                         "MP4/MOV/WebM/GIF/..., or a folder of frames; a still camera is assumed)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (written whole or not at all): scene.ply, "
-                             "flythrough.mp4, input_view.png, cameras.json, report.json."),
+                             "flythrough.mp4, input_view.png, cameras.json, report.json; for --video "
+                             "gaussians/scene_t000.ply... (one per output time), flythrough.mp4, bullet_time.mp4, "
+                             "input_view.png, cameras.json, report.json."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace an existing output folder."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights folder DIR/{depth,tokenizer,"
                                            "video_model,decoder,text_to_image}, each optional (missing parts: the "
@@ -100,7 +104,12 @@ def generate(
     preset: Optional[str] = typer.Option(None, help="Resolution preset (default: default = 320x176, 17 frames per "
                                          "trajectory, the shipped models' native size)."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames per trajectory, 1 + 4m (5, 9, 17, ...; "
-                                         "default: the preset's); fewer is faster and rougher."),
+                                         "default: the preset's); fewer is faster and rougher. For --video: the "
+                                         "frames read, spread evenly over the video."),
+    times: Optional[int] = typer.Option(None, "--times", help="--video: the scene at this many times spread over "
+                                        "the clip (default: one per frame read); each costs a decoder pass."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="--video: read only the first N frames "
+                                             "of the file (then --frames of them are used)."),
     fit: Optional[str] = typer.Option(None, help="An image of another aspect: crop (center) or pad (default: crop)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     keep_frames: bool = typer.Option(False, "--keep-frames", help="Also write the teacher's frames, "
@@ -110,12 +119,15 @@ def generate(
                                         "flythrough (smooth, seeded), orbit, dolly, spiral, left, right, ..."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
-    """Generate a 3D Gaussian scene from one image or a text prompt: scene.ply, a fly-through video, the input
-    view, the cameras and a report (timings, Gaussian count, input-view PSNR)."""
+    """Generate a 3D Gaussian scene from one image or a text prompt (scene.ply, a fly-through video, the input
+    view, the cameras and a report: timings, Gaussian count, input-view PSNR), or a 4D scene from a video
+    (a PLY per output time, a fly-through while time runs, a bullet-time video, ...)."""
     import time
 
-    if (image is None) == (text is None):
-        raise InputError('give exactly one of --image PATH or --text "a prompt"')
+    if sum(x is not None for x in (image, text, video)) != 1:
+        raise InputError('give exactly one of --image PATH, --text "a prompt" or --video PATH')
+    if video is None and (times is not None or max_frames is not None):
+        raise InputError(f"{'--times' if times is not None else '--max-frames'} is for --video only")
     if out.exists() and not force:
         raise InputError(f"{out} exists; pass --force to overwrite it")
     if out.exists() and not out.is_dir():
@@ -123,6 +135,7 @@ def generate(
     start = time.perf_counter()
     from lyra3d import flythrough as fly
     from lyra3d import pipelines as pl
+    from lyra3d import pipelines4d as pl4
     from lyra3d.inputs import validate_prompt
 
     prompt = validate_prompt(text) if text is not None else None
@@ -132,16 +145,24 @@ def generate(
         raise InputError(f"--flythrough-frames must be at least 2, got {flythrough_frames}")
     overrides = {"trajectories": pl.parse_trajectories(trajectories) if trajectories is not None else None,
                  "movement_factor": movement_factor, "steps": steps, "seed": seed, "preset": preset,
-                 "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None}
+                 "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None, "output_times": times}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     _, settings = pl.resolve_weights(weights)  # a bad weights folder or bad settings fail here, before any work
     base = pl.GenerateConfig.from_dict(settings) if settings else pl.GenerateConfig()
     checked = base.replace(device=device, **overrides)
     picture = info = None
+    call = dict(overrides)
     if image is not None:
         picture, info = pl.load_input_image(image, checked.resolution, checked.fit)
+    elif video is not None:
+        if max_frames is not None and max_frames < 2:
+            raise InputError(f"--max-frames must be at least 2, got {max_frames}")
+        t0 = time.perf_counter()
+        picture, info = pl4.load_input_video(video, checked.resolution, checked.fit, max_frames)
+        call["fps"], read_s = info.fps, time.perf_counter() - t0
 
-    cls = pl.TextTo3DPipeline if prompt is not None else pl.ImageTo3DPipeline
+    cls = pl.TextTo3DPipeline if prompt is not None else pl4.VideoTo4DPipeline if video is not None \
+        else pl.ImageTo3DPipeline
     pipe = cls.from_pretrained(weights, device=device)
     if prompt is not None and not quiet:
         unknown = pipe.unknown_words(prompt)
@@ -150,6 +171,8 @@ def generate(
                       "it describes procedural worlds (colours, shapes, floors, skies)", highlight=False,
                       soft_wrap=True)
     names = iter(pipe.stages(**overrides))  # checks the settings against the models
+    if video is not None:
+        pipe.frame_indices(len(picture), str(video), **overrides)  # a video too short fails before any work
     with progress_bar(quiet) as bar:
         rows = _StageBars(bar)
         rows.begin(next(names))
@@ -159,25 +182,32 @@ def generate(
             rows.begin(following) if following is not None else rows.finish()
 
         if prompt is not None:
-            scene = pipe(prompt, progress=on_stage, **overrides)
+            scene = pipe(prompt, progress=on_stage, **call)
+        elif video is not None:
+            scene = pipe(picture, progress=on_stage, info=info, step_progress=lambda _, done, total:
+                         rows.set(done, total), **call)
         else:
-            scene = pipe(picture, progress=on_stage, info=info, **overrides)
+            scene = pipe(picture, progress=on_stage, info=info, **call)
 
         def on_save(what: str, done: int, total: int) -> None:
-            if rows.task is None or bar.tasks[rows.task].description != what:
+            if rows.task is None or rows.name != what:
                 rows.begin(what, total)
             rows.set(done, total)
 
+        timings = {"load_models": pipe.load_seconds, **scene.timings}
+        if video is not None:  # the file was decoded here, before the models loaded
+            timings["read_video"] += read_s
         extra = {"command": "generate", "device": str(pipe.device), "environment": pl.environment(),
-                 "models": pipe.model_versions(),
-                 "timings_s": {"load_models": round(pipe.load_seconds, 4),
-                               **{k: round(v, 4) for k, v in scene.timings.items()}}}
-        record = pl.save_scene(scene, out, force=force, flythrough_frames=flythrough_frames,
-                               flythrough_path=flythrough_path, report=extra, progress=on_save, started=start)
+                 "models": pipe.model_versions(), "timings_s": {k: round(v, 4) for k, v in timings.items()}}
+        save = pl4.save_scene4d if video is not None else pl.save_scene
+        record = save(scene, out, force=force, flythrough_frames=flythrough_frames, flythrough_path=flythrough_path,
+                      report=extra, progress=on_save, started=start)
         rows.finish()
     if not quiet:
-        err.print(f"wrote {out}: {record['gaussians']:,} Gaussians, input-view PSNR {record['input_view_psnr']:.2f} "
-                  f"dB, {time.perf_counter() - start:.1f} s", highlight=False, soft_wrap=True)
+        count = record["gaussians"]
+        what = f"{len(count)} times × {max(count):,} Gaussians" if isinstance(count, list) else f"{count:,} Gaussians"
+        err.print(f"wrote {out}: {what}, input-view PSNR {record['input_view_psnr']:.2f} dB, "
+                  f"{time.perf_counter() - start:.1f} s", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -20,6 +20,7 @@ procedural scenes reach from 1 m to a far sky, where a fixed metric cap leaves h
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -218,6 +219,28 @@ class GaussianDecoder(Pretrained):
         rays = plucker_rays(cameras).reshape(1, v, t, 6, cameras.height, cameras.width)
         raw = self(latents[None], rays.to(latents.dtype))[0]
         return self.activate(raw.reshape(v * t, *raw.shape[2:]), cameras)
+
+    @torch.no_grad()
+    def with_stride(self, stride: int) -> "GaussianDecoder":
+        """This decoder at a finer ``gaussian_stride`` (a divisor of the current one), for fine-tuning: each
+        new ``stride×stride`` block starts as the old block it lies in (the head's rows repeated) with its
+        scale shrunk by the stride ratio, so the scene starts the same at ratio² as many Gaussians. Works
+        for subclasses (the 4D decoder) alike; returns ``self`` when the stride is already ``stride``."""
+        old = self.config.gaussian_stride
+        if stride == old:
+            return self
+        if stride < 1 or old % stride:
+            raise InputError(f"gaussian_stride {stride} must divide the decoder's current stride {old}")
+        r = old // stride
+        finer = type(self)(dataclasses.replace(self.config, gaussian_stride=stride))
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("head.")}
+        k, g, d = self.config.temporal_factor, self.config.blocks_per_patch, self.config.dim
+        w = self.head.weight.reshape(k, g, g, 12, d).repeat_interleave(r, 1).repeat_interleave(r, 2)
+        b = self.head.bias.reshape(k, g, g, 12).repeat_interleave(r, 1).repeat_interleave(r, 2).clone()
+        b[..., 4:7] -= math.log(r)  # scales: half the block, half the size
+        state.update({"head.weight": w.reshape(-1, d), "head.bias": b.reshape(-1)})
+        finer.load_state_dict(state)
+        return finer.to(self.head.weight.device).train(self.training)
 
     @classmethod
     def default(cls, device: str | torch.device = "cpu") -> "GaussianDecoder":

@@ -24,10 +24,14 @@ shipped default)::
     WEIGHTS/tokenizer/      (lyra3d train tokenizer, or a diffusers video VAE)
     WEIGHTS/video_model/    (lyra3d train video-model)
     WEIGHTS/decoder/        (lyra3d train decoder)
+    WEIGHTS/decoder4d/      (lyra3d train decoder --dynamic 1; VideoTo4DPipeline only, lyra3d.pipelines4d)
     WEIGHTS/text_to_image/  (lyra3d train text-to-image; TextTo3DPipeline only)
     WEIGHTS/pipeline.json   the GenerateConfig defaults (written by save_pretrained; optional)
 
 A folder that is itself one part's checkpoint (e.g. ``runs/decoder/model``) is taken as that part.
+
+:class:`TeacherPipeline` is what the pipelines share (loading, saving, devices, settings); video → 4D
+(:class:`lyra3d.pipelines4d.VideoTo4DPipeline`) is one too, and writes its folder with the helpers here.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,19 +56,23 @@ from lyra3d.gaussians import Gaussians
 from lyra3d.inputs import FITS, MIN_IMAGE_SIDE, ImageInfo
 from lyra3d.timing import StageClock
 
-__all__ = ["Preset", "PRESETS", "register_preset", "GenerateConfig", "Scene", "ImageTo3DPipeline",
-           "TextTo3DPipeline", "PARTS", "IMAGE_STAGES", "OUTPUT_FILES", "parse_trajectories", "load_input_image",
-           "fit_image_tensor", "resolve_weights", "save_scene", "check_device", "environment", "peak_memory_mb"]
+__all__ = ["Preset", "PRESETS", "register_preset", "GenerateConfig", "Scene", "TeacherPipeline", "ImageTo3DPipeline",
+           "TextTo3DPipeline", "PARTS", "MAX_OUTPUT_TIMES", "IMAGE_STAGES", "OUTPUT_FILES", "parse_trajectories",
+           "load_input_image", "fit_image_tensor", "resolve_weights", "save_scene", "check_flythrough",
+           "flythrough_cameras", "film_path", "write_png", "write_teacher_videos", "finish_report", "json_ready",
+           "check_device", "environment", "peak_memory_mb"]
 
 #: The parts of a weights folder, in the order they are loaded.
-PARTS = ("depth", "tokenizer", "video_model", "decoder", "text_to_image")
+PARTS = ("depth", "tokenizer", "video_model", "decoder", "decoder4d", "text_to_image")
 #: ``model_type`` of each part's own checkpoint (a folder that is one part's checkpoint is taken as that part).
 _PART_MODEL_TYPES = {"lyra3d-depth-unet": "depth", "lyra3d-video-tokenizer": "tokenizer",
                      "lyra3d-video-dit": "video_model", "lyra3d-3dgs-decoder": "decoder",
-                     "lyra3d-text-to-image": "text_to_image"}
+                     "lyra3d-4dgs-decoder": "decoder4d", "lyra3d-text-to-image": "text_to_image"}
 PIPELINE_CONFIG_NAME = "pipeline.json"
-_LAYOUT = "depth/, tokenizer/, video_model/, decoder/ or text_to_image/"
+_LAYOUT = "depth/, tokenizer/, video_model/, decoder/, decoder4d/ or text_to_image/"
 
+#: Most output times of one video → 4D call (each is a full decoder pass and a scene in memory).
+MAX_OUTPUT_TIMES = 128
 #: Stages of the image → 3D pipeline, in order (``progress(stage)`` is called as each one ends).
 IMAGE_STAGES = ("depth", "cache", "encode", "sample", "decoder", "input_view")
 
@@ -131,6 +139,8 @@ class GenerateConfig:
         num_frames: frames per trajectory; ``None``: the preset's.
         backend: rasterizer for the input-view render (:func:`lyra3d.render.rasterize`).
         text_steps, text_guidance: sampler steps and guidance of the text-to-image model.
+        output_times: video → 4D (:mod:`lyra3d.pipelines4d`): the scene at this many times spread evenly
+            from the first to the last frame used (1: the middle); ``None``: one per frame used.
     """
 
     preset: str = "default"
@@ -147,6 +157,7 @@ class GenerateConfig:
     backend: str = "auto"
     text_steps: int = 8
     text_guidance: float = 3.0
+    output_times: int | None = None
 
     def validate(self) -> "GenerateConfig":
         """Check every field; raise a one-line :class:`InputError` naming the fix. Returns self."""
@@ -179,6 +190,10 @@ class GenerateConfig:
             raise InputError(f"fit must be {' or '.join(FITS)}, got {self.fit!r}")
         if self.num_frames is not None and (not isinstance(self.num_frames, int) or self.num_frames < 1):
             raise InputError(f"num_frames must be a whole number >= 1, got {self.num_frames!r}")
+        if self.output_times is not None and (not isinstance(self.output_times, int)
+                                              or not 1 <= self.output_times <= MAX_OUTPUT_TIMES):
+            raise InputError(f"output times must be a whole number from 1 to {MAX_OUTPUT_TIMES}, "
+                             f"got {self.output_times!r}")
         check_device(self.device)
         return self
 
@@ -244,12 +259,15 @@ def load_input_image(path: str | Path, preset: str | Preset = "default", fit: st
 def fit_image_tensor(image: Tensor, width: int, height: int, fit: str = "crop") -> tuple[Tensor, ImageInfo]:
     """An image tensor ``(3, H, W)`` in [0, 1] brought to ``width × height`` like :func:`load_input_image`
     does for files: center-cropped or padded (with its edges' mean colour) to the aspect, then resampled
-    (bilinear, antialiased). The :class:`ImageInfo` says what was done."""
+    (bilinear, antialiased). The :class:`ImageInfo` says what was done.
+
+    A video ``(T, 3, H, W)`` is fitted frame by frame alike (padding with the first frame's edge colour, as
+    :func:`lyra3d.inputs.load_video` does) and comes back as ``(T, 3, height, width)``."""
     from lyra3d.inputs import _plan_fit
 
     if not isinstance(image, Tensor):
         raise InputError(f"image must be a tensor (3, H, W) or a file path, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[0] != 3:
+    if image.ndim not in (3, 4) or image.shape[-3] != 3:
         raise InputError(f"image must be (3, H, W) RGB, got shape {tuple(image.shape)}")
     if not image.is_floating_point():
         raise InputError(f"image must be floats in [0, 1], got {image.dtype}")
@@ -261,26 +279,27 @@ def fit_image_tensor(image: Tensor, width: int, height: int, fit: str = "crop") 
     lo, hi = float(image.min()), float(image.max())
     if lo < -1e-3 or hi > 1 + 1e-3:
         raise InputError(f"image values must be in [0, 1], got [{lo:.3g}, {hi:.3g}] (divide 8-bit values by 255)")
-    image = image.float().clamp(0, 1)
+    batch = image.float().clamp(0, 1).reshape(-1, 3, h, w)
     plan = _plan_fit(w, h, width, height, fit)
     l, t, r, b = plan.box
     pad = None
     if plan.fit == "crop":
-        image = image[:, t:b, l:r]
+        batch = batch[..., t:b, l:r]
     elif plan.fit == "pad":
-        edges = torch.cat([image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1]], 1)
+        first = batch[0]
+        edges = torch.cat([first[:, 0], first[:, -1], first[:, :, 0], first[:, :, -1]], 1)
         pad = tuple(round(float(v), 4) for v in edges.mean(1))
-        canvas = torch.tensor(pad, dtype=image.dtype, device=image.device)[:, None, None]
-        canvas = canvas.expand(3, b - t, r - l).clone()
-        canvas[:, -t:-t + h, -l:-l + w] = image
-        image = canvas
-    if tuple(image.shape[-2:]) != (height, width):
-        image = F.interpolate(image[None], size=(height, width), mode="bilinear", antialias=True,
-                              align_corners=False)[0].clamp(0, 1)
+        canvas = torch.tensor(pad, dtype=batch.dtype, device=batch.device)[:, None, None]
+        canvas = canvas.expand(batch.shape[0], 3, b - t, r - l).clone()
+        canvas[..., -t:-t + h, -l:-l + w] = batch
+        batch = canvas
+    if tuple(batch.shape[-2:]) != (height, width):
+        batch = F.interpolate(batch, size=(height, width), mode="bilinear", antialias=True,
+                              align_corners=False).clamp(0, 1)
     info = ImageInfo(path="<tensor>", format=None, size=(w, h), mode="RGB", bit_depth=32, exif_orientation=1,
                      upright_size=(w, h), alpha_background=None, conversions=(), fit=plan.fit, box=plan.box,
                      pad_color=pad, scale=round(plan.scale, 6), output_size=(width, height))
-    return image.contiguous(), info
+    return (batch if image.ndim == 4 else batch[0]).contiguous(), info
 
 
 # -- the result -------------------------------------------------------------------------------------------------
@@ -358,7 +377,7 @@ class Scene:
     def report(self) -> dict:
         """A JSON-ready summary: input, settings, counts, input-view PSNR, timings."""
         p = self.preset or self.config.resolution
-        return _plain({
+        return json_ready({
             "input": self.input_record(),
             "seed": self.seed,
             "preset": {"name": p.name, "width": p.width, "height": p.height, "fov_y_degrees": p.fov_y_degrees},
@@ -373,7 +392,7 @@ class Scene:
         })
 
 
-def _plain(record: dict) -> dict:
+def json_ready(record: dict) -> dict:
     """JSON types only (tuples become lists), as the record reads back from a file."""
     return json.loads(json.dumps(record))
 
@@ -417,19 +436,11 @@ def save_scene(scene: Scene, out: str | Path, force: bool = False, flythrough_fr
     fly-through frames as they render (``what="flythrough"``) and each file written (``what="write"``).
     ``started`` (a ``time.perf_counter()`` value) adds ``end_to_end`` seconds from then to the timings.
     Returns the report."""
-    import imageio.v3 as iio
-
-    from lyra3d import flythrough as fly
     from lyra3d.export import export_gaussians
     from lyra3d.files import staged_dir
-    from lyra3d.video import to_uint8, write_video
 
-    if flythrough_path not in fly.PATHS:
-        raise InputError(f"unknown fly-through path {flythrough_path!r}; choose from {', '.join(fly.PATHS)}")
-    if not isinstance(flythrough_frames, int) or flythrough_frames < 2:
-        raise InputError(f"a fly-through needs at least 2 frames, got {flythrough_frames}")
+    check_flythrough(flythrough_path, flythrough_frames)
     say = progress or (lambda what, done, total: None)
-    p = scene.preset or scene.config.resolution
     files = ["scene.ply", "flythrough.mp4", "input_view.png", "cameras.json"]
     if scene.frames is not None:
         files += [f"teacher/{name}.mp4" for name in scene.trajectories]
@@ -438,41 +449,105 @@ def save_scene(scene: Scene, out: str | Path, force: bool = False, flythrough_fr
     timings = dict(record.get("timings_s", {}))
     with staged_dir(out, force=force) as tmp:
         t0 = time.perf_counter()
-        config = fly.FlythroughConfig(path=flythrough_path, num_frames=flythrough_frames, width=p.width,
-                                      height=p.height, fov_y_degrees=p.fov_y_degrees, fps=fps,
-                                      backend=scene.config.backend, seed=scene.seed)
-        cams = fly.camera_path(scene.input_camera.to("cpu"), scene.center_depth, config)
-        done = [0]
-
-        def frames_done(n: int) -> None:
-            done[0] += n
-            say("flythrough", done[0], len(cams))
-
-        video = fly.render_frames(scene.gaussians, cams.to(scene.gaussians.device), backend=scene.config.backend,
-                                  on_frames=frames_done)
-        write_video(video, tmp / "flythrough.mp4", fps=fps)
+        cams = flythrough_cameras(scene, flythrough_path, flythrough_frames)
+        film_path([scene.gaussians], [0] * len(cams), cams, tmp / "flythrough.mp4", fps, scene.config.backend,
+                  lambda done: say("flythrough", done, len(cams)))
         timings["flythrough"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         export_gaussians(scene.gaussians.detach().to("cpu"), tmp / "scene.ply")
         say("write", 1, len(files))
-        iio.imwrite(tmp / "input_view.png", to_uint8(scene.input_image[None])[0])
+        write_png(scene.input_image, tmp / "input_view.png")
         say("write", 2, len(files))
         (tmp / "cameras.json").write_text(json.dumps(scene.cameras_record(), indent=1) + "\n")
         say("write", 3, len(files))
-        if scene.frames is not None:
-            (tmp / "teacher").mkdir()
-            for i, name in enumerate(scene.trajectories):
-                write_video(scene.frames[i], tmp / "teacher" / f"{name}.mp4", fps=fps)
-                say("write", 4 + i, len(files))
+        write_teacher_videos(scene, tmp, fps, lambda i: say("write", 4 + i, len(files)))
         timings["write"] = time.perf_counter() - t0
-        if started is not None:
-            timings["end_to_end"] = time.perf_counter() - started
-        record["timings_s"] = {k: round(v, 4) for k, v in timings.items()}
         record["flythrough"] = {"path": flythrough_path, "frames": flythrough_frames, "fps": fps}
-        record["files"] = {f: (tmp / f).stat().st_size for f in files}
-        record["peak_memory_mb"] = round(peak_memory_mb(), 1)
-        record = _plain(record)
-        (tmp / "report.json").write_text(json.dumps(record, indent=1) + "\n")
+        record = finish_report(tmp, record, timings, files, started)
+    return record
+
+
+# -- pieces of an output folder (shared with lyra3d.pipelines4d) --------------------------------------------------
+def check_flythrough(path: str, frames: int) -> None:
+    """A one-line error for an unknown fly-through camera path or fewer than 2 frames."""
+    from lyra3d import flythrough as fly
+
+    if path not in fly.PATHS:
+        raise InputError(f"unknown fly-through path {path!r}; choose from {', '.join(fly.PATHS)}")
+    if not isinstance(frames, int) or frames < 2:
+        raise InputError(f"a fly-through needs at least 2 frames, got {frames}")
+
+
+def flythrough_cameras(scene: Scene, path: str, frames: int) -> Cameras:
+    """The ``frames`` cameras of a fly-through along ``path`` from the scene's input camera, at its size
+    (:func:`lyra3d.flythrough.camera_path`; the ``"flythrough"`` path is seeded by the scene's seed)."""
+    from lyra3d import flythrough as fly
+
+    p = scene.preset or scene.config.resolution
+    config = fly.FlythroughConfig(path=path, num_frames=frames, width=p.width, height=p.height,
+                                  fov_y_degrees=p.fov_y_degrees, backend=scene.config.backend, seed=scene.seed)
+    return fly.camera_path(scene.input_camera.to("cpu"), scene.center_depth, config)
+
+
+def film_path(scenes: Sequence[Gaussians], which: Sequence[int], cameras: Cameras, out: Path, fps: float,
+              backend: str = "auto", on_frames: Callable[[int], None] | None = None) -> Path:
+    """Render frame ``i`` of a video from ``scenes[which[i]]`` at ``cameras[i]`` and write it to ``out``: one
+    scene throughout (a fly-through) or a scene per time (the time runs while the camera moves).
+    ``on_frames(done)`` after each batch of frames."""
+    from lyra3d import flythrough as fly
+    from lyra3d.video import write_video
+
+    if len(which) != len(cameras):
+        raise InputError(f"{len(which)} scene indices for {len(cameras)} cameras")
+    done, parts, i = [0], [], 0
+
+    def frames_done(n: int) -> None:
+        done[0] += n
+        if on_frames is not None:
+            on_frames(done[0])
+
+    while i < len(which):
+        j = i
+        while j < len(which) and which[j] == which[i]:
+            j += 1
+        g = scenes[which[i]]
+        parts.append(fly.render_frames(g, cameras[i:j].to(g.device), backend=backend, on_frames=frames_done))
+        i = j
+    return write_video(torch.cat(parts), out, fps=fps)
+
+
+def write_png(image: Tensor, path: Path) -> None:
+    """``image (3, H, W)`` in [0, 1] as an 8-bit PNG."""
+    import imageio.v3 as iio
+
+    from lyra3d.video import to_uint8
+
+    iio.imwrite(path, to_uint8(image[None])[0])
+
+
+def write_teacher_videos(scene, tmp: Path, fps: float, written: Callable[[int], None]) -> None:
+    """``teacher/<trajectory>.mp4`` from ``scene.frames (V, T, 3, H, W)``, when the scene kept them."""
+    from lyra3d.video import write_video
+
+    if scene.frames is None:
+        return
+    (tmp / "teacher").mkdir()
+    for i, name in enumerate(scene.trajectories):
+        write_video(scene.frames[i], tmp / "teacher" / f"{name}.mp4", fps=fps)
+        written(i)
+
+
+def finish_report(tmp: Path, record: dict, timings: dict[str, float], files: Sequence[str],
+                  started: float | None = None) -> dict:
+    """Complete an output folder's report (timings, with ``end_to_end`` from ``started``; each file's size;
+    the process's peak memory) and write it as ``tmp/report.json``. Returns it as it reads back."""
+    if started is not None:
+        timings["end_to_end"] = time.perf_counter() - started
+    record["timings_s"] = {k: round(v, 4) for k, v in timings.items()}
+    record["files"] = {f: (tmp / f).stat().st_size for f in files}
+    record["peak_memory_mb"] = round(peak_memory_mb(), 1)
+    record = json_ready(record)
+    (tmp / "report.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
 
 
@@ -517,11 +592,6 @@ def resolve_weights(weights: str | Path | None) -> tuple[dict[str, Path], dict |
     return parts, settings
 
 
-def _missing_decoder() -> InputError:
-    return InputError(f"no 3DGS decoder weights: the shipped decoder ({shipped_weights('decoder')}) is not there; "
-                      "train one with `lyra3d train decoder` and pass --weights DIR holding DIR/decoder")
-
-
 def _missing_text_to_image() -> InputError:
     return InputError("no text-to-image weights: train with `lyra3d train text-to-image` or pass --weights DIR "
                       "holding DIR/text_to_image")
@@ -550,15 +620,25 @@ def _save_part(model, folder: Path, source: Path | None) -> None:
         raise InputError(f"cannot save the {folder.name} part ({type(model).__name__} has no save_pretrained)")
 
 
-# -- image → 3D ---------------------------------------------------------------------------------------------------
-class ImageTo3DPipeline:
-    """Image → 3D Gaussians: the teacher's multi-trajectory latents, then the 3DGS decoder.
+# -- what the pipelines share -------------------------------------------------------------------------------------
+class TeacherPipeline:
+    """The teacher (depth → 3D cache → video model) plus one Gaussian decoder, with default settings: loading
+    from a weights folder or the shipped models, saving, moving to a device, checking settings against the
+    models, provenance. :class:`ImageTo3DPipeline` and :class:`lyra3d.pipelines4d.VideoTo4DPipeline` are
+    this with their own ``__call__``.
 
     Args:
         teacher: depth estimator + tokenizer + video model (:class:`lyra3d.teacher.Teacher`).
-        decoder: the 3DGS decoder (:class:`lyra3d.decoder.GaussianDecoder`).
+        decoder: the pipeline's decoder (a :class:`lyra3d.decoder.GaussianDecoder` or subclass).
         config: default settings of every call.
     """
+
+    #: The weights-folder part that holds this pipeline's decoder, its name in messages, how to train one.
+    decoder_part: ClassVar[str] = "decoder"
+    decoder_name: ClassVar[str] = "3DGS decoder"
+    decoder_training: ClassVar[str] = "lyra3d train decoder"
+    #: The stages a call reports to ``progress``, in order (plus ``teacher_frames`` with ``keep_frames``).
+    STAGES: ClassVar[tuple[str, ...]] = IMAGE_STAGES
 
     def __init__(self, teacher, decoder, config: GenerateConfig | None = None):
         self.teacher, self.decoder = teacher, decoder.eval()
@@ -569,8 +649,14 @@ class ImageTo3DPipeline:
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod
+    def _decoder_class(cls) -> type:
+        from lyra3d.decoder import GaussianDecoder
+
+        return GaussianDecoder
+
+    @classmethod
     def from_pretrained(cls, weights: str | Path | None = None, device: str | torch.device | None = None,
-                        config: GenerateConfig | None = None) -> "ImageTo3DPipeline":
+                        config: GenerateConfig | None = None):
         """The shipped models (``weights=None``) or a weights folder (see the module docstring); parts the
         folder lacks are the shipped ones. ``config`` (default: the folder's ``pipeline.json``, else
         :class:`GenerateConfig`'s defaults) sets every call's defaults; ``device`` overrides its device.
@@ -580,6 +666,10 @@ class ImageTo3DPipeline:
                 no decoder exists (none in the folder and none shipped)."""
         t0 = time.perf_counter()
         parts, settings = resolve_weights(weights)
+        reads = {"depth", "tokenizer", "video_model", cls.decoder_part}
+        if parts and not (reads | {"text_to_image"}) & set(parts):  # e.g. a 4D decoder given for an image
+            raise InputError(f"{weights} holds only {', '.join(p + '/' for p in parts)}, which this pipeline does "
+                             f"not read; it reads {', '.join(sorted(p + '/' for p in reads))}")
         config = cls._config(config, settings, device)
         teacher, decoder, sources = cls._load_parts(parts, config.device)
         pipe = cls(teacher, decoder, config)
@@ -595,19 +685,20 @@ class ImageTo3DPipeline:
             config = dataclasses.replace(config, device=str(device))
         return config.validate()
 
-    @staticmethod
-    def _load_parts(parts: dict[str, Path], device: str):
-        from lyra3d.decoder import DEFAULT_DECODER_WEIGHTS, GaussianDecoder
+    @classmethod
+    def _load_parts(cls, parts: dict[str, Path], device: str):
         from lyra3d.depth import DEFAULT_DEPTH_WEIGHTS
         from lyra3d.teacher import DEFAULT_TOKENIZER_WEIGHTS, DEFAULT_VIDEO_MODEL_WEIGHTS, Teacher
 
         shipped = {"depth": DEFAULT_DEPTH_WEIGHTS, "tokenizer": DEFAULT_TOKENIZER_WEIGHTS,
-                   "video_model": DEFAULT_VIDEO_MODEL_WEIGHTS, "decoder": DEFAULT_DECODER_WEIGHTS}
+                   "video_model": DEFAULT_VIDEO_MODEL_WEIGHTS, cls.decoder_part: cls.decoder_part}
         sources = {k: parts.get(k, shipped_weights(v)) for k, v in shipped.items()}
-        if not (sources["decoder"] / CONFIG_NAME).is_file():
-            raise _missing_decoder()
+        if not (sources[cls.decoder_part] / CONFIG_NAME).is_file():
+            raise InputError(f"no {cls.decoder_name} weights: the shipped one ({shipped_weights(cls.decoder_part)}) "
+                             f"is not there; train one with `{cls.decoder_training}` and pass --weights DIR holding "
+                             f"DIR/{cls.decoder_part}")
         teacher = Teacher.from_pretrained(sources["tokenizer"], sources["video_model"], sources["depth"], device)
-        decoder = GaussianDecoder.from_pretrained(sources["decoder"], device)
+        decoder = cls._decoder_class().from_pretrained(sources[cls.decoder_part], device)
         return teacher, decoder, sources
 
     def _check_parts(self) -> None:
@@ -620,7 +711,7 @@ class ImageTo3DPipeline:
                              f"factor {want[2]}; the tokenizer gives {have[0]}, {have[1]} and {have[2]}: use a decoder "
                              "trained on this tokenizer's latents")
 
-    def to(self, device: str | torch.device) -> "ImageTo3DPipeline":
+    def to(self, device: str | torch.device):
         dev = check_device(device)
         self.teacher.depth.model.to(dev)
         if isinstance(self.teacher.tokenizer, torch.nn.Module):
@@ -646,7 +737,7 @@ class ImageTo3DPipeline:
         if depth is None:
             raise InputError(f"cannot save the depth part: {type(t.depth).__name__} is not a trained network")
         for name, model in (("depth", depth), ("tokenizer", t.tokenizer), ("video_model", t.video_model),
-                            ("decoder", self.decoder)):
+                            (self.decoder_part, self.decoder)):
             _save_part(model, directory / name, self.sources.get(name))
         self._write_pipeline_config(directory)
         return directory
@@ -659,7 +750,7 @@ class ImageTo3DPipeline:
         with atomic_path(directory / PIPELINE_CONFIG_NAME) as tmp:
             tmp.write_text(json.dumps(record, indent=1) + "\n")
 
-    # -- running --------------------------------------------------------------------------------------------------
+    # -- settings -------------------------------------------------------------------------------------------------
     def _call_config(self, seed: int | None, overrides: dict) -> GenerateConfig:
         if overrides.get("device") is not None:
             raise InputError("the device is the pipeline's: move it with pipe.to(device) instead of device=")
@@ -684,7 +775,29 @@ class ImageTo3DPipeline:
         """The stage names a call with these settings reports to ``progress``, in order (the settings are
         checked against the models first)."""
         cfg = self.check(self._call_config(None, overrides))
-        return IMAGE_STAGES + (("teacher_frames",) if cfg.keep_frames else ())
+        return self.STAGES + (("teacher_frames",) if cfg.keep_frames else ())
+
+    def _set_teacher(self, cfg: GenerateConfig, num_frames: int) -> None:
+        """The teacher's settings for a call: ``cfg``'s sampler and trajectories, ``num_frames`` per trajectory."""
+        from lyra3d.teacher import TeacherConfig
+
+        self.teacher.config = TeacherConfig(num_frames=num_frames, steps=cfg.steps, guidance=cfg.guidance,
+                                            movement_factor=cfg.movement_factor, trajectories=cfg.trajectories)
+
+    # -- provenance -----------------------------------------------------------------------------------------------
+    def model_versions(self) -> dict[str, dict]:
+        """Each part's folder, model type and the SHA-256 (first 16 hex) of its weights."""
+        out = {}
+        for name, folder in self.sources.items():
+            out[name] = {"path": str(folder), "model_type": _model_type(folder), "sha256": _file_digest(folder),
+                         "shipped": folder.resolve() == shipped_weights(name).resolve()}
+        return out
+
+
+# -- image → 3D ---------------------------------------------------------------------------------------------------
+class ImageTo3DPipeline(TeacherPipeline):
+    """Image → 3D Gaussians: the teacher's multi-trajectory latents, then the 3DGS decoder
+    (:class:`lyra3d.decoder.GaussianDecoder`). Loading, saving and settings: :class:`TeacherPipeline`."""
 
     def prepare_image(self, image: Tensor | str | Path, config: GenerateConfig | None = None
                       ) -> tuple[Tensor, ImageInfo]:
@@ -723,14 +836,12 @@ class ImageTo3DPipeline:
                   unknown_words: tuple[str, ...] = ()) -> Scene:
         from lyra3d.metrics import psnr
         from lyra3d.render import rasterize
-        from lyra3d.teacher import TeacherConfig
 
         p, dev = cfg.resolution, self.device
         self.check(cfg)
         if camera is None:
             camera = default_camera(p.width, p.height, p.fov_y_degrees)
-        self.teacher.config = TeacherConfig(num_frames=cfg.frames, steps=cfg.steps, guidance=cfg.guidance,
-                                            movement_factor=cfg.movement_factor, trajectories=cfg.trajectories)
+        self._set_teacher(cfg, cfg.frames)
         gen = self.teacher(image, camera, depth=depth, seed=cfg.seed, progress=clock.mark)
         raw = self.decoder.decode(gen.latents, gen.cameras)
         before = len(raw)
@@ -750,16 +861,6 @@ class ImageTo3DPipeline:
                      input_image=gen.image, center_depth=float(gen.center_depth), input_view_psnr=score,
                      timings=timings, seed=cfg.seed, config=cfg, info=info, prompt=prompt, frames=frames,
                      gaussians_before_pruning=before, unknown_words=unknown_words, preset=p)
-
-    # -- provenance -----------------------------------------------------------------------------------------------
-    def model_versions(self) -> dict[str, dict]:
-        """Each part's folder, model type and the SHA-256 (first 16 hex) of its weights."""
-        out = {}
-        for name, folder in self.sources.items():
-            out[name] = {"path": str(folder), "model_type": _model_type(folder), "sha256": _file_digest(folder),
-                         "shipped": folder.resolve() == shipped_weights(name).resolve()}
-        return out
-
 
 # -- text → 3D ----------------------------------------------------------------------------------------------------
 class TextTo3DPipeline:

@@ -22,7 +22,8 @@ with the teacher's frames there (which show the scene at that time). ``--static-
 folder) adds static steps (a ``static_share`` of them: frame times and target time 0, ``render_frames``
 random frames), so the decoder keeps decoding still scenes. ``--init-from`` takes a static decoder folder
 (the 4D decoder starts as it, :meth:`~lyra3d.decoder4d.GaussianDecoder4D.from_static`) or a 4D one; the
-model's config then comes from that folder. Validation: PSNR vs the teacher frames at frames ``0``,
+model's config then comes from that folder. ``--gaussian-stride 2`` with ``--init-from`` fine-tunes that decoder at a
+finer stride (:meth:`~lyra3d.decoder.GaussianDecoder.with_stride`). Validation: PSNR vs the teacher frames at frames ``0``,
 ``T/2`` and ``T − 1`` (target time = their time) of the held-out clip samples.
 """
 
@@ -67,6 +68,7 @@ class DecoderTrainConfig(RunConfig):
     dynamic: int = 0  # 1: a 4D decoder on dynamic (clip) SDG
     static_data: str = ""  # dynamic: an image SDG folder for the static steps
     static_share: float = 0.25  # dynamic: share of steps on a static sample (when static_data is given)
+    gaussian_stride: int = 0  # 0: the model's; else the model at this stride (--init-from: GaussianDecoder.with_stride)
     model: DecoderConfig = field(default_factory=DecoderConfig)
 
     @classmethod
@@ -185,8 +187,13 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
     dynamic = bool(config.dynamic)
     if config.static_data and not dynamic:
         raise InputError("--static-data is for --dynamic 1 runs (static steps of a 4D decoder)")
+    if config.gaussian_stride and not config.init_from:
+        config.model = dataclasses.replace(config.model, gaussian_stride=config.gaussian_stride)
     model0 = initial_model_4d(config, device) if dynamic else \
         initial_model(GaussianDecoder, config.model, config.init_from, device)
+    if config.gaussian_stride:  # a model from --init-from at a finer stride
+        model0 = model0.with_stride(config.gaussian_stride)
+        config.model = dataclasses.replace(config.model, gaussian_stride=config.gaussian_stride)
     run = Run(config.out, model0, config.lr, config.weight_decay, config.warmup, config.steps, config.train_time_s)
     run.resume(device)
     start_wall = time.time()
