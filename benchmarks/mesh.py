@@ -109,7 +109,8 @@ def main() -> None:
                f"{mean(lambda r: r[2]):.1f} s; drop test passed on "
                f"{sum(r[1].drop_test.passed for r in rows)}/{n} worlds")
     load1 = os.getloadavg()
-    stages = {k: mean(lambda r: r[1].mesh.seconds[k]) for k in ("render", "fuse", "surface", "ground", "decimate")}
+    stages = {k: mean(lambda r: r[1].mesh.seconds[k])
+              for k in ("render", "fuse", "surface", "ground", "floor", "decimate")}
     threads = torch.get_num_threads()
     meta = (f"`python benchmarks/mesh.py{' --threads ' + str(args.threads) if args.threads else ''}` on "
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "

@@ -112,6 +112,20 @@ def test_ransac_finds_a_tilted_floor_under_clutter_and_outliers():
     assert mesh.fit_ground_plane(wall, threshold=0.02) is None
 
 
+def test_ransac_takes_the_bottom_plane_not_a_larger_slanted_surface_above_it():
+    """A generated scene's largest near-level plane can be a slanted surface (a wall or ramp the decoder bent)
+    with the floor and objects under it: the floor is the plane with no more of the scene under it than on it."""
+    rng = np.random.default_rng(0)
+    floor = np.stack([rng.uniform(-4, 4, 3000), np.full(3000, 1.5), rng.uniform(3, 9, 3000)], 1)
+    objects = rng.uniform([-3, 1.0, 5], [3, 1.45, 8], size=(2000, 3))  # standing on the floor, under the ramp
+    tilt = math.radians(20.0)
+    s = rng.uniform([-4, 0], [4, 8], size=(4000, 2))  # rising from the floor's near edge, larger than the floor
+    ramp = np.stack([s[:, 0], 1.5 - math.sin(tilt) * s[:, 1], 3 + math.cos(tilt) * s[:, 1]], 1)
+    g = mesh.fit_ground_plane(np.concatenate([floor, objects, ramp]), threshold=0.02, seed=0)
+    assert g is not None and g.normal @ np.array(mesh.SCENE_UP) > math.cos(math.radians(0.5))
+    assert abs(g.height(np.array([0.0, 1.5, 5.0]))) < 0.01
+
+
 def test_point_mesh_and_chamfer_distances_are_exact():
     v = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], np.float64)  # unit square in z = 0
     f = np.array([[0, 1, 2], [0, 2, 3]])

@@ -4,6 +4,7 @@ PyBullet, outputs are written atomically, and bad inputs give one-line errors (A
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -171,6 +172,57 @@ def test_drop_test_rests_objects_at_their_exact_height_on_a_flat_floor():
         assert o.end[2] == pytest.approx(o.size, abs=0.01)  # sphere centre at r, box centre at half edge
 
 
+def _floor_with_a_hole_a_dip_and_a_table():
+    """Flat Gaussians (a stand-in for a decoder's) of a 6 m x 6 m floor 1.5 m under the input camera, with a
+    1 m square hole (nothing seen through it), a patch 0.15 m lower (a dip) and a table top 0.5 m above the
+    floor, seen by Lyra's six trajectories of 2 frames; the three places' centres in the stage's (X, Y)."""
+    from lyra3d.cameras import default_camera, lyra_trajectories
+    from lyra3d.gaussians import Gaussians
+
+    step = 0.06
+    x, z = (a.reshape(-1) for a in np.meshgrid(np.arange(-3, 3, step), np.arange(3.0, 9.0, step), indexing="ij"))
+    hole, dip, table = ((np.abs(x - cx) < 0.5) & (np.abs(z - 5.8) < 0.7) for cx in (0.0, -1.8, 1.8))
+    y = 1.5 + 0.15 * dip
+    means = np.concatenate([np.stack([x, y, z], 1)[~hole], np.stack([x, y - 0.5, z], 1)[table]])
+    n = len(means)
+    checker = (np.floor(means[:, 0] / 0.5) + np.floor(means[:, 2] / 0.5)) % 2
+    gaussians = Gaussians.from_activated(
+        torch.tensor(means, dtype=torch.float32), torch.tensor([0.8 * step, 0.04 * step, 0.8 * step]).expand(n, 3),
+        torch.tensor([1.0, 0.0, 0.0, 0.0]).expand(n, 4), torch.full((n,), 0.95),
+        torch.tensor(0.3 + 0.4 * checker, dtype=torch.float32)[:, None].expand(n, 3))
+    cameras = Cameras.cat(list(lyra_trajectories(default_camera(96, 64), 2, 5.5).values()))
+    return gaussians, cameras, {"hole": (-0.25, 5.7), "dip": (-2.1, 5.9), "table": (1.8, 5.4)}
+
+
+def test_the_floor_fill_closes_a_hole_dropped_objects_fall_through_and_keeps_the_table():
+    """Issue 11's failure on a generated scene, made small: without the floor fill a ball dropped over a hole in
+    the fused floor falls through it and one dropped into a dip ends below the floor; with it (the default)
+    both rest at the floor's height, and the surface above the floor (the table) is left as it was."""
+    from scipy.spatial import cKDTree
+
+    gaussians, cameras, places = _floor_with_a_hole_a_dip_and_a_table()
+    config = mesh.ExtractionConfig(max_views=6, render_width=96, target_faces=0)  # no decimation: compare
+    drops = simready.DropTestConfig(points=tuple(places.values()), size_range=(0.1, 0.1))  # the surfaces as made
+    ends, above = {}, {}
+    for fill in (False, True):
+        result = mesh.extract_mesh(gaussians, cameras, dataclasses.replace(config, fill_floor=fill))
+        assert result.ground is not None and result.stats["floor_filled"] == int(fill)
+        m = simready.scene_to_stage(result)
+        v = result.vertices @ m[:3, :3].T + m[:3, 3]
+        ends[fill] = dict(zip(places, simready.drop_test(v, result.faces, drops).objects))
+        above[fill] = v, 4 * result.voxel_size  # the fill changes nothing higher (truncation + a voxel)
+    hole, dip, table = (ends[False][k] for k in places)
+    assert hole.fell_through and not hole.passed
+    assert dip.end[2] < 0.1 - 0.08  # below the floor (in the dip, or through its gaps)
+    assert table.passed and table.end[2] > 0.5
+    for name, o in ends[True].items():
+        assert o.passed, (name, o)
+        assert o.end[2] == pytest.approx(table.end[2] if name == "table" else 0.1, abs=0.02), (name, o)
+    (v_fill, high), (v_none, _) = above[True], above[False]
+    assert (v_fill[:, 2] > high).sum() == (v_none[:, 2] > high).sum()  # nothing added up there ...
+    assert cKDTree(v_fill).query(v_none[v_none[:, 2] > high])[0].max() < 1e-4  # ... nor moved or removed
+
+
 def test_scale_cameras_and_failures_leave_nothing_half_written(exported, tmp_path, monkeypatch):
     _, scene, result = exported
     monkeypatch.setattr(simready, "extract_mesh", lambda *a, **k: result.mesh)  # reuse the extraction
@@ -226,6 +278,8 @@ def test_missing_inputs_are_one_line_errors(tmp_path, exported):
             simready.SimReadyConfig(scene_scale=bad)
     with pytest.raises(InputError):
         simready.DropTestConfig(size_range=(0.2, 0.1))
+    with pytest.raises(InputError, match="pairs"):
+        simready.DropTestConfig(points=((1.0, 2.0, 3.0),))
 
 
 def lyra3d(*args):

@@ -1,6 +1,6 @@
 """Surface extraction: a coloured triangle mesh from 3D Gaussians, for collision and for other tools.
 
-:func:`extract_mesh` turns a scene (Gaussians + the cameras that generated it) into a mesh in five steps:
+:func:`extract_mesh` turns a scene (Gaussians + the cameras that generated it) into a mesh in six steps:
 
 1. **Depth renders** (:func:`render_depths`). The Gaussians are rasterized (:func:`lyra3d.render.rasterize`,
    the C kernel on CPU) at up to ``max_views`` of the trajectory cameras. Depth comes from the first two
@@ -22,9 +22,17 @@
    eight corners were observed, so unobserved space never produces a surface; small disconnected pieces
    (floaters) are dropped.
 4. **Ground plane** by RANSAC (:func:`fit_ground_plane`): the largest plane within ``ground_max_tilt_degrees``
-   of the scene's up direction (``-y``, DESIGN §2), refined by least squares. :func:`leveling_transform` maps
-   it to ``y = 0`` (the exporter turns that into a Z-up floor at ``Z = 0``).
-5. **Decimation** to ``target_faces`` by quadric edge collapse (fast-simplification); then the vertices within
+   of the scene's up direction (``-y``, DESIGN §2) that has no more of the surface under it than on it (the
+   floor is the scene's bottom), refined by least squares. :func:`leveling_transform` maps it to ``y = 0``
+   (the exporter turns that into a Z-up floor at ``Z = 0``).
+5. **Floor fill** (``fill_floor``, on by default; :func:`fill_under_ground`): a generated floor has holes
+   (gaps between the decoder's Gaussians, floor never seen behind objects) and dips below its plane
+   (floaters), through which dropped objects fall. Over the scene's footprint on the plane
+   (:func:`floor_footprint`: the convex hull of the surface and the cameras, projected onto it), the TSDF
+   becomes the union of the fused solid and the half-space under the plane, ``min(tsdf, height / trunc)``,
+   and marching cubes runs again: the floor is closed at the plane's height, everything higher than the
+   truncation distance above it is left as fused.
+6. **Decimation** to ``target_faces`` by quadric edge collapse (fast-simplification); then the vertices within
    the RANSAC threshold of the floor are snapped onto it (a flat floor) and vertex colours are sampled
    trilinearly from the fused colour volume.
 
@@ -60,7 +68,8 @@ from lyra3d.gaussians import Gaussians
 
 __all__ = [
     "ExtractionConfig", "GroundPlane", "MeshResult", "MeshEvaluation", "extract_mesh", "render_depths",
-    "fuse_tsdf", "TSDFVolume", "fit_ground_plane", "leveling_transform", "decimate", "sample_surface",
+    "fuse_tsdf", "TSDFVolume", "fit_ground_plane", "leveling_transform", "Footprint", "floor_footprint",
+    "plane_slab", "fill_under_ground", "decimate", "sample_surface",
     "point_mesh_distance", "chamfer_distance", "world_surface_distance", "world_surface_samples",
     "evaluate_mesh", "world_cameras", "gaussians_from_world", "write_world_scene", "SIM_INSTALL",
 ]
@@ -100,6 +109,9 @@ class ExtractionConfig:
         ground_max_tilt_degrees: the floor's normal is at most this far from the scene's up (``-y``).
         ground_threshold: RANSAC inlier distance; ``None``: 1.5 voxels.
         ransac_iterations: plane hypotheses drawn.
+        fill_floor: when a ground plane is found, make the space under it solid within the scene's footprint
+            before the final marching cubes (:func:`fill_under_ground`): holes and dips in the floor are
+            closed at the plane's height, geometry above it is kept.
         backend: rasterizer backend for the depth renders (see :func:`lyra3d.render.rasterize`).
         seed: seeds the RANSAC and the surface samples (the result is deterministic).
     """
@@ -121,6 +133,7 @@ class ExtractionConfig:
     ground_max_tilt_degrees: float = 40.0
     ground_threshold: float | None = None
     ransac_iterations: int = 512
+    fill_floor: bool = True
     backend: str = "auto"
     seed: int = 0
 
@@ -184,8 +197,10 @@ class MeshResult:
         colors: ``(V, 3)`` float32 rgb in [0, 1].
         ground: the fitted floor (``None`` when disabled or not found).
         voxel_size, max_depth: what the fusion used.
-        seconds: time per stage (``render``, ``fuse``, ``surface``, ``ground``, ``decimate``, ``total``).
-        stats: counts (views, voxels in the band, faces before decimation, ...).
+        seconds: time per stage (``render``, ``fuse``, ``surface``, ``ground``, ``floor``, ``decimate``,
+            ``total``).
+        stats: counts (views, voxels in the band, faces before decimation, ...; ``floor_filled`` 1 when
+            :func:`fill_under_ground` ran).
     """
 
     vertices: np.ndarray
@@ -466,6 +481,13 @@ def _marching_cubes(volume: TSDFVolume) -> tuple[np.ndarray, np.ndarray]:
     return (verts + volume.origin).astype(np.float64), np.ascontiguousarray(faces, dtype=np.int64)
 
 
+def _surface(volume: TSDFVolume, min_component_fraction: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Marching cubes without the small pieces: ``(vertices, faces, faces before dropping pieces)``."""
+    verts, faces = _marching_cubes(volume)
+    kept = remove_small_components(verts, faces, int(min_component_fraction * len(faces)))
+    return *kept, len(faces)
+
+
 def remove_small_components(vertices: np.ndarray, faces: np.ndarray, min_faces: int) -> tuple[np.ndarray, np.ndarray]:
     """Drop connected pieces (sharing vertices) with fewer than ``min_faces`` faces, and unused vertices."""
     from scipy.sparse import coo_matrix
@@ -495,7 +517,12 @@ def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tuple[np.ndarray, np.ndarray]:
-    """Quadric edge-collapse decimation (fast-simplification) to at most about ``target_faces`` triangles."""
+    """Quadric edge-collapse decimation (fast-simplification) to at most about ``target_faces`` triangles.
+
+    The vertices are first moved by a deterministic random offset of 1e-4 of the median edge length: the
+    decimator stalls in exactly flat regions (such as the floor that :func:`fill_under_ground` makes; see
+    sp4cerat/Fast-Quadric-Mesh-Simplification issue 37), far short of the target and several times slower.
+    """
     if target_faces <= 0 or len(faces) <= target_faces:
         return vertices, faces
     try:
@@ -503,6 +530,8 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tupl
     except ImportError:
         raise InputError(f"mesh decimation needs fast-simplification: {SIM_INSTALL}") from None
     v, f = np.asarray(vertices, np.float64), np.asarray(faces, np.int64)
+    edge = float(np.median(np.linalg.norm(v[f[:, 1]] - v[f[:, 0]], axis=1)))
+    v = v + np.random.default_rng(0).normal(0.0, 1e-4 * edge, v.shape)
     for agg in (7.0, 9.0, 12.0):  # open, ragged meshes can stall short of the target: retry more aggressively
         before = len(f)
         v, f = fast_simplification.simplify(np.ascontiguousarray(v), np.ascontiguousarray(f),
@@ -538,7 +567,9 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 
 def fit_ground_plane(points: np.ndarray, up=SCENE_UP, threshold: float = 0.05, max_tilt_degrees: float = 40.0,
                      iterations: int = 512, seed: int = 0, min_inliers: float = 0.02) -> GroundPlane | None:
     """RANSAC for the floor: the plane with most points within ``threshold`` whose normal is within
-    ``max_tilt_degrees`` of ``up``, refined by least squares on its inliers.
+    ``max_tilt_degrees`` of ``up`` and that has no more points under it (farther than ``2 * threshold``) than
+    on it, refined by least squares on its inliers. The last condition keeps a large slanted surface above
+    the floor (a generated wall or ramp) from being taken for it: the floor is the bottom of the scene.
 
     Args:
         points: ``(N, 3)`` samples of the scene's surface (spread by area, not by vertex density).
@@ -568,12 +599,15 @@ def fit_ground_plane(points: np.ndarray, up=SCENE_UP, threshold: float = 0.05, m
     n, tri = n[ok], tri[ok]
     off = -np.einsum("ij,ij->i", n, tri[:, 0])
     best, best_count = -1, -1
-    for start in range(0, len(n), 64):  # (64, N) distance blocks
-        dist = np.abs(p @ n[start:start + 64].T + off[start:start + 64])
-        counts = (dist < threshold).sum(0)
+    for start in range(0, len(n), 64):  # (64, N) height blocks
+        height = p @ n[start:start + 64].T + off[start:start + 64]
+        counts = (np.abs(height) < threshold).sum(0)
+        counts[(height < -2 * threshold).sum(0) > counts] = -1  # more of the scene under it than on it
         j = int(np.argmax(counts))
         if counts[j] > best_count:
             best, best_count = start + j, int(counts[j])
+    if best_count < 0:
+        return None
     normal, offset = n[best], off[best]
     for _ in range(3):  # least-squares refinement on the inliers
         inl = np.abs(p @ normal + offset) < threshold
@@ -622,6 +656,120 @@ def leveling_transform(ground: GroundPlane | None, up=SCENE_UP) -> np.ndarray:
     return m
 
 
+# -- 5. floor fill --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Footprint:
+    """A convex region of a ground plane: the points whose projection onto the plane has coordinates
+    ``uv = p @ axes.T`` (``axes (2, 3)`` orthonormal, orthogonal to the plane's normal) with
+    ``edges[:, :2] @ uv + edges[:, 2] <= 0`` for every edge of the polygon."""
+
+    ground: GroundPlane
+    axes: np.ndarray
+    edges: np.ndarray
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """Whether each point of ``points (P, 3)`` lies over (or under) the region."""
+        uv = np.asarray(points, np.float64) @ self.axes.T
+        return (uv @ self.edges[:, :2].T + self.edges[:, 2] <= 1e-9).all(1)
+
+
+def plane_axes(normal: np.ndarray) -> np.ndarray:
+    """Two orthonormal vectors ``(2, 3)`` spanning the plane orthogonal to ``normal``."""
+    n = np.asarray(normal, np.float64) / np.linalg.norm(normal)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(n[0]) < 0.9 else np.array([0.0, 0.0, 1.0])
+    a = np.cross(n, helper)
+    a /= np.linalg.norm(a)
+    return np.stack([a, np.cross(n, a)])
+
+
+def floor_footprint(points: np.ndarray, ground: GroundPlane) -> Footprint | None:
+    """The scene's footprint on its floor: the convex hull of ``points`` projected onto the plane, ``None``
+    when they span no area. :func:`extract_mesh` takes the extracted surface and the cameras' centres (the
+    viewer stands on the floor too), so floor hidden behind objects, missing, or between the cameras and the
+    first floor they see lies inside it."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    axes = plane_axes(ground.normal)
+    try:
+        hull = ConvexHull(np.asarray(points, np.float64) @ axes.T)
+    except (QhullError, ValueError):  # fewer than three points, or all on a line
+        return None
+    return Footprint(ground=ground, axes=axes, edges=hull.equations)
+
+
+def plane_slab(volume: TSDFVolume, footprint: Footprint, below: float, above: float) -> np.ndarray:
+    """``(M, 3)`` grid indices of the voxels from ``below`` under the footprint's plane to ``above`` over it,
+    over its region.
+
+    The grid is walked in columns along the axis nearest the plane's normal; each column crosses the plane
+    once, and its voxels near that crossing are kept where the crossing lies in the footprint."""
+    n, off = footprint.ground.normal, footprint.ground.offset
+    d = int(np.argmax(np.abs(n)))
+    a, b = (k for k in range(3) if k != d)
+    shape, vs, o = volume.shape, volume.voxel_size, volume.origin
+    ia, ib = (g.reshape(-1) for g in np.meshgrid(np.arange(shape[a]), np.arange(shape[b]), indexing="ij"))
+    # height along a column: h(t) = n·(o + vs·idx) + off, linear in t = idx[d]; it crosses 0 at t0
+    base = n[a] * (o[a] + vs * ia) + n[b] * (o[b] + vs * ib) + n[d] * o[d] + off
+    t0 = -base / (vs * n[d])
+    crossing = np.zeros((len(ia), 3))
+    crossing[:, a], crossing[:, b], crossing[:, d] = o[a] + vs * ia, o[b] + vs * ib, o[d] + vs * t0
+    keep = footprint.contains(crossing)
+    ia, ib, base, t0 = ia[keep], ib[keep], base[keep], t0[keep]
+    reach = max(below, above) / (vs * abs(n[d]))
+    t = np.ceil(t0 - reach)[:, None].astype(np.int64) + np.arange(int(math.floor(2 * reach)) + 2)[None, :]
+    h = base[:, None] + n[d] * vs * t
+    ok = (h >= -below) & (h <= above) & (t >= 0) & (t < shape[d])
+    idx = np.empty(ok.shape + (3,), np.int64)
+    idx[..., a], idx[..., b], idx[..., d] = ia[:, None], ib[:, None], t
+    return idx[ok]
+
+
+def fill_under_ground(volume: TSDFVolume, footprint: Footprint) -> TSDFVolume:
+    """The TSDF of the union of the fused solid and the half-space under the ground plane, over the footprint.
+
+    Over the footprint every observed voxel's value becomes ``min(tsdf, clamp(h / trunc, -1, 1))`` with ``h``
+    its height above the plane (the union of two solids is the minimum of their signed distances), so a floor
+    surface that dips below the plane, a hole in it and floaters under it give way to the plane, while
+    everything above the plane (``h >= trunc``) is left as fused. The voxels of :func:`plane_slab` (from
+    ``2 sqrt(3)`` voxels under the plane to ``sqrt(3)`` over it) are added to the band where missing and count
+    as observed (weight at least ``1e-3``), so that marching cubes closes the holes there; one never observed
+    takes the value of the plane (free space above it). Where that free space meets the fused inside of an
+    object whose back was not seen (or the rim fusion leaves at the floor's edge), a small face stays at the
+    slab's top, ``sqrt(3)`` voxels over the floor. Colours are not changed
+    (:meth:`TSDFVolume.sample_color` falls back to the observed voxels, grey where none is near).
+    """
+    shape, trunc = volume.shape, volume.truncation
+    band = np.ravel_multi_index(tuple(volume.index.T), shape)
+    # the cubes that straddle the plane have their corners within sqrt(3) voxels of it; scikit-image's masked
+    # marching cubes leaves cracks unless the slab reaches twice that deep (measured; sqrt(3) above suffices)
+    corner = math.sqrt(3) * volume.voxel_size
+    slab = np.ravel_multi_index(tuple(plane_slab(volume, footprint, 2 * corner, corner).T), shape)
+    size = int(np.prod(shape, dtype=np.int64))
+    in_band, slab_mark = np.zeros(size, bool), np.zeros(size, bool)
+    in_band[band] = True
+    slab_mark[slab] = True
+    added = slab[~in_band[slab]]
+    m = len(added)
+    index = np.concatenate([volume.index, np.stack(np.unravel_index(added, shape), 1)])
+    tsdf = np.concatenate([volume.tsdf, np.ones(m, np.float32)])
+    weight = np.concatenate([volume.weight, np.zeros(m, np.float32)])
+    in_slab = np.concatenate([slab_mark[band], np.ones(m, bool)])
+    tsdf[in_slab & (weight == 0)] = 1.0  # never observed: free space until the plane says otherwise
+    weight[in_slab] = np.maximum(weight[in_slab], 1e-3)
+    floor = np.clip(footprint.ground.height(volume.origin + index * volume.voxel_size) / trunc, -1.0, 1.0)
+    # where the plane's solid adds to the observed one over the footprint (the slab was cut to the footprint;
+    # the observed voxels farther below the plane are tested one by one)
+    lower = (floor < tsdf) & (weight > 0)
+    deep = np.flatnonzero(lower & ~in_slab)
+    lower = np.concatenate([np.flatnonzero(lower & in_slab),
+                            deep[footprint.contains(volume.origin + index[deep] * volume.voxel_size)]])
+    tsdf[lower] = floor[lower]
+    return TSDFVolume(origin=volume.origin, voxel_size=volume.voxel_size, shape=shape, index=index, tsdf=tsdf,
+                      weight=weight, color=np.concatenate([volume.color, np.zeros((m, 3), np.float32)]),
+                      color_weight=np.concatenate([volume.color_weight, np.zeros(m, np.float32)]),
+                      truncation=volume.truncation)
+
+
 # -- the pipeline ----------------------------------------------------------------------------------------------------
 def extract_mesh(gaussians: Gaussians, cameras: Cameras, config: ExtractionConfig = ExtractionConfig(),
                  progress=None) -> MeshResult:
@@ -662,9 +810,7 @@ def extract_mesh(gaussians: Gaussians, cameras: Cameras, config: ExtractionConfi
     volume = fuse_tsdf(depth, rgb, valid, cams, config)
     lap("fuse")
     say("marching cubes")
-    verts, faces = _marching_cubes(volume)
-    raw_faces = len(faces)
-    verts, faces = remove_small_components(verts, faces, int(config.min_component_fraction * len(faces)))
+    verts, faces, raw_faces = _surface(volume, config.min_component_fraction)
     lap("surface")
     ground = None
     if config.ground:
@@ -674,10 +820,18 @@ def extract_mesh(gaussians: Gaussians, cameras: Cameras, config: ExtractionConfi
         ground = fit_ground_plane(samples, SCENE_UP, thr, config.ground_max_tilt_degrees,
                                   config.ransac_iterations, config.seed)
     lap("ground")
+    footprint = None
+    if ground is not None and config.fill_floor:
+        footprint = floor_footprint(np.concatenate([verts, cams.centers.double().numpy()]), ground)
+    if footprint is not None:
+        say("filling the floor")
+        volume = fill_under_ground(volume, footprint)
+        verts, faces, raw_faces = _surface(volume, config.min_component_fraction)
+    lap("floor")
     say("decimating")
     verts, faces = decimate(verts, faces, config.target_faces)
-    if ground is not None:  # snap the floor's vertices onto the plane (after decimation: exactly coplanar
-        h = ground.height(verts)  # vertices stall the quadric decimator): a flat floor
+    if ground is not None:  # snap the floor's vertices onto the plane (after decimation, which moves them)
+        h = ground.height(verts)
         on = np.abs(h) < thr
         verts[on] -= h[on, None] * ground.normal
     colors = volume.sample_color(verts)
@@ -685,7 +839,7 @@ def extract_mesh(gaussians: Gaussians, cameras: Cameras, config: ExtractionConfi
     seconds["total"] = time.perf_counter() - t0
     stats = {"views": len(views), "band_voxels": len(volume.index), "grid_voxels": int(np.prod(volume.shape)),
              "faces_before_decimation": int(raw_faces), "faces": int(len(faces)), "vertices": int(len(verts)),
-             "surface_pixels": int(valid.sum())}
+             "surface_pixels": int(valid.sum()), "floor_filled": int(footprint is not None)}
     return MeshResult(vertices=verts.astype(np.float32), faces=faces.astype(np.int64), colors=colors,
                       ground=ground, voxel_size=volume.voxel_size, max_depth=max_depth, seconds=seconds,
                       stats=stats)

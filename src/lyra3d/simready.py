@@ -39,6 +39,10 @@ Scale: DESIGN §2 makes scene depth metric, so one scene unit is one metre (``s 
 folder's ``meta.json`` gives ``meters_per_unit`` or the caller sets ``scene_scale`` (``--scene-scale``) for a
 scene whose depth is not metric.
 
+The collision mesh's floor is closed at the fitted plane where the generated geometry has holes or dips
+(``ExtractionConfig.fill_floor``, on by default; see :mod:`lyra3d.mesh`), so that it holds what is dropped on
+it without the ground plane's help.
+
 The physics check, :func:`drop_test`, loads the mesh as a static concave triangle mesh into PyBullet (a
 registry package, no Isaac Sim), drops spheres and boxes onto it and reports whether they come to rest on
 the surface. PyBullet is used rather than MuJoCo because MuJoCo collides with the convex hull of a mesh,
@@ -93,6 +97,8 @@ class DropTestConfig:
         contact_tolerance: the gap (or penetration) to the mesh at rest, at most.
         ground: add the ground plane (``Z = 0``) as in the stage; off by default, so only the mesh can
             hold the objects.
+        points: drop one object at each of these ``(x, y)`` instead of at places chosen on the mesh
+            (``drop_height`` above the mesh under it, or above the mesh's lowest point where there is none).
         seed: the drop points and sizes.
     """
 
@@ -109,6 +115,7 @@ class DropTestConfig:
     rest_angular_speed: float = 0.5
     contact_tolerance: float = 0.02
     ground: bool = False
+    points: tuple[tuple[float, float], ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -121,6 +128,8 @@ class DropTestConfig:
                      "contact_tolerance"):
             if not getattr(self, name) > 0:
                 raise InputError(f"DropTestConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.points and not all(len(xy) == 2 for xy in self.points):
+            raise InputError(f"DropTestConfig.points must be (x, y) pairs, got {self.points!r}")
 
 
 @dataclass(frozen=True)
@@ -584,17 +593,51 @@ def _pybullet():
         raise InputError(f"the physics check needs pybullet: {SIM_INSTALL}") from None
 
 
+def _choose_drop_points(v: np.ndarray, f: np.ndarray, config: DropTestConfig, surface_z) -> np.ndarray:
+    """``(K, 3)`` drop points on the mesh (see :func:`drop_test`); ``surface_z(xy)`` casts rays down onto it."""
+    from lyra3d.mesh import sample_surface
+
+    tri = v[f]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
+    up_faces = np.abs(normal[:, 2]) > math.cos(math.radians(45))
+    if not up_faces.any():
+        raise InputError("the mesh has no upward-facing surface to drop objects on")
+    cand, _ = sample_surface(v, f[up_faces], 600, seed=config.seed)
+    # alternate between raised surfaces (object tops) and the lowest ones (the floor), when both exist
+    raised = cand[:, 2] > np.percentile(cand[:, 2], 5) + 0.1
+    order = [cand[raised], cand[~raised]]
+    offsets = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], np.float64) * config.margin
+    picks: list[np.ndarray] = []
+    cursor = [0, 0]
+    while len(picks) < config.objects and any(cursor[k] < len(order[k]) for k in (0, 1)):
+        k = len(picks) % 2 if cursor[len(picks) % 2] < len(order[len(picks) % 2]) else 1 - len(picks) % 2
+        c = order[k][cursor[k]]
+        cursor[k] += 1
+        zs = surface_z(c[None, :2] + offsets)
+        if np.isnan(zs).any() or zs[0] < c[2] - 0.05:  # no mesh around it, or it lies under something
+            continue
+        if any(np.linalg.norm(c[:2] - q[:2]) < 4 * config.size_range[1] for q in picks):
+            continue
+        picks.append(np.array([c[0], c[1], zs[0]]))
+    if not picks:
+        raise InputError("no place on the mesh has surface all around it to drop an object on")
+    return np.stack(picks)
+
+
 def drop_test(vertices: np.ndarray, faces: np.ndarray, config: DropTestConfig = DropTestConfig()) -> DropTestResult:
     """Drop spheres and boxes onto a static triangle mesh (Z up, metres, gravity -Z) in PyBullet and check
     that each comes to rest on the surface: at the end slower than ``rest_speed``/``rest_angular_speed``,
     within ``contact_tolerance`` of the mesh, not below the surface it was dropped on (fell through), and
-    never faster than a free fall from its drop height allows (exploded).
+    never faster than a free fall from its start down to the mesh's lowest point allows (exploded: an object
+    that rolls off a raised surface and lands on the floor below may fall farther than its drop height).
 
     Drop points are area-uniform points of level-enough triangles (normal within 45° of ±Z) that are the top
     surface where they lie, with mesh ``margin`` around them, at least four largest object sizes apart,
-    alternately on raised surfaces (object tops) and the lowest ones (the floor) while both are left.
+    alternately on raised surfaces (object tops) and the lowest ones (the floor) while both are left, unless
+    ``config.points`` places them.
     """
-    from lyra3d.mesh import compact, sample_surface
+    from lyra3d.mesh import compact
 
     p = _pybullet()
     v, f = compact(np.asarray(vertices, np.float64), np.asarray(faces, np.int64))
@@ -627,33 +670,14 @@ def drop_test(vertices: np.ndarray, faces: np.ndarray, config: DropTestConfig = 
                                   physicsClientId=cid)
             return np.array([h[3][2] if h[0] == mesh_body else np.nan for h in hits])
 
-        # drop points
-        tri = v[f]
-        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
-        up_faces = np.abs(normal[:, 2]) > math.cos(math.radians(45))
-        if not up_faces.any():
-            raise InputError("the mesh has no upward-facing surface to drop objects on")
-        cand, _ = sample_surface(v, f[up_faces], 600, seed=config.seed)
-        # alternate between raised surfaces (object tops) and the lowest ones (the floor), when both exist
-        raised = cand[:, 2] > np.percentile(cand[:, 2], 5) + 0.1
-        order = [cand[raised], cand[~raised]]
-        offsets = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], np.float64) * config.margin
+        if config.points:  # given places; where no mesh is under one, from above the mesh's lowest point
+            xy = np.asarray(config.points, np.float64)
+            z = surface_z(xy)
+            points = np.column_stack([xy, np.where(np.isnan(z), float(v[:, 2].min()), z)])
+        else:
+            points = _choose_drop_points(v, f, config, surface_z)
         lo, hi = config.size_range
-        picks: list[tuple[np.ndarray, float]] = []
-        cursor = [0, 0]
-        while len(picks) < config.objects and any(cursor[k] < len(order[k]) for k in (0, 1)):
-            k = len(picks) % 2 if cursor[len(picks) % 2] < len(order[len(picks) % 2]) else 1 - len(picks) % 2
-            c = order[k][cursor[k]]
-            cursor[k] += 1
-            zs = surface_z(c[None, :2] + offsets)
-            if np.isnan(zs).any() or zs[0] < c[2] - 0.05:  # no mesh around it, or it lies under something
-                continue
-            if any(np.linalg.norm(c[:2] - q[:2]) < 4 * hi for q, _ in picks):
-                continue
-            picks.append((np.array([c[0], c[1], zs[0]]), float(rng.uniform(lo, hi))))
-        if not picks:
-            raise InputError("no place on the mesh has surface all around it to drop an object on")
+        picks = [(point, float(rng.uniform(lo, hi))) for point in points]
 
         bodies = []
         for i, (point, size) in enumerate(picks):
@@ -693,7 +717,7 @@ def drop_test(vertices: np.ndarray, faces: np.ndarray, config: DropTestConfig = 
             fell = bool(np.isnan(below) and pos[2] < float(v[:, 2].min()) - size) or \
                 bool(not np.isnan(below) and pos[2] < below - size - config.contact_tolerance
                      and abs(gap) > config.contact_tolerance)
-            free_fall = math.sqrt(2 * GRAVITY * (config.drop_height + 2 * size))
+            free_fall = math.sqrt(2 * GRAVITY * max(config.drop_height + 2 * size, start[2] - float(v[:, 2].min())))
             speed, spin = float(np.linalg.norm(lin)), float(np.linalg.norm(ang))
             objects.append(DroppedObject(
                 shape=kind, size=size, start=[float(x) for x in start], end=[float(x) for x in pos],
