@@ -40,6 +40,28 @@ def test_teacher_is_deterministic_per_seed(small_teacher):
     assert not torch.equal(a, c)
 
 
+def test_bf16_encoding_gives_the_fp32_teachers_latents(small_teacher):
+    """The CPU default encodes the cache in bf16 where the CPU has it natively (twice as fast): the sampled
+    latents must stay those of fp32 encoding, and a bad precision name is a one-line error."""
+    import dataclasses
+
+    cam = default_camera(128, 64)
+    image = worlds.render(worlds.make_world(1_000_002), cam).rgb[0]
+    out = {}
+    for precision in ("fp32", "bf16"):
+        t = Teacher(small_teacher.depth, small_teacher.tokenizer, small_teacher.video_model,
+                    dataclasses.replace(small_teacher.config, encode_precision=precision))
+        out[precision] = t(image, cam, seed=0).latents
+    a, b = out["fp32"], out["bf16"]
+    assert b.dtype == torch.float32
+    assert not torch.equal(a, b)  # bf16 did run ...
+    assert float((a - b).norm() / a.norm()) < 0.01  # ... and changed the latents by rounding only
+    bad = Teacher(small_teacher.depth, small_teacher.tokenizer, small_teacher.video_model,
+                  dataclasses.replace(small_teacher.config, encode_precision="fp8"))
+    with pytest.raises(InputError, match="encode precision"):
+        bad(image, cam, seed=0)
+
+
 def test_teacher_rejects_bad_shapes(small_teacher):
     with pytest.raises(InputError, match="image must be"):
         small_teacher(torch.rand(4, 64, 128), default_camera(128, 64))
@@ -75,6 +97,21 @@ def test_sdg_writes_resumes_and_reads_back(small_teacher, tmp_path):
     with pytest.raises(InputError, match="other settings"):
         generate(other, inputs, out, progress=False)
     assert json.loads((out / "sdg.json").read_text())["teacher"]["steps"] == 1
+
+
+def test_the_shipped_depth_networks_saturated_sky_stays_out_of_the_cache(small_teacher):
+    """Worlds 1,000,005/6: the depth net puts the sky at its 100 m limit, and the far-ratio cut (20 × the 10th
+    percentile depth, here over 100 m) kept it, so the scene's centre was 100 m and the teacher scored 13 dB.
+    The estimator's ``max_depth`` marks the saturated pixels unknown: no sky pixel is left in the cache."""
+    assert small_teacher.depth.max_depth == 100.0
+    cam = default_camera()
+    r = worlds.render(worlds.make_world(1_000_005), cam)
+    est = small_teacher.depth(r.rgb, cam.intrinsics).depth[0]
+    sky = r.mask[0] == 0
+    assert float(drop_far(est, small_teacher.config.far_ratio)[sky].gt(0).float().mean()) > 0.9  # the old cut
+    clean = small_teacher.clean_depth(est)
+    assert float(clean[sky].gt(0).float().mean()) < 0.01
+    assert float(clean[~sky].gt(0).float().mean()) > 0.97  # the surfaces stay
 
 
 def test_shards_partition_the_inputs():

@@ -34,7 +34,9 @@ class DepthResult:
 @runtime_checkable
 class DepthEstimator(Protocol):
     """Anything that maps images ``(B, 3, H, W)`` in [0, 1] to z-depth. ``intrinsics (B, 4)`` (fx, fy, cx, cy)
-    may be passed when known; estimators that do not use them ignore them."""
+    may be passed when known; estimators that do not use them ignore them. An estimator whose output
+    saturates at a far limit (a network's sky) may say so in a ``max_depth`` attribute: the teacher treats
+    depth at that limit as unknown."""
 
     def __call__(self, images: Tensor, intrinsics: Tensor | None = None) -> DepthResult: ...
 
@@ -98,6 +100,11 @@ class NetworkDepth:
 
     def __init__(self, model: DepthNet):
         self.model = model.eval()
+
+    @property
+    def max_depth(self) -> float:
+        """The network's far limit, where it saturates the sky."""
+        return self.model.config.max_depth
 
     @classmethod
     def from_pretrained(cls, directory: str | Path | None = None, device: str | torch.device = "cpu") -> "NetworkDepth":
