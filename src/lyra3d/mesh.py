@@ -565,11 +565,17 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 
 
 # -- 4. ground plane -------------------------------------------------------------------------------------------------
 def fit_ground_plane(points: np.ndarray, up=SCENE_UP, threshold: float = 0.05, max_tilt_degrees: float = 40.0,
-                     iterations: int = 512, seed: int = 0, min_inliers: float = 0.02) -> GroundPlane | None:
+                     iterations: int = 512, seed: int = 0, min_inliers: float = 0.02,
+                     level_candidates: int = 128) -> GroundPlane | None:
     """RANSAC for the floor: the plane with most points within ``threshold`` whose normal is within
     ``max_tilt_degrees`` of ``up`` and that has no more points under it (farther than ``2 * threshold``) than
     on it, refined by least squares on its inliers. The last condition keeps a large slanted surface above
     the floor (a generated wall or ramp) from being taken for it: the floor is the bottom of the scene.
+
+    Besides the planes through ``iterations`` random point triples, ``level_candidates`` planes normal to
+    ``up`` through random points compete: where the floor is a small share of the scene (a room seen
+    mostly as walls), few triples fall on it, and those that do, on a rough generated floor, give a tilted
+    normal, while a camera is usually held level.
 
     Args:
         points: ``(N, 3)`` samples of the scene's surface (spread by area, not by vertex density).
@@ -594,10 +600,14 @@ def fit_ground_plane(points: np.ndarray, up=SCENE_UP, threshold: float = 0.05, m
     n = n / np.maximum(norm, 1e-12)[:, None]
     n *= np.where(n @ up < 0, -1.0, 1.0)[:, None]
     ok = (norm > 1e-12) & (n @ up >= cos_max)
-    if not ok.any():
+    if not ok.any() and level_candidates <= 0:
         return None
     n, tri = n[ok], tri[ok]
     off = -np.einsum("ij,ij->i", n, tri[:, 0])
+    if level_candidates > 0:
+        through = p[rng.integers(0, len(p), size=level_candidates)]
+        n = np.concatenate([n, np.broadcast_to(up, through.shape)])
+        off = np.concatenate([off, -(through @ up)])
     best, best_count = -1, -1
     for start in range(0, len(n), 64):  # (64, N) height blocks
         height = p @ n[start:start + 64].T + off[start:start + 64]
