@@ -126,3 +126,19 @@ def test_with_stride_starts_at_the_same_picture_with_four_times_the_gaussians():
     assert float(psnr(b, a).mean()) > 27  # measured 29.0; a fresh stride-4 decoder (grey) scores ~10
     with pytest.raises(InputError, match="must divide"):
         model.with_stride(3)
+
+
+def test_evaluation_scores_one_decode_at_several_keep_fractions():
+    """``lyra3d eval decoder --keep-fraction 0.5,1``: the shipped student on one held-out world (2 short
+    trajectories of 5 frames), its Gaussians pruned each way; the first fraction's columns are unsuffixed."""
+    from lyra3d.evaluation import evaluate_decoder
+    from lyra3d.teacher import Teacher, TeacherConfig
+
+    teacher = Teacher.from_pretrained(config=TeacherConfig(num_frames=5, steps=1, trajectories=("left", "up")))
+    (row,) = evaluate_decoder(teacher, GaussianDecoder.default(), [1_000_000], keep_fraction=(0.5, 1.0))
+    assert row["gaussians_pruned"] == row["gaussians"] // 2 and row["gaussians_pruned_keep1"] == row["gaussians"]
+    for key in ("student_vs_teacher_psnr", "input_view_psnr", "heldout_psnr"):
+        assert 12.0 < row[key] < 40.0, (key, row[key])
+        # the least opaque half adds little: keeping all of it scores within 0.5 dB
+        assert abs(row[f"{key}_keep1"] - row[key]) < 0.5, (key, row)
+    assert 0 < row["heldout_depth_absrel"] < 1

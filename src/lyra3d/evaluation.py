@@ -106,12 +106,15 @@ def between_cameras(gen: TeacherSample, fractions=(0.5,), frames=(4, 8, 12, 16),
 
 @torch.no_grad()
 def evaluate_decoder(teacher: Teacher, decoder: GaussianDecoder, seeds: list[int], views: list[int] | None = None,
-                     keep_fraction: float = 0.5, backend: str = "auto", width: int = 320,
+                     keep_fraction: float | tuple[float, ...] = 0.5, backend: str = "auto", width: int = 320,
                      height: int = 176) -> list[dict]:
     """Per world: (a) student vs teacher frames at the trajectory cameras, (b) student at the input camera vs
     the input, (c) student vs truth at held-out cameras between the trajectories (PSNR, SSIM, depth AbsRel),
     Gaussian counts before and after opacity-rank pruning (``keep_fraction``), decoder seconds.
-    ``views``: indices of the trajectories the decoder reads (ablation); default all."""
+    ``views``: indices of the trajectories the decoder reads (ablation); default all. Several keep fractions
+    score the same decoded Gaussians pruned each way: the first one's columns are unsuffixed, the others'
+    end in ``_keep<fraction>``."""
+    fractions = (keep_fraction,) if isinstance(keep_fraction, (int, float)) else tuple(keep_fraction)
     rows = []
     dev = teacher.device
     cam = default_camera(width, height).to(dev)
@@ -126,22 +129,31 @@ def evaluate_decoder(teacher: Teacher, decoder: GaussianDecoder, seeds: list[int
         t0 = time.time()
         g = decoder.decode(gen.latents[use], cams_used)
         dec_s = time.time() - t0
-        n_before = len(g)
-        g = g.prune_by_opacity(keep_fraction=keep_fraction)
-        student = rasterize(g, gen.cameras, backend=backend).rgb.reshape(frames.shape)
-        inp = rasterize(g, cam, backend=backend).rgb
         held = between_cameras(gen)
         truth = worlds.render(world, held)
-        out = rasterize(g, held, backend=backend)
-        m = (truth.mask > 0) & (out.alpha > 0.5)
-        derr = depth_errors(out.depth, truth.depth, m)
-        derr_median = depth_errors(out.depth, truth.depth, m, align="median")
-        rows.append({"seed": seed, "student_vs_teacher_psnr": _psnr(student, frames),
-                     "input_view_psnr": _psnr(inp, src.rgb), "heldout_psnr": _psnr(out.rgb, truth.rgb),
-                     "heldout_ssim": float(ssim(out.rgb, truth.rgb).mean()), "heldout_depth_absrel": float(derr["abs_rel"]),
-                     "heldout_depth_absrel_median_aligned": float(derr_median["abs_rel"]),
-                     "gaussians": n_before, "gaussians_pruned": len(g), "decoder_s": dec_s})
+        row = {"seed": seed, "gaussians": len(g), "decoder_s": dec_s}
+        for i, f in enumerate(fractions):
+            scores = _student_scores(g.prune_by_opacity(keep_fraction=f) if f < 1 else g, gen.cameras, frames,
+                                     cam, src.rgb, held, truth, backend)
+            row.update({(k if i == 0 else f"{k}_keep{f:g}"): v for k, v in scores.items()})
+        rows.append(row)
     return rows
+
+
+def _student_scores(g, cameras: Cameras, frames: Tensor, cam: Cameras, image: Tensor, held: Cameras, truth,
+                    backend: str) -> dict:
+    """(a), (b), (c) of :func:`evaluate_decoder` for Gaussians ``g``: rendered at the trajectory ``cameras``
+    vs the teacher's ``frames``, at the input camera vs ``image``, at the ``held`` cameras vs ``truth``."""
+    student = rasterize(g, cameras, backend=backend).rgb.reshape(frames.shape)
+    inp = rasterize(g, cam, backend=backend).rgb
+    out = rasterize(g, held, backend=backend)
+    m = (truth.mask > 0) & (out.alpha > 0.5)
+    derr = depth_errors(out.depth, truth.depth, m)
+    derr_median = depth_errors(out.depth, truth.depth, m, align="median")
+    return {"student_vs_teacher_psnr": _psnr(student, frames), "input_view_psnr": _psnr(inp, image),
+            "heldout_psnr": _psnr(out.rgb, truth.rgb), "heldout_ssim": float(ssim(out.rgb, truth.rgb).mean()),
+            "heldout_depth_absrel": float(derr["abs_rel"]),
+            "heldout_depth_absrel_median_aligned": float(derr_median["abs_rel"]), "gaussians_pruned": len(g)}
 
 
 def _sync(device: torch.device) -> None:
@@ -297,9 +309,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--height", type=int, default=176)
     p.add_argument("--clip-frames", type=int, default=17, help="decoder4d: frames per clip (1 + 4·m)")
     p.add_argument("--views", default="", help="comma-separated trajectory indices the decoder reads (ablation)")
+    p.add_argument("--keep-fraction", default="0.5",
+                   help="decoder: opacity-rank pruning share(s), comma-separated (the first is the main column)")
+    p.add_argument("--train-worlds-from", type=int, default=None, metavar="SEED",
+                   help="decoder: score training worlds from this seed instead (to choose settings without "
+                        "looking at the held-out worlds)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, help="also write the rows and summary here")
     a = p.parse_args(argv)
+    try:
+        keep = tuple(float(f) for f in a.keep_fraction.split(","))
+    except ValueError:
+        keep = ()
+    if not keep or not all(0 < f <= 1 for f in keep):
+        raise InputError(f"--keep-fraction takes numbers in (0, 1], comma-separated; got {a.keep_fraction!r}")
     teacher = Teacher.from_pretrained(a.tokenizer, a.video_model, device=a.device)
     if a.steps is not None:
         teacher.config.steps = a.steps
@@ -308,7 +331,6 @@ def main(argv: list[str] | None = None) -> None:
     if a.what == "decoder4d":
         from lyra3d.decoder4d import GaussianDecoder4D
         from lyra3d.dynamic import dynamic_eval_seeds
-        from lyra3d.errors import InputError
 
         if not a.decoder4d:
             raise InputError("eval decoder4d needs --decoder4d DIR (a 4D decoder: lyra3d train decoder --dynamic 1)")
@@ -319,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
         rows = evaluate_decoder4d(teacher, d4, seeds, static_decoder=static, backend=a.backend, width=a.width,
                                   height=a.height, num_frames=a.clip_frames,
                                   progress=lambda row: print(json.dumps(row), flush=True))
+    elif a.train_worlds_from is not None:
+        seeds = worlds.train_seeds(a.worlds, a.train_worlds_from)
     else:
         seeds = worlds.eval_seeds(a.worlds)
     if a.what == "teacher":
@@ -326,9 +350,10 @@ def main(argv: list[str] | None = None) -> None:
     elif a.what == "decoder":
         decoder = GaussianDecoder.from_pretrained(a.decoder) if a.decoder else GaussianDecoder.default(a.device)
         views = [int(v) for v in a.views.split(",")] if a.views else None
-        rows = evaluate_decoder(teacher, decoder.to(a.device), seeds, views=views)
+        rows = evaluate_decoder(teacher, decoder.to(a.device), seeds, views=views, keep_fraction=keep)
     summary = summarize(rows)
-    print(table(summary, f"{a.what} on {len(seeds)} held-out {'dynamic ' * (a.what == 'decoder4d')}worlds"))
+    split = "training" if a.train_worlds_from is not None and a.what == "decoder" else "held-out"
+    print(table(summary, f"{a.what} on {len(seeds)} {split} {'dynamic ' * (a.what == 'decoder4d')}worlds"))
     if a.json:
         write_results(a.json, vars(a), seeds, summary, rows)
 
