@@ -142,3 +142,29 @@ def test_evaluation_scores_one_decode_at_several_keep_fractions():
         # the least opaque half adds little: keeping all of it scores within 0.5 dB
         assert abs(row[f"{key}_keep1"] - row[key]) < 0.5, (key, row)
     assert 0 < row["heldout_depth_absrel"] < 1
+
+
+def test_training_reads_several_sdg_folders_of_different_frame_counts(tmp_path):
+    """``--data A,B``: teacher runs of 5 and of 9 frames per trajectory train one decoder (the shipped one,
+    trained at 17 frames only, decodes fewer frames badly); each folder's last sample is validation."""
+    import json
+
+    from sdg_helpers import write_sdg_folder
+
+    from lyra3d.train.decoder import split_data, train
+
+    five = write_sdg_folder(tmp_path / "sdg5", [1, 2], frames=5)
+    nine = write_sdg_folder(tmp_path / "sdg9", [3, 4], frames=9)
+    tr, val = split_data(f"{five},{nine}", 1)
+    assert [d.name for d in tr] == ["world_0000001", "world_0000003"]
+    assert [d.name for d in val] == ["world_0000002", "world_0000004"]
+    with pytest.raises(InputError, match="holds 2 samples"):
+        split_data(f"{five},{nine}", 2)
+    cfg = DecoderTrainConfig.tiny(str(tmp_path / "run"))
+    cfg.data, cfg.device = f"{five},{nine}", "cpu"
+    metrics = train(cfg)
+    assert math.isfinite(metrics["val_psnr_vs_teacher"])
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    data = next(e for e in log if "train_samples" in e)
+    assert (data["train_samples"], data["val_samples"], data["frames_per_trajectory"]) == (2, 2, [5, 9])
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()

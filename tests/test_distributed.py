@@ -9,48 +9,21 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
-
-from lyra3d import worlds
-from lyra3d.cameras import Cameras, default_camera, trajectory
+from sdg_helpers import write_sdg_folder
 
 pytest.importorskip("accelerate")
 if not torch.distributed.is_available():
     pytest.skip("torch.distributed is not available", allow_module_level=True)
 
-V, T, W, H = 2, 5, 96, 48
+T, W, H = 5, 96, 48
 
 
 @pytest.fixture(scope="module")
 def sdg_folder(tmp_path_factory):
     """Four samples in the SDG layout (``lyra3d.sdg``): world renders and their tokenizer latents."""
-    from safetensors.torch import save_file
-
-    from lyra3d.checkpoint import shipped_weights
-    from lyra3d.tokenizer import load_tokenizer
-
-    root = tmp_path_factory.mktemp("sdg")
-    tok = load_tokenizer(shipped_weights("tokenizer"))
-    cam = default_camera(W, H)
-    cams = Cameras.cat([trajectory(name, cam, T, 5.0) for name in ("left", "right")])
-    ids = []
-    for seed in range(4):
-        r = worlds.render(worlds.make_world(seed), cams, shadows=False)
-        frames = r.rgb.reshape(V, T, 3, H, W)
-        with torch.no_grad():
-            latents = tok.encode(frames)
-        d = root / f"world_{seed:07d}"
-        d.mkdir()
-        save_file({"latents": latents.half().contiguous()}, str(d / "latents.safetensors"))
-        np.save(d / "frames.npy", (frames * 255 + 0.5).to(torch.uint8).numpy())
-        np.save(d / "depth.npy", r.depth.reshape(V, T, 1, H, W).half().numpy())
-        (d / "cameras.json").write_text(json.dumps({"names": ["left", "right"], "cameras": cams.to_dict()}))
-        (d / "meta.json").write_text(json.dumps({"id": d.name}))
-        ids.append(d.name)
-    (root / "manifest-00000.jsonl").write_text("".join(json.dumps({"id": i}) + "\n" for i in ids))
-    return root
+    return write_sdg_folder(tmp_path_factory.mktemp("sdg"), range(4), T, W, H)
 
 
 def _launch(out, data, *extra):

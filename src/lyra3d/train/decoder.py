@@ -50,7 +50,7 @@ from lyra3d.train.common import Run, RunConfig, initial_model, parse_config, tra
 @dataclass
 class DecoderTrainConfig(RunConfig):
     out: str = "runs/decoder"
-    data: str = "runs/sdg"  # SDG folder
+    data: str = "runs/sdg"  # SDG folder, or several comma-separated (e.g. teacher runs of 17 and of 9 frames)
     steps: int = 20000
     batch_size: int = 1  # samples per process per step
     lr: float = 3e-4
@@ -95,6 +95,21 @@ def ssi_depth_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor)
     median = torch.nanmedian(torch.where(m > 0, target.flatten(1).float(), torch.nan), dim=1).values
     rel = err / torch.nan_to_num(median, nan=1.0).clamp_min(1e-3)
     return rel[ok].mean() if bool(ok.any()) else pred.sum() * 0
+
+
+def split_data(folders: str, val_samples: int) -> tuple[list, list]:
+    """Training and validation sample folders of the SDG folder(s) ``folders`` (comma-separated): the last
+    ``val_samples`` of each folder are held out for validation."""
+    train_dirs, val_dirs = [], []
+    for folder in (f.strip() for f in folders.split(",") if f.strip()):
+        dirs = sample_dirs(folder)
+        if len(dirs) <= val_samples:
+            raise InputError(f"{folder} holds {len(dirs)} samples; need more than val_samples={val_samples}")
+        train_dirs += dirs[:len(dirs) - val_samples]
+        val_dirs += dirs[len(dirs) - val_samples:]
+    if not train_dirs:
+        raise InputError("no SDG folder given (--data DIR[,DIR...])")
+    return train_dirs, val_dirs
 
 
 def load_data(dirs, device) -> list[dict]:
@@ -180,10 +195,7 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
     acc = Accelerator(cpu=config.device == "cpu")
     device, main = acc.device, acc.is_main_process
     backend = "gsplat" if device.type == "cuda" else "torch"
-    dirs = sample_dirs(config.data)
-    if len(dirs) <= config.val_samples:
-        raise InputError(f"{config.data} holds {len(dirs)} samples; need more than val_samples={config.val_samples}")
-    train_dirs, val_dirs = dirs[:-config.val_samples], dirs[-config.val_samples:]
+    train_dirs, val_dirs = split_data(config.data, config.val_samples)
     dynamic = bool(config.dynamic)
     if config.static_data and not dynamic:
         raise InputError("--static-data is for --dynamic 1 runs (static steps of a 4D decoder)")
@@ -215,6 +227,7 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
                          "(pass those as --static-data)")
     if main:
         run.log({"train_samples": len(train_dirs), "val_samples": len(val_dirs), "static_samples": len(static_data),
+                 "frames_per_trajectory": sorted({int(s["frames"].shape[1]) for s in data + val}),
                  "data_s": round(time.time() - start_wall, 1)})
     gen = torch.Generator().manual_seed(1234 + run.step * acc.num_processes + acc.process_index)
     num_v = data[0]["latents"].shape[0]
