@@ -104,8 +104,9 @@ def generate(
     preset: Optional[str] = typer.Option(None, help="Resolution preset (default: default = 320x176, 17 frames per "
                                          "trajectory, the shipped models' native size)."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames per trajectory, 1 + 4m (5, 9, 17, ...; "
-                                         "default: the preset's); fewer is faster and rougher. For --video: the "
-                                         "frames read, spread evenly over the video."),
+                                         "default: the preset's); fewer is faster, and much rougher with the shipped "
+                                         "decoder, which knows 17 only. For --video: the frames read, spread evenly "
+                                         "over the video."),
     times: Optional[int] = typer.Option(None, "--times", help="--video: the scene at this many times spread over "
                                         "the clip (default: one per frame read); each costs a decoder pass."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="--video: read only the first N frames "
@@ -171,6 +172,11 @@ def generate(
                       "it describes procedural worlds (colours, shapes, floors, skies)", highlight=False,
                       soft_wrap=True)
     names = iter(pipe.stages(**overrides))  # checks the settings against the models
+    native = checked.resolution.num_frames
+    if video is None and weights is None and checked.frames != native and not quiet:
+        err.print(f"[bold yellow]warning:[/] the shipped 3DGS decoder was trained on {native} frames per trajectory; "
+                  f"at {checked.frames} it decodes a much rougher scene (see its model card)", highlight=False,
+                  soft_wrap=True)
     if video is not None:
         pipe.frame_indices(len(picture), str(video), **overrides)  # a video too short fails before any work
     with progress_bar(quiet) as bar:
