@@ -147,3 +147,23 @@ def test_between_cameras_look_at_the_scene_centre(small_teacher):
     p = held.world_to_camera[:, :3, :3] @ target + held.world_to_camera[:, :3, 3]
     assert torch.allclose(p[:, :2], torch.zeros_like(p[:, :2]), atol=1e-4)  # on every optical axis
     assert (p[:, 2] > 0).all()
+
+
+def test_sdg_command_writes_samples_of_the_asked_frame_count(tmp_path):
+    """``lyra3d sdg --frames 5`` (teacher data for a decoder that decodes short trajectories); a count the
+    tokenizer cannot take is a one-line error before any work."""
+    import subprocess
+    import sys
+
+    from lyra3d.sdg import main as sdg_main
+
+    out = tmp_path / "sdg5"
+    sdg_main(["--out", str(out), "--worlds", "1", "--first-seed", "7", "--frames", "5", "--width", "128",
+              "--height", "64", "--steps", "1", "--device", "cpu", "--quiet"])
+    s = load_sample(sample_dirs(out)[0])
+    assert s.frames.shape == (6, 5, 3, 64, 128) and s.latents.shape == (6, 2, 16, 8, 16)
+    assert json.loads((out / "sdg.json").read_text())["teacher"]["num_frames"] == 5
+    r = subprocess.run([sys.executable, "-m", "lyra3d", "sdg", "--out", str(tmp_path / "bad"), "--worlds", "1",
+                        "--frames", "6", "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "1 + 4" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "bad").exists()

@@ -291,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     src.add_argument("--images", help="a folder of images as inputs")
     src.add_argument("--clips", type=int, help="this many dynamic clips of procedural training worlds as video "
                                                "inputs (each also reversed: 2 samples per clip)")
+    p.add_argument("--frames", type=int, default=TeacherConfig.num_frames,
+                   help="frames per trajectory (1 + 4·m; --worlds and --images)")
     p.add_argument("--clip-frames", type=int, default=17, help="frames per clip (1 + 4·m)")
     p.add_argument("--clip-camera", default="mixed", help="camera of the clips: mixed, static or a trajectory name")
     p.add_argument("--width", type=int, default=320)
@@ -316,7 +318,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_float32_matmul_precision("high")  # TF32 matmuls
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolutions once
     teacher = Teacher.from_pretrained(a.tokenizer, a.video_model, device=device,
-                                      config=TeacherConfig(steps=a.steps, guidance=a.guidance))
+                                      config=TeacherConfig(num_frames=a.frames, steps=a.steps, guidance=a.guidance))
+    teacher.tokenizer.latent_frames(a.frames)  # a frame count the tokenizer cannot take fails before any work
     clips = None
     if a.worlds is not None or a.clips is not None:
         count = a.worlds if a.worlds is not None else a.clips
