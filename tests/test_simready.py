@@ -191,13 +191,15 @@ def _floor_with_a_hole_a_dip_and_a_table():
         torch.tensor([1.0, 0.0, 0.0, 0.0]).expand(n, 4), torch.full((n,), 0.95),
         torch.tensor(0.3 + 0.4 * checker, dtype=torch.float32)[:, None].expand(n, 3))
     cameras = Cameras.cat(list(lyra_trajectories(default_camera(96, 64), 2, 5.5).values()))
-    return gaussians, cameras, {"hole": (-0.25, 5.7), "dip": (-2.1, 5.9), "table": (1.8, 5.4)}
+    return gaussians, cameras, {"hole": (-0.25, 5.7), "dip": (-2.1, 5.9), "table": (1.8, 5.4), "near": (0.5, 1.2)}
 
 
 def test_the_floor_fill_closes_a_hole_dropped_objects_fall_through_and_keeps_the_table():
     """Issue 11's failure on a generated scene, made small: without the floor fill a ball dropped over a hole in
-    the fused floor falls through it and one dropped into a dip ends below the floor; with it (the default)
-    both rest at the floor's height, and the surface above the floor (the table) is left as it was."""
+    the fused floor falls through it, one dropped into a dip ends below the floor and one dropped between the
+    cameras and the first floor they see (where a ball rolling towards them went off the edge) finds nothing;
+    with it (the default) all rest at the floor's height, and the surface above the floor (the table) is left
+    as it was."""
     from scipy.spatial import cKDTree
 
     gaussians, cameras, places = _floor_with_a_hole_a_dip_and_a_table()
@@ -211,8 +213,8 @@ def test_the_floor_fill_closes_a_hole_dropped_objects_fall_through_and_keeps_the
         v = result.vertices @ m[:3, :3].T + m[:3, 3]
         ends[fill] = dict(zip(places, simready.drop_test(v, result.faces, drops).objects))
         above[fill] = v, 4 * result.voxel_size  # the fill changes nothing higher (truncation + a voxel)
-    hole, dip, table = (ends[False][k] for k in places)
-    assert hole.fell_through and not hole.passed
+    hole, dip, table, near = (ends[False][k] for k in places)
+    assert hole.fell_through and not hole.passed and near.fell_through
     assert dip.end[2] < 0.1 - 0.08  # below the floor (in the dip, or through its gaps)
     assert table.passed and table.end[2] > 0.5
     for name, o in ends[True].items():

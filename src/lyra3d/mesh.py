@@ -31,7 +31,8 @@
    (:func:`floor_footprint`: the convex hull of the surface and the cameras, projected onto it), the TSDF
    becomes the union of the fused solid and the half-space under the plane, ``min(tsdf, height / trunc)``,
    and marching cubes runs again: the floor is closed at the plane's height, everything higher than the
-   truncation distance above it is left as fused.
+   truncation distance above it is left as fused. The grid first grows to the whole footprint
+   (:func:`grow_grid`), so the floor reaches under the cameras, where none of them looked.
 6. **Decimation** to ``target_faces`` by quadric edge collapse (fast-simplification); then the vertices within
    the RANSAC threshold of the floor are snapped onto it (a flat floor) and vertex colours are sampled
    trilinearly from the fused colour volume.
@@ -53,6 +54,7 @@ turns a world into the stand-in for a generated scene folder (``scene.ply`` + ``
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -69,7 +71,7 @@ from lyra3d.gaussians import Gaussians
 __all__ = [
     "ExtractionConfig", "GroundPlane", "MeshResult", "MeshEvaluation", "extract_mesh", "render_depths",
     "fuse_tsdf", "TSDFVolume", "fit_ground_plane", "leveling_transform", "Footprint", "floor_footprint",
-    "plane_slab", "fill_under_ground", "decimate", "sample_surface",
+    "plane_slab", "grow_grid", "fill_under_ground", "decimate", "sample_surface",
     "point_mesh_distance", "chamfer_distance", "world_surface_distance", "world_surface_samples",
     "evaluate_mesh", "world_cameras", "gaussians_from_world", "write_world_scene", "SIM_INSTALL",
 ]
@@ -676,6 +678,11 @@ class Footprint:
     ground: GroundPlane
     axes: np.ndarray
     edges: np.ndarray
+    corners: np.ndarray  # (K, 2): the polygon's vertices in ``uv``
+
+    def corner_points(self) -> np.ndarray:
+        """The polygon's vertices ``(K, 3)`` on the plane."""
+        return self.corners @ self.axes - self.ground.offset * self.ground.normal
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """Whether each point of ``points (P, 3)`` lies over (or under) the region."""
@@ -700,11 +707,12 @@ def floor_footprint(points: np.ndarray, ground: GroundPlane) -> Footprint | None
     from scipy.spatial import ConvexHull, QhullError
 
     axes = plane_axes(ground.normal)
+    uv = np.asarray(points, np.float64) @ axes.T
     try:
-        hull = ConvexHull(np.asarray(points, np.float64) @ axes.T)
+        hull = ConvexHull(uv)
     except (QhullError, ValueError):  # fewer than three points, or all on a line
         return None
-    return Footprint(ground=ground, axes=axes, edges=hull.equations)
+    return Footprint(ground=ground, axes=axes, edges=hull.equations, corners=uv[hull.vertices])
 
 
 def plane_slab(volume: TSDFVolume, footprint: Footprint, below: float, above: float) -> np.ndarray:
@@ -734,7 +742,20 @@ def plane_slab(volume: TSDFVolume, footprint: Footprint, below: float, above: fl
     return idx[ok]
 
 
-def fill_under_ground(volume: TSDFVolume, footprint: Footprint) -> TSDFVolume:
+def grow_grid(volume: TSDFVolume, lo: np.ndarray, hi: np.ndarray, max_voxels: int) -> TSDFVolume:
+    """The volume on a grid that also covers the box ``lo..hi`` (the same voxels, origin moved by whole
+    voxels, band indices shifted), or ``volume`` itself when it covers it already or the grown grid would
+    hold more than ``max_voxels`` samples."""
+    vs = volume.voxel_size
+    low = np.minimum(np.floor((np.asarray(lo) - volume.origin) / vs).astype(np.int64), 0)
+    high = np.maximum(np.ceil((np.asarray(hi) - volume.origin) / vs).astype(np.int64) + 1, volume.shape)
+    shape = tuple(int(n) for n in high - low)
+    if shape == tuple(volume.shape) or int(np.prod(shape, dtype=np.int64)) > max_voxels:
+        return volume
+    return dataclasses.replace(volume, origin=volume.origin + low * vs, shape=shape, index=volume.index - low)
+
+
+def fill_under_ground(volume: TSDFVolume, footprint: Footprint, max_voxels: int | None = None) -> TSDFVolume:
     """The TSDF of the union of the fused solid and the half-space under the ground plane, over the footprint.
 
     Over the footprint every observed voxel's value becomes ``min(tsdf, clamp(h / trunc, -1, 1))`` with ``h``
@@ -747,7 +768,15 @@ def fill_under_ground(volume: TSDFVolume, footprint: Footprint) -> TSDFVolume:
     object whose back was not seen (or the rim fusion leaves at the floor's edge), a small face stays at the
     slab's top, ``sqrt(3)`` voxels over the floor. Colours are not changed
     (:meth:`TSDFVolume.sample_color` falls back to the observed voxels, grey where none is near).
+
+    With ``max_voxels`` the grid first grows to the footprint's box (:func:`grow_grid`, up to that many
+    samples): the fused surface ends where the cameras first saw the floor, a few metres in front of them,
+    and an object rolling towards them would fall off that edge.
     """
+    if max_voxels is not None:
+        corners = footprint.corner_points()
+        pad = 3 * volume.voxel_size
+        volume = grow_grid(volume, corners.min(0) - pad, corners.max(0) + pad, max_voxels)
     shape, trunc = volume.shape, volume.truncation
     band = np.ravel_multi_index(tuple(volume.index.T), shape)
     # the cubes that straddle the plane have their corners within sqrt(3) voxels of it; scikit-image's masked
@@ -835,7 +864,7 @@ def extract_mesh(gaussians: Gaussians, cameras: Cameras, config: ExtractionConfi
         footprint = floor_footprint(np.concatenate([verts, cams.centers.double().numpy()]), ground)
     if footprint is not None:
         say("filling the floor")
-        volume = fill_under_ground(volume, footprint)
+        volume = fill_under_ground(volume, footprint, 2 * config.max_voxels)
         verts, faces, raw_faces = _surface(volume, config.min_component_fraction)
     lap("floor")
     say("decimating")
