@@ -293,7 +293,10 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
             out["static_psnr_vs_teacher"] = sum(static_scores) / len(static_scores)
         return out
 
-    return train_loop(run, config, step_fn, eval_fn, start_wall, main=main)
+    try:
+        return train_loop(run, config, step_fn, eval_fn, start_wall, main=main)
+    finally:
+        acc.end_training()  # destroys the process group: ranks that just exit can abort in gloo's teardown
 
 
 def main(argv: list[str] | None = None) -> None:
