@@ -293,10 +293,12 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
             out["static_psnr_vs_teacher"] = sum(static_scores) / len(static_scores)
         return out
 
-    try:
-        return train_loop(run, config, step_fn, eval_fn, start_wall, main=main)
-    finally:
-        acc.end_training()  # destroys the process group: ranks that just exit can abort in gloo's teardown
+    metrics = train_loop(run, config, step_fn, eval_fn, start_wall, main=main)
+    # every rank waits for the main one's last evaluation and save, then the process group is destroyed: a rank
+    # that simply exits while another still works can abort in gloo's teardown ("terminate called ...")
+    acc.wait_for_everyone()
+    acc.end_training()
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> None:
