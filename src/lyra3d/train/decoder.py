@@ -1,7 +1,8 @@
 """Train the 3DGS decoder by self-distillation (``lyra3d train decoder`` or ``python -m lyra3d.train.decoder``).
 
-Data: an SDG folder (``lyra3d sdg``): the teacher's latents, decoded frames, their estimated depth, the
-cameras. Nothing else: no world's ground truth is read. Each step takes one sample per process, decodes
+Data: an SDG folder (``lyra3d sdg``), or several (``--data A,B``: e.g. teacher runs of 17 and of 9 frames per
+trajectory): the teacher's latents, decoded frames, their estimated depth, the cameras. Nothing else: no
+world's ground truth is read. Each step takes one sample per process, decodes
 Gaussians from the latents of its input trajectories, renders them at ``render_frames`` random frames of
 those trajectories (gsplat on CUDA, the torch rasterizer on CPU) and compares with the teacher's frames:
 
