@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--keep-fraction", default="0.5",
                    help="decoder: opacity-rank pruning share(s), comma-separated (the first is the main column)")
     p.add_argument("--train-worlds-from", type=int, default=None, metavar="SEED",
-                   help="decoder: score training worlds from this seed instead (to choose settings without "
-                        "looking at the held-out worlds)")
+                   help="teacher, decoder: score training worlds from this seed instead (to choose settings "
+                        "without looking at the held-out worlds)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, help="also write the rows and summary here")
     a = p.parse_args(argv)
@@ -323,6 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         keep = ()
     if not keep or not all(0 < f <= 1 for f in keep):
         raise InputError(f"--keep-fraction takes numbers in (0, 1], comma-separated; got {a.keep_fraction!r}")
+    split = "held-out"
     teacher = Teacher.from_pretrained(a.tokenizer, a.video_model, device=a.device)
     if a.steps is not None:
         teacher.config.steps = a.steps
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
                                   height=a.height, num_frames=a.clip_frames,
                                   progress=lambda row: print(json.dumps(row), flush=True))
     elif a.train_worlds_from is not None:
-        seeds = worlds.train_seeds(a.worlds, a.train_worlds_from)
+        seeds, split = worlds.train_seeds(a.worlds, a.train_worlds_from), "training"
     else:
         seeds = worlds.eval_seeds(a.worlds)
     if a.what == "teacher":
@@ -352,7 +353,6 @@ def main(argv: list[str] | None = None) -> None:
         views = [int(v) for v in a.views.split(",")] if a.views else None
         rows = evaluate_decoder(teacher, decoder.to(a.device), seeds, views=views, keep_fraction=keep)
     summary = summarize(rows)
-    split = "training" if a.train_worlds_from is not None and a.what == "decoder" else "held-out"
     print(table(summary, f"{a.what} on {len(seeds)} {split} {'dynamic ' * (a.what == 'decoder4d')}worlds"))
     if a.json:
         write_results(a.json, vars(a), seeds, summary, rows)
