@@ -80,6 +80,7 @@ def test_bad_options_give_one_line(tmp_path):
                           "unknown camera path")
     assert_one_line_error(lyra3d("export", tmp_path / "none.ply", "--format", "splat"), "scene not found")
     assert_one_line_error(lyra3d("worlds", tmp_path / "d", "--split", "test"), "--split must be train or eval")
+    assert_one_line_error(lyra3d("eval", "decoder", "--worlds", 1, "--frames", 6), "--frames must be 1 + 4·m")
 
 
 def test_export_cli_and_help(tmp_path, make_gaussians):

@@ -24,6 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
+# frames per trajectory of the shipped 3DGS decoder's training data (its model card: other counts decode rougher)
+SHIPPED_DECODER_FRAMES = (9, 17)
 
 
 def user_errors(fn):
@@ -104,8 +106,8 @@ def generate(
     preset: Optional[str] = typer.Option(None, help="Resolution preset (default: default = 320x176, 17 frames per "
                                          "trajectory, the shipped models' native size)."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames per trajectory, 1 + 4m (5, 9, 17, ...; "
-                                         "default: the preset's); fewer is faster, and much rougher with the shipped "
-                                         "decoder, which knows 17 only. For --video: the frames read, spread evenly "
+                                         "default: the preset's); fewer is faster; the shipped decoder was trained "
+                                         "on 9 and 17 (5 is rougher). For --video: the frames read, spread evenly "
                                          "over the video."),
     times: Optional[int] = typer.Option(None, "--times", help="--video: the scene at this many times spread over "
                                         "the clip (default: one per frame read); each costs a decoder pass."),
@@ -172,10 +174,10 @@ def generate(
                       "it describes procedural worlds (colours, shapes, floors, skies)", highlight=False,
                       soft_wrap=True)
     names = iter(pipe.stages(**overrides))  # checks the settings against the models
-    native = checked.resolution.num_frames
-    if video is None and weights is None and checked.frames != native and not quiet:
-        err.print(f"[bold yellow]warning:[/] the shipped 3DGS decoder was trained on {native} frames per trajectory; "
-                  f"at {checked.frames} it decodes a much rougher scene (see its model card)", highlight=False,
+    if video is None and weights is None and checked.frames not in SHIPPED_DECODER_FRAMES and not quiet:
+        known = " and ".join(str(n) for n in SHIPPED_DECODER_FRAMES)
+        err.print(f"[bold yellow]warning:[/] the shipped 3DGS decoder was trained on {known} frames per trajectory; "
+                  f"at {checked.frames} it decodes a rougher scene (see its model card)", highlight=False,
                   soft_wrap=True)
     if video is not None:
         pipe.frame_indices(len(picture), str(video), **overrides)  # a video too short fails before any work

@@ -308,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--width", type=int, default=320, help="decoder4d: clip frame size")
     p.add_argument("--height", type=int, default=176)
     p.add_argument("--clip-frames", type=int, default=17, help="decoder4d: frames per clip (1 + 4·m)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="teacher, decoder: frames per trajectory (1 + 4·m; default: the teacher's, 17)")
     p.add_argument("--views", default="", help="comma-separated trajectory indices the decoder reads (ablation)")
     p.add_argument("--keep-fraction", default="0.5",
                    help="decoder: opacity-rank pruning share(s), comma-separated (the first is the main column)")
@@ -329,6 +331,12 @@ def main(argv: list[str] | None = None) -> None:
         teacher.config.steps = a.steps
     if a.guidance is not None:
         teacher.config.guidance = a.guidance
+    if a.frames is not None:
+        k = teacher.tokenizer.temporal_factor
+        if a.frames < 1 + k or (a.frames - 1) % k:
+            raise InputError(f"--frames must be 1 + {k}·m with m >= 1 (e.g. {1 + k}, {1 + 2 * k}, {1 + 4 * k}), "
+                             f"got {a.frames}")
+        teacher.config.num_frames = a.frames
     if a.what == "decoder4d":
         from lyra3d.decoder4d import GaussianDecoder4D
         from lyra3d.dynamic import dynamic_eval_seeds

@@ -14,6 +14,8 @@ Layout of an SDG folder::
          meta.json                  input, caption, seed, teacher settings, timings; for a video input
                                     also "times" (seconds shown by each frame t of every trajectory),
                                     "clip" (its seed, camera motion, frames) and "reversed"
+         input.npy                  a video input only: the input video uint8 (T, 3, H, W); cameras.json then
+                                    also holds its "input_cameras" (T): the input camera at each frame time
 
 Inputs are single images (the teacher), or videos (:func:`clip_inputs`: dynamic clips of procedural
 training worlds and their time-reversed copies, run through :func:`lyra3d.dynamic.video_teacher`), never
@@ -68,7 +70,9 @@ class SDGInput:
 @dataclass
 class SDGSample:
     """One generated sample read back: ``latents (V, T', C, h, w)``, ``frames (V, T, 3, H, W)`` in [0, 1],
-    ``depth (V, T, 1, H, W)``, ``cameras`` (V·T, trajectory-major) and ``meta``."""
+    ``depth (V, T, 1, H, W)``, ``cameras`` (V·T, trajectory-major) and ``meta``; a video sample also has its
+    input, ``input_frames (T, 3, H, W)`` and ``input_cameras`` (T) (``None`` for an image's, and for video
+    samples written before they were stored)."""
 
     latents: Tensor
     frames: Tensor
@@ -76,6 +80,8 @@ class SDGSample:
     cameras: Cameras
     names: list[str]
     meta: dict
+    input_frames: Tensor | None = None
+    input_cameras: Cameras | None = None
 
     @property
     def times(self) -> Tensor:
@@ -234,7 +240,12 @@ def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: 
         save_file({"latents": gen.latents.half().contiguous().cpu()}, str(tmp / "latents.safetensors"))
         np.save(tmp / "frames.npy", (frames * 255 + 0.5).to(torch.uint8).cpu().numpy())
         np.save(tmp / "depth.npy", depth.half().cpu().numpy())
-        (tmp / "cameras.json").write_text(json.dumps({"names": list(gen.names), "cameras": gen.cameras.to_dict()}))
+        cams = {"names": list(gen.names), "cameras": gen.cameras.to_dict()}
+        if item.video is not None:  # the input itself: the 4D decoder also learns the input camera at every time
+            video = (gen.video * 255 + 0.5).to(torch.uint8)
+            np.save(tmp / "input.npy", video.cpu().numpy())
+            cams["input_cameras"] = gen.input_cameras.to_dict()
+        (tmp / "cameras.json").write_text(json.dumps(cams))
         meta = {"id": item.id, "caption": item.caption, "seed": seed, "center_depth": gen.center_depth,
                 "teacher": gen.meta, "seconds": round(time.time() - t0, 3),
                 "stage_seconds": {k: round(v, 4) for k, v in clock.seconds.items()}, "lyra3d_version": lyra3d.__version__}
@@ -263,11 +274,15 @@ def load_sample(path: str | Path, uint8: bool = False) -> SDGSample:
         raise InputError(f"{path} is not an SDG sample (missing {', '.join(missing)}); pass a folder written by sdg")
     cams = json.loads((path / "cameras.json").read_text())
     frames = torch.from_numpy(np.load(path / "frames.npy"))
+    inp = torch.from_numpy(np.load(path / "input.npy")) if (path / "input.npy").is_file() else None
+    if inp is not None and not uint8:
+        inp = inp.float() / 255
     return SDGSample(latents=load_file(str(path / "latents.safetensors"))["latents"].float(),
                      frames=frames if uint8 else frames.float() / 255,
                      depth=torch.from_numpy(np.load(path / "depth.npy")).float(),
                      cameras=Cameras.from_dict(cams["cameras"]), names=cams["names"],
-                     meta=json.loads((path / "meta.json").read_text()))
+                     meta=json.loads((path / "meta.json").read_text()), input_frames=inp,
+                     input_cameras=Cameras.from_dict(cams["input_cameras"]) if "input_cameras" in cams else None)
 
 
 def sample_dirs(out: str | Path) -> list[Path]:

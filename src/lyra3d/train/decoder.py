@@ -19,7 +19,10 @@ data-parallel on N GPUs (or CPU processes with gloo); the same command runs on o
 (``lyra3d sdg --clips N``, DESIGN §4 "Dynamic"): each step picks a clip sample and a frame index ``f``;
 the decoder reads the chosen trajectories' latents with their frame times and the target time
 ``times[f]``, and the same loss compares its render at the cameras of frame ``f`` of those trajectories
-with the teacher's frames there (which show the scene at that time). ``--static-data DIR`` (an image SDG
+with the teacher's frames there (which show the scene at that time), and, where the sample holds its input
+video (``input.npy``), its render at the input camera of frame ``f`` with input frame ``f``, weighted
+``input_weight`` (no trajectory passes the input camera after time 0: without this term the input view is
+only seen at the first time). ``--static-data DIR`` (an image SDG
 folder) adds static steps (a ``static_share`` of them: frame times and target time 0, ``render_frames``
 random frames), so the decoder keeps decoding still scenes. ``--init-from`` takes a static decoder folder
 (the 4D decoder starts as it, :meth:`~lyra3d.decoder4d.GaussianDecoder4D.from_static`) or a 4D one; the
@@ -69,6 +72,7 @@ class DecoderTrainConfig(RunConfig):
     dynamic: int = 0  # 1: a 4D decoder on dynamic (clip) SDG
     static_data: str = ""  # dynamic: an image SDG folder for the static steps
     static_share: float = 0.25  # dynamic: share of steps on a static sample (when static_data is given)
+    input_weight: float = 0.5  # dynamic: weight of the input camera's loss vs the input frame at the target time
     gaussian_stride: int = 0  # 0: the model's; else the model at this stride (--init-from: GaussianDecoder.with_stride)
     model: DecoderConfig = field(default_factory=DecoderConfig)
 
@@ -115,25 +119,34 @@ def split_data(folders: str, val_samples: int) -> tuple[list, list]:
 
 def load_data(dirs, device) -> list[dict]:
     """Samples in memory: latents, uint8 frames, float16 depth, camera tensors, frame times (``times (T,)``,
-    zeros for an image's sample) and ``dynamic`` (a video's sample)."""
+    zeros for an image's sample), ``dynamic`` (a video's sample) and ``input``: a video sample's input frames
+    (uint8) and cameras, or ``None``."""
     data = []
     for d in dirs:
         s = load_sample(d, uint8=True)
         v, t = s.frames.shape[:2]
+        inp = None if s.input_frames is None else (s.input_frames.to(device), s.input_cameras.to(device))
         data.append({"latents": s.latents.to(device), "frames": s.frames.to(device),
                      "depth": s.depth.half().to(device), "w2c": s.cameras.world_to_camera.reshape(v, t, 4, 4).to(device),
                      "k": s.cameras.intrinsics.reshape(v, t, 4).to(device), "size": (s.cameras.width, s.cameras.height),
-                     "times": s.times.to(device), "dynamic": "times" in s.meta})
+                     "times": s.times.to(device), "dynamic": "times" in s.meta, "input": inp})
     return data
+
+
+def image_loss(rgb: torch.Tensor, target: torch.Tensor, config: DecoderTrainConfig) -> torch.Tensor:
+    """MSE + ``ssim_weight``·(1 − SSIM) between renders and targets ``(B, 3, H, W)``."""
+    return F.mse_loss(rgb, target) + config.ssim_weight * (1 - ssim(rgb, target).mean())
 
 
 def sample_loss(model, decoder: GaussianDecoder, sample: dict, views: torch.Tensor, frames: torch.Tensor,
                 config: DecoderTrainConfig, opacity_weight: float, backend: str,
-                target_time: float | None = None) -> tuple[torch.Tensor, dict]:
+                target_time: float | None = None, input_frame: int | None = None) -> tuple[torch.Tensor, dict]:
     """Loss of one sample with input trajectories ``views`` rendered at ``frames`` (indices into views × T).
 
     ``target_time``: a 4D decoder's (:class:`~lyra3d.decoder4d.GaussianDecoder4D`) target time in seconds; it
-    also reads the sample's frame times (``sample["times"]``). ``None``: a static decoder."""
+    also reads the sample's frame times (``sample["times"]``). ``None``: a static decoder. ``input_frame``:
+    also render the input camera of that frame and compare with the input frame (``input_weight``; a
+    sample holding its input video only)."""
     width, height = sample["size"]
     lat = sample["latents"][views]
     v, t = lat.shape[0], sample["frames"].shape[1]
@@ -148,10 +161,16 @@ def sample_loss(model, decoder: GaussianDecoder, sample: dict, views: torch.Tens
     g = decoder.activate(raw.float().reshape(v * t, *raw.shape[2:]), cams)
     out = rasterize(g, cams[frames], backend=backend)
     target = sample["frames"][views].reshape(v * t, 3, height, width)[frames].float() / 255
-    mse = F.mse_loss(out.rgb, target)
-    loss = mse + config.ssim_weight * (1 - ssim(out.rgb, target).mean())
+    loss = image_loss(out.rgb, target, config)
     est = sample["depth"][views].reshape(v * t, 1, height, width)[frames].float()
     terms = {"psnr": float(psnr(out.rgb.detach(), target).mean())}
+    if input_frame is not None and sample.get("input") is not None:
+        video, in_cams = sample["input"]
+        rgb = rasterize(g, in_cams[[input_frame]], backend=backend).rgb
+        target_in = video[input_frame:input_frame + 1].float() / 255
+        if config.input_weight > 0:
+            loss = loss + config.input_weight * image_loss(rgb, target_in, config)
+        terms["input_psnr"] = float(psnr(rgb.detach(), target_in).mean())
     if config.depth_weight > 0:
         sky = est >= 0.9 * est.amax(dim=(1, 2, 3), keepdim=True)
         d = ssi_depth_loss(out.depth, est, (~sky) & (out.alpha.detach() > 0.5))
@@ -250,7 +269,7 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
         views = torch.randperm(num_v, generator=gen)[:n_views].sort().values
         f = int(torch.randint(t, (), generator=gen))
         return sample_loss(model, decoder, sample, views, frame_picks(n_views, t, f), config, ow, backend,
-                           target_time=float(sample["times"][f]))[0]
+                           target_time=float(sample["times"][f]), input_frame=f)[0]
 
     def step_fn():
         p = run.progress
@@ -268,7 +287,7 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
 
     def eval_fn():
         g = torch.Generator().manual_seed(0)
-        scores, static_scores = [], []
+        scores, static_scores, input_scores = [], [], []
         n_views = config.views or num_v
         views = torch.arange(n_views)
         for sample in val:
@@ -277,13 +296,17 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
                 if dynamic:  # the teacher frames of one time, at three times
                     for f in sorted({0, t // 2, t - 1}):
                         _, terms = sample_loss(decoder, decoder, sample, views, frame_picks(n_views, t, f), config,
-                                               0.0, backend, target_time=float(sample["times"][f]))
+                                               0.0, backend, target_time=float(sample["times"][f]), input_frame=f)
                         scores.append(terms["psnr"])
+                        if "input_psnr" in terms:
+                            input_scores.append(terms["input_psnr"])
                 else:
                     frames = torch.randperm(n_views * t, generator=g)[:config.render_frames].sort().values
                     _, terms = sample_loss(decoder, decoder, sample, views, frames, config, 0.0, backend)
                     scores.append(terms["psnr"])
         out = {"val_psnr_vs_teacher": sum(scores) / max(1, len(scores))}
+        if input_scores:  # the input camera vs the input frame, at the same three times
+            out["val_input_psnr"] = sum(input_scores) / len(input_scores)
         if main and static_data:  # a few training image samples: does the 4D decoder still decode still scenes?
             for sample in static_data[:2]:
                 t = sample["frames"].shape[1]
