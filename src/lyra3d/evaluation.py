@@ -22,6 +22,7 @@ from lyra3d.errors import InputError
 from lyra3d.metrics import depth_errors, psnr, ssim
 from lyra3d.render import rasterize
 from lyra3d.teacher import Teacher, TeacherSample
+from lyra3d.tokenizer import check_trajectory_frames
 
 
 def _psnr(a: Tensor, b: Tensor, mask: Tensor | None = None) -> float:
@@ -332,10 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.guidance is not None:
         teacher.config.guidance = a.guidance
     if a.frames is not None:
-        k = teacher.tokenizer.temporal_factor
-        if a.frames < 1 + k or (a.frames - 1) % k:
-            raise InputError(f"--frames must be 1 + {k}·m with m >= 1 (e.g. {1 + k}, {1 + 2 * k}, {1 + 4 * k}), "
-                             f"got {a.frames}")
+        check_trajectory_frames(a.frames, teacher.tokenizer.temporal_factor, "--frames")
         teacher.config.num_frames = a.frames
     if a.what == "decoder4d":
         from lyra3d.decoder4d import GaussianDecoder4D

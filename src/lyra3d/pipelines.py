@@ -55,6 +55,7 @@ from lyra3d.errors import InputError
 from lyra3d.gaussians import Gaussians
 from lyra3d.inputs import FITS, MIN_IMAGE_SIDE, ImageInfo
 from lyra3d.timing import StageClock
+from lyra3d.tokenizer import check_trajectory_frames
 
 __all__ = ["Preset", "PRESETS", "register_preset", "GenerateConfig", "Scene", "TeacherPipeline", "ImageTo3DPipeline",
            "TextTo3DPipeline", "PARTS", "MAX_OUTPUT_TIMES", "IMAGE_STAGES", "OUTPUT_FILES", "parse_trajectories",
@@ -759,9 +760,7 @@ class TeacherPipeline:
     def check(self, config: GenerateConfig) -> GenerateConfig:
         """Refuse settings these models cannot run (frames per trajectory, trajectory count, image size)."""
         p, k = config.resolution, self.teacher.tokenizer.temporal_factor
-        if config.frames < 1 + k or (config.frames - 1) % k:
-            raise InputError(f"frames per trajectory must be 1 + {k}·m with m >= 1 for this tokenizer (e.g. "
-                             f"{1 + k}, {1 + 2 * k}, {1 + 4 * k}), got {config.frames}")
+        check_trajectory_frames(config.frames, k)
         if len(config.trajectories) > self.decoder.config.max_views:
             raise InputError(f"the decoder reads at most {self.decoder.config.max_views} trajectories, "
                              f"got {len(config.trajectories)}")

@@ -148,6 +148,14 @@ def causal_latent_frames(num_frames: int, k: int) -> int:
     return 1 + (num_frames - 1) // k
 
 
+def check_trajectory_frames(num_frames: int, k: int, name: str = "frames per trajectory") -> None:
+    """A one-line error unless ``num_frames`` is ``1 + k·m`` with ``m >= 1``: a trajectory of a causal
+    tokenizer with temporal factor ``k`` (one frame is an image, not a trajectory)."""
+    if num_frames < 1 + k or (num_frames - 1) % k:
+        raise InputError(f"{name} must be 1 + {k}·m with m >= 1 for this tokenizer (e.g. {1 + k}, {1 + 2 * k}, "
+                         f"{1 + 4 * k}), got {num_frames}")
+
+
 class DiffusersVideoTokenizer:
     """Adapter: a diffusers video VAE (``AutoencoderKLCosmos`` and the like, taking ``(B, 3, T, H, W)`` in
     [-1, 1]) as a lyra3d :class:`Tokenizer` (``(B, T, 3, H, W)`` in [0, 1], latents ``(B, T', C, h, w)``).
