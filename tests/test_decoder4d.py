@@ -107,3 +107,30 @@ def test_checkpoint_round_trip(tmp_path):
     GaussianDecoder(SMALL).save_pretrained(tmp_path / "d3")
     with pytest.raises(InputError, match="different kind"):
         GaussianDecoder4D.from_pretrained(tmp_path / "d3")
+
+
+def test_the_input_view_joins_as_one_more_view_with_its_own_embedding():
+    torch.manual_seed(0)
+    model = GaussianDecoder4D(Decoder4DConfig(**dataclasses.asdict(SMALL), input_view=True))
+    with torch.no_grad():
+        model.head.weight.normal_(std=0.05, generator=torch.Generator().manual_seed(2))
+    cams, lat, rays = _inputs(v=3)  # two trajectories + the "input video" (here a third trajectory)
+    with torch.no_grad():
+        marked = model(lat, rays, TIMES[None], torch.tensor([1.0]), True)
+        plain = model(lat, rays, TIMES[None], torch.tensor([1.0]))
+        assert (marked - plain).abs().max() > 1e-4  # the last view is told apart ...
+        model.view.weight[-1] = model.view.weight[2]
+        assert torch.equal(model(lat, rays, TIMES[None], torch.tensor([1.0]), True), plain)  # ... by that alone
+    t = 5
+    g = model.decode(lat[0, :2], cams[:2 * t], TIMES, 1.0, input_latents=lat[0, 2], input_cameras=cams[2 * t:])
+    assert len(g) == 3 * t * 8 * 16
+    with torch.no_grad():
+        assert torch.equal(model.activate(model(lat, rays, TIMES[None], torch.tensor([1.0]), True)[0].flatten(0, 1),
+                                          cams).means, g.means)
+    with pytest.raises(InputError, match="also reads the input video"):
+        model.decode(lat[0, :2], cams[:2 * t], TIMES, 1.0)
+    with pytest.raises(InputError, match="do not match one trajectory"):
+        model.decode(lat[0, :2], cams[:2 * t], TIMES, 1.0, input_latents=lat[0, 2, :1], input_cameras=cams[2 * t:])
+    old = GaussianDecoder4D(Decoder4DConfig(**dataclasses.asdict(SMALL)))  # without input_view: inputs are ignored
+    assert len(old.decode(lat[0, :2], cams[:2 * t], TIMES, 1.0, input_latents=lat[0, 2],
+                          input_cameras=cams[2 * t:])) == 2 * t * 8 * 16

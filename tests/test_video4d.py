@@ -17,7 +17,7 @@ from lyra3d.render import rasterize
 from lyra3d.sdg import clip_camera, clip_inputs, generate, load_sample, sample_dirs, world_inputs
 from lyra3d.teacher import Teacher, TeacherConfig
 from lyra3d.metrics import psnr
-from lyra3d.train.decoder import DecoderTrainConfig, frame_picks, image_loss, sample_loss, train
+from lyra3d.train.decoder import DecoderTrainConfig, frame_picks, image_loss, load_data, sample_loss, train
 
 TINY = DecoderConfig(dim=32, depth=2, heads=2, gaussian_stride=8)
 CLIPS = {"frames": 5, "width": 96, "height": 48, "camera": "mixed"}
@@ -47,6 +47,11 @@ def test_clip_sdg_writes_times_and_no_truth(teacher, clip_sdg):
     clip = next(clip_inputs([7], num_frames=5, width=96, height=48))
     assert (fwd.input_frames - clip.video).abs().max() <= 0.5 / 255 + 1e-6  # the input, stored as uint8
     assert torch.equal(rev.input_frames, fwd.input_frames.flip(0))
+    with torch.no_grad():  # and its latents (float16): what a 4D decoder with input_view reads
+        want = teacher.encode(clip.video[None])[0]
+    assert fwd.input_latents.shape == want.shape == (2, 16, 6, 12)
+    assert torch.allclose(fwd.input_latents, want, atol=2e-2, rtol=1e-2)
+    assert (rev.input_latents - fwd.input_latents).abs().max() > 0.1  # the reversed video's own
     assert torch.allclose(fwd.input_cameras.world_to_camera, clip.cameras.world_to_camera)
     assert torch.allclose(rev.input_cameras.world_to_camera, clip.cameras.world_to_camera.flip(0))
     assert fwd.latents.shape == (2, 2, 16, 6, 12) and fwd.frames.shape == (2, 5, 3, 48, 96)
@@ -170,6 +175,44 @@ def test_train_script_on_clip_sdg(clip_sdg, tmp_path):
     cfg2.static_data = str(clip_sdg)
     with pytest.raises(InputError, match="dynamic"):
         train(cfg2)
+
+
+def test_train_script_with_the_input_view(clip_sdg, tmp_path):
+    """``--input-view 1``: the decoder reads the input video's latents (they change the loss), the saved model
+    says so, and clip SDG without those latents is refused."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    static = tmp_path / "static"
+    GaussianDecoder(TINY).save_pretrained(static)
+    cfg = DecoderTrainConfig.tiny(str(tmp_path / "run"))
+    cfg.data, cfg.dynamic, cfg.init_from, cfg.input_view, cfg.steps, cfg.device = \
+        str(clip_sdg), 1, str(static), 1, 3, "cpu"
+    cfg.eval_every = cfg.save_every = 3
+    assert math.isfinite(train(cfg)["val_input_psnr"])
+    model = GaussianDecoder4D.from_pretrained(tmp_path / "run" / "model")
+    assert model.config.input_view is True
+    with torch.no_grad():
+        model.head.weight.normal_(std=0.05, generator=torch.Generator().manual_seed(0))
+    sample = load_data(sample_dirs(clip_sdg)[:1], "cpu")[0]
+    views, picks = torch.arange(2), frame_picks(2, 5, 2)
+
+    def loss():
+        with torch.no_grad():
+            return float(sample_loss(model, model, sample, views, picks, cfg, 0.0, "torch", target_time=2.0,
+                                     input_frame=2)[0])
+
+    first = loss()
+    sample["input_latents"] = sample["input_latents"].flip(0)
+    assert abs(loss() - first) > 1e-4
+    old = tmp_path / "old"  # clip SDG from before the input latents were stored
+    shutil.copytree(clip_sdg, old)
+    for d in sample_dirs(old):
+        save_file({"latents": load_file(d / "latents.safetensors")["latents"]}, d / "latents.safetensors")
+    cfg.data, cfg.out = str(old), str(tmp_path / "run3")
+    with pytest.raises(InputError, match="does not hold"):
+        train(cfg)
 
 
 def test_evaluate_decoder4d_on_one_world(teacher):

@@ -166,9 +166,10 @@ class GaussianDecoder(Pretrained):
             raise InputError(f"at most {cfg.max_views} trajectories, got {v}")
         return tuple(latents.shape)
 
-    def embed(self, latents: Tensor, rays: Tensor) -> Tensor:
+    def embed(self, latents: Tensor, rays: Tensor, views: Tensor | None = None) -> Tensor:
         """The input tokens ``(B, V·T'·hp·wp, D)``: latent patch + ray block + space-time position + trajectory
-        embeddings (shapes already :meth:`check` ed). Subclasses add their conditions here."""
+        embeddings (shapes already :meth:`check` ed). ``views (V,)``: which trajectory embedding each view
+        gets (default ``0..V−1``). Subclasses add their conditions here."""
         cfg = self.config
         b, v, tl, c, h, w = latents.shape
         k, p = cfg.temporal_factor, cfg.patch_size
@@ -176,7 +177,8 @@ class GaussianDecoder(Pretrained):
         x = latents.reshape(b * v, tl, c, hp, p, wp, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(b * v, tl * hp * wp, -1)
         tokens = self.latent_in(x) + self.ray_in(ray_patch_tokens(rays.flatten(0, 1), tl, k, cfg.patch_px))
         tokens = tokens + positions_3d(tl, hp, wp, cfg.dim, latents.device).to(tokens.dtype)
-        tokens = tokens.reshape(b, v, -1, cfg.dim) + self.view.weight[:v, None].to(tokens.dtype)
+        codes = self.view.weight[:v] if views is None else self.view.weight[views.to(latents.device)]
+        tokens = tokens.reshape(b, v, -1, cfg.dim) + codes[:, None].to(tokens.dtype)
         return tokens.reshape(b, -1, cfg.dim)
 
     def run_blocks(self, tokens: Tensor, b: int, v: int, tl: int, h: int, w: int) -> Tensor:

@@ -175,12 +175,15 @@ class VideoTeacherSample(TeacherSample):
     """A :class:`~lyra3d.teacher.TeacherSample` of a video: frame ``t`` of every trajectory shows the time of
     input frame ``t``. ``image``/``depth`` are input frame 0 and its depth (as for one image); ``video
     (T, 3, H, W)``, ``video_depth (T, 1, H, W)`` (sky dropped), ``input_cameras`` (T) and ``times (T,)``
-    (seconds of the input frames when known, else the frame indices) describe the whole input."""
+    (seconds of the input frames when known, else the frame indices) describe the whole input;
+    ``input_latents (T', C, h, w)`` is the tokenizer's encoding of the input video (what a 4D decoder with
+    ``input_view`` reads as one more view)."""
 
     video: Tensor | None = None
     video_depth: Tensor | None = None
     input_cameras: Cameras | None = None
     times: Tensor | None = None
+    input_latents: Tensor | None = None
 
 
 def _check_video(teacher: Teacher, frames: Tensor, cameras: Cameras) -> Cameras:
@@ -207,9 +210,10 @@ def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int 
     Per input frame: the teacher's depth estimate (far sky dropped as the teacher does); the frames'
     caches warped frame by frame into the trajectories (frame ``t`` of each trajectory is its camera ``t``,
     trajectories starting at the first input camera and scaled by the first frame's centre depth); the
-    tokenizer encodes the warped rgb and masks; the video model samples with input frame 0 as the first
-    latent. The teacher's settings (steps, guidance, movement factor, trajectories) apply; the trajectories
-    have as many frames as the video (``1 + k·m``), whatever ``teacher.config.num_frames`` says.
+    tokenizer encodes the warped rgb and masks, and the input video itself (``input_latents``); the video
+    model samples with input frame 0 as the first latent. The teacher's settings (steps, guidance, movement
+    factor, trajectories) apply; the trajectories have as many frames as the video (``1 + k·m``), whatever
+    ``teacher.config.num_frames`` says.
 
     Args:
         frames: ``(T, 3, H, W)`` in [0, 1] (e.g. :func:`lyra3d.inputs.load_video`).
@@ -236,13 +240,14 @@ def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int 
     cond = per_frame_trajectory_conditioning(frames, depth, cameras, cfg.movement_factor, center_depth=center,
                                              names=cfg.trajectories)
     say("cache")
+    input_latents = teacher.encode(frames[None])[0]  # counted in the "encode" stage, which generate ends
     names, latents, cams, rgb, mask = teacher.generate(cond, frames[0], seed, say)  # as for one image
     times = torch.arange(t, dtype=torch.float32) if times is None else torch.as_tensor(times, dtype=torch.float32)
     meta = {"seed": seed, "steps": cfg.steps, "guidance": cfg.guidance, "movement_factor": cfg.movement_factor,
             "per_frame_cache": True, "times": [round(float(x), 6) for x in times]}
     return VideoTeacherSample(names, latents, cams, frames[0], depth[0], center, rgb if keep_cache else None,
                               mask if keep_cache else None, meta, video=frames, video_depth=depth,
-                              input_cameras=cameras, times=times)
+                              input_cameras=cameras, times=times, input_latents=input_latents)
 
 
 # -- measured --------------------------------------------------------------------------------------------------

@@ -163,7 +163,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _cpu_decode_seconds(decoder, latents: Tensor, cameras: Cameras, times: Tensor, target: float,
-                        threads: int = 2) -> float:
+                        threads: int = 2, input_latents: Tensor | None = None,
+                        input_cameras: Cameras | None = None) -> float:
     """Seconds of one decode by a CPU copy of ``decoder`` with ``threads`` torch threads (the CPU default)."""
     import copy
 
@@ -172,8 +173,10 @@ def _cpu_decode_seconds(decoder, latents: Tensor, cameras: Cameras, times: Tenso
     try:
         cpu = copy.deepcopy(decoder).cpu().float()
         args = (latents.cpu().float(), cameras.to("cpu"), times.cpu())
+        inputs = {} if input_latents is None else {"input_latents": input_latents.cpu().float(),
+                                                   "input_cameras": input_cameras.to("cpu")}
         t0 = time.time()
-        cpu.decode(*args, target_time=target)
+        cpu.decode(*args, target_time=target, **inputs)
         return time.time() - t0
     finally:
         torch.set_num_threads(old)
@@ -186,7 +189,8 @@ def evaluate_decoder4d(teacher: Teacher, decoder4d, seeds: list[int], static_dec
     """Per held-out dynamic world (:func:`lyra3d.dynamic.make_clip`, a still camera; seeds from
     :func:`~lyra3d.dynamic.dynamic_eval_seeds`): the video teacher's latents of the clip, then per evaluated
     time ``times[f]`` (``frames``, default ``0, T/4, T/2, 3T/4, T − 1``) the 4D decoder's Gaussians at that
-    time (:meth:`~lyra3d.decoder4d.GaussianDecoder4D.decode`), rendered at
+    time (:meth:`~lyra3d.decoder4d.GaussianDecoder4D.decode`; one with ``input_view`` also reads the clip's
+    own latents), rendered at
 
     (a) novel cameras: frame ``f`` of every trajectory (``traj_*``) and the held-out cameras between the
         trajectories (``between_*``, :func:`between_cameras`), vs the ray-cast truth at that time: PSNR
@@ -212,6 +216,7 @@ def evaluate_decoder4d(teacher: Teacher, decoder4d, seeds: list[int], static_dec
         teacher_frames = teacher.decode(gen.latents)  # (V, T, 3, H, W)
         held = between_cameras(gen)
         times = clip.times.to(dev)
+        inputs = {"input_latents": gen.input_latents, "input_cameras": gen.input_cameras}
         static_g = static_decoder.decode(gen.latents, gen.cameras) if static_decoder is not None else None
         acc: dict[str, list] = {}
 
@@ -229,7 +234,7 @@ def evaluate_decoder4d(teacher: Teacher, decoder4d, seeds: list[int], static_dec
             inp_moving = moving_mask(clip.world, inp_cam, target)
             _sync(dev)
             t0 = time.time()
-            g = decoder4d.decode(gen.latents, gen.cameras, times, target_time=target)
+            g = decoder4d.decode(gen.latents, gen.cameras, times, target_time=target, **inputs)
             _sync(dev)
             decode_s.append(time.time() - t0)
             gaussians = len(g)
@@ -254,7 +259,7 @@ def evaluate_decoder4d(teacher: Teacher, decoder4d, seeds: list[int], static_dec
         row["cpu_decoder_s"] = float("nan")
         if cpu_time and n == 0:
             row["cpu_decoder_s"] = row["decoder_s"] if dev.type == "cpu" else \
-                _cpu_decode_seconds(decoder4d, gen.latents, gen.cameras, times, float(clip.times[-1]))
+                _cpu_decode_seconds(decoder4d, gen.latents, gen.cameras, times, float(clip.times[-1]), **inputs)
         rows.append(row)
         if progress is not None:
             progress(row)

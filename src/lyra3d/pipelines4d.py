@@ -13,7 +13,8 @@
 animated GIF/WebP, or a folder of frames; every frame center-cropped or padded to the preset's size, like an
 image), chooses the frames the models read (:func:`choose_frames`), runs the video teacher (one 3D cache per
 frame, :func:`lyra3d.dynamic.video_teacher`) and then the time-conditioned decoder
-(:class:`lyra3d.decoder4d.GaussianDecoder4D`) once per output time, prunes each time's Gaussians by opacity
+(:class:`lyra3d.decoder4d.GaussianDecoder4D`) once per output time (the shipped one also reads the input
+video's own latents as a seventh view, ``input_view``), prunes each time's Gaussians by opacity
 rank and renders them at the input camera against the input frame (PSNR). Loading, saving, devices and
 settings are :class:`lyra3d.pipelines.TeacherPipeline`'s; the decoder is the weights folder's ``decoder4d/``
 part (default: the shipped one, ``lyra3d/weights/decoder4d``).
@@ -370,7 +371,8 @@ class VideoTo4DPipeline(TeacherPipeline):
         scenes, before = [], 0
         for k, t in enumerate(out_times):
             g = self.decoder.decode(gen.latents, gen.cameras, model_frame_times,
-                                    target_time=float(self._model_times(t, frame_times)))
+                                    target_time=float(self._model_times(t, frame_times)),
+                                    input_latents=gen.input_latents, input_cameras=gen.input_cameras)
             before = len(g)
             g = g.prune_by_opacity(keep_fraction=cfg.keep_fraction) if cfg.keep_fraction < 1 else g
             g.times = torch.full((len(g),), float(t), device=g.device)

@@ -7,7 +7,8 @@ Layout of an SDG folder::
 
     sdg.json                        the settings (a resumed or sharded run must use the same)
     manifest-<shard>.jsonl          one line per finished sample of that shard (shards write their own)
-    <id>/latents.safetensors        latents float16 (V, T', C, h, w)
+    <id>/latents.safetensors        latents float16 (V, T', C, h, w); for a video input also
+                                    "input_latents" (T', C, h, w): the tokenizer's latents of the input video
          frames.npy                 teacher RGB uint8 (V, T, 3, H, W)
          depth.npy                  estimated z-depth of the teacher frames float16 (V, T, 1, H, W)
          cameras.json               {"names": [...], "cameras": Cameras.to_dict() of the V·T frames}
@@ -71,8 +72,8 @@ class SDGInput:
 class SDGSample:
     """One generated sample read back: ``latents (V, T', C, h, w)``, ``frames (V, T, 3, H, W)`` in [0, 1],
     ``depth (V, T, 1, H, W)``, ``cameras`` (V·T, trajectory-major) and ``meta``; a video sample also has its
-    input, ``input_frames (T, 3, H, W)`` and ``input_cameras`` (T) (``None`` for an image's, and for video
-    samples written before they were stored)."""
+    input, ``input_frames (T, 3, H, W)``, ``input_cameras`` (T) and ``input_latents (T', C, h, w)`` (``None``
+    for an image's, and for video samples written before they were stored)."""
 
     latents: Tensor
     frames: Tensor
@@ -82,6 +83,7 @@ class SDGSample:
     meta: dict
     input_frames: Tensor | None = None
     input_cameras: Cameras | None = None
+    input_latents: Tensor | None = None
 
     @property
     def times(self) -> Tensor:
@@ -237,7 +239,10 @@ def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        save_file({"latents": gen.latents.half().contiguous().cpu()}, str(tmp / "latents.safetensors"))
+        tensors = {"latents": gen.latents}
+        if item.video is not None:
+            tensors["input_latents"] = gen.input_latents
+        save_file({k: x.half().contiguous().cpu() for k, x in tensors.items()}, str(tmp / "latents.safetensors"))
         np.save(tmp / "frames.npy", (frames * 255 + 0.5).to(torch.uint8).cpu().numpy())
         np.save(tmp / "depth.npy", depth.half().cpu().numpy())
         cams = {"names": list(gen.names), "cameras": gen.cameras.to_dict()}
@@ -277,12 +282,14 @@ def load_sample(path: str | Path, uint8: bool = False) -> SDGSample:
     inp = torch.from_numpy(np.load(path / "input.npy")) if (path / "input.npy").is_file() else None
     if inp is not None and not uint8:
         inp = inp.float() / 255
-    return SDGSample(latents=load_file(str(path / "latents.safetensors"))["latents"].float(),
+    tensors = load_file(str(path / "latents.safetensors"))
+    return SDGSample(latents=tensors["latents"].float(),
                      frames=frames if uint8 else frames.float() / 255,
                      depth=torch.from_numpy(np.load(path / "depth.npy")).float(),
                      cameras=Cameras.from_dict(cams["cameras"]), names=cams["names"],
                      meta=json.loads((path / "meta.json").read_text()), input_frames=inp,
-                     input_cameras=Cameras.from_dict(cams["input_cameras"]) if "input_cameras" in cams else None)
+                     input_cameras=Cameras.from_dict(cams["input_cameras"]) if "input_cameras" in cams else None,
+                     input_latents=tensors["input_latents"].float() if "input_latents" in tensors else None)
 
 
 def sample_dirs(out: str | Path) -> list[Path]:

@@ -22,7 +22,10 @@ the decoder reads the chosen trajectories' latents with their frame times and th
 with the teacher's frames there (which show the scene at that time), and, where the sample holds its input
 video (``input.npy``), its render at the input camera of frame ``f`` with input frame ``f``, weighted
 ``input_weight`` (no trajectory passes the input camera after time 0: without this term the input view is
-only seen at the first time). ``--static-data DIR`` (an image SDG
+only seen at the first time). ``--input-view 1`` makes the 4D decoder read the input video's own latents
+as one more view (:class:`~lyra3d.decoder4d.Decoder4DConfig` ``input_view``; a model from ``--init-from``
+that already does keeps doing so): its Gaussians join the render; clip SDG written before the input
+latents were stored (``input_latents``) is refused. ``--static-data DIR`` (an image SDG
 folder) adds static steps (a ``static_share`` of them: frame times and target time 0, ``render_frames``
 random frames), so the decoder keeps decoding still scenes. ``--init-from`` takes a static decoder folder
 (the 4D decoder starts as it, :meth:`~lyra3d.decoder4d.GaussianDecoder4D.from_static`) or a 4D one; the
@@ -43,7 +46,7 @@ import torch.nn.functional as F
 
 from lyra3d.cameras import Cameras, plucker_rays
 from lyra3d.decoder import DecoderConfig, GaussianDecoder
-from lyra3d.decoder4d import Decoder4DConfig, GaussianDecoder4D
+from lyra3d.decoder4d import Decoder4DConfig, GaussianDecoder4D, append_input_view
 from lyra3d.errors import InputError
 from lyra3d.metrics import psnr, ssim
 from lyra3d.render import rasterize
@@ -73,6 +76,7 @@ class DecoderTrainConfig(RunConfig):
     static_data: str = ""  # dynamic: an image SDG folder for the static steps
     static_share: float = 0.25  # dynamic: share of steps on a static sample (when static_data is given)
     input_weight: float = 0.5  # dynamic: weight of the input camera's loss vs the input frame at the target time
+    input_view: int = 0  # dynamic: 1 = the decoder also reads the input video's latents as one more view
     gaussian_stride: int = 0  # 0: the model's; else the model at this stride (--init-from: GaussianDecoder.with_stride)
     model: DecoderConfig = field(default_factory=DecoderConfig)
 
@@ -119,8 +123,8 @@ def split_data(folders: str, val_samples: int) -> tuple[list, list]:
 
 def load_data(dirs, device) -> list[dict]:
     """Samples in memory: latents, uint8 frames, float16 depth, camera tensors, frame times (``times (T,)``,
-    zeros for an image's sample), ``dynamic`` (a video's sample) and ``input``: a video sample's input frames
-    (uint8) and cameras, or ``None``."""
+    zeros for an image's sample), ``dynamic`` (a video's sample), ``input``: a video sample's input frames
+    (uint8) and cameras, or ``None``, and ``input_latents``: its input video's latents, or ``None``."""
     data = []
     for d in dirs:
         s = load_sample(d, uint8=True)
@@ -129,7 +133,8 @@ def load_data(dirs, device) -> list[dict]:
         data.append({"latents": s.latents.to(device), "frames": s.frames.to(device),
                      "depth": s.depth.half().to(device), "w2c": s.cameras.world_to_camera.reshape(v, t, 4, 4).to(device),
                      "k": s.cameras.intrinsics.reshape(v, t, 4).to(device), "size": (s.cameras.width, s.cameras.height),
-                     "times": s.times.to(device), "dynamic": "times" in s.meta, "input": inp})
+                     "times": s.times.to(device), "dynamic": "times" in s.meta, "input": inp,
+                     "input_latents": None if s.input_latents is None else s.input_latents.to(device)})
     return data
 
 
@@ -146,19 +151,24 @@ def sample_loss(model, decoder: GaussianDecoder, sample: dict, views: torch.Tens
     ``target_time``: a 4D decoder's (:class:`~lyra3d.decoder4d.GaussianDecoder4D`) target time in seconds; it
     also reads the sample's frame times (``sample["times"]``). ``None``: a static decoder. ``input_frame``:
     also render the input camera of that frame and compare with the input frame (``input_weight``; a
-    sample holding its input video only)."""
+    sample holding its input video only). A 4D decoder with ``input_view`` also reads the sample's input
+    video latents as the last view (a video sample; an image sample's static step has none)."""
     width, height = sample["size"]
     lat = sample["latents"][views]
     v, t = lat.shape[0], sample["frames"].shape[1]
     w2c, k = sample["w2c"][views].reshape(-1, 4, 4), sample["k"][views].reshape(-1, 4)
     cams = Cameras(w2c, k, width, height)
-    rays = plucker_rays(cams).reshape(1, v, t, 6, height, width)
-    times = () if target_time is None else (sample["times"][None].float(),
-                                            torch.full((1,), float(target_time), device=lat.device))
+    all_cams, extra = cams, ()
+    if target_time is not None:
+        extra = (sample["times"][None].float(), torch.full((1,), float(target_time), device=lat.device))
+        if getattr(decoder.config, "input_view", False) and sample.get("input_latents") is not None:
+            lat, all_cams = append_input_view(lat, cams, sample["input_latents"], sample["input"][1])
+            extra = extra + (True,)
+    rays = plucker_rays(all_cams).reshape(1, lat.shape[0], t, 6, height, width)
     amp = lat.device.type == "cuda"
     with torch.autocast(lat.device.type, dtype=torch.bfloat16, enabled=amp):
-        raw = model(lat[None], rays, *times)[0]
-    g = decoder.activate(raw.float().reshape(v * t, *raw.shape[2:]), cams)
+        raw = model(lat[None], rays, *extra)[0]
+    g = decoder.activate(raw.float().flatten(0, 1), all_cams)
     out = rasterize(g, cams[frames], backend=backend)
     target = sample["frames"][views].reshape(v * t, 3, height, width)[frames].float() / 255
     loss = image_loss(out.rgb, target, config)
@@ -191,7 +201,8 @@ def initial_model_4d(config: DecoderTrainConfig, device: torch.device) -> Gaussi
     (:meth:`GaussianDecoder4D.from_static`) or a 4D folder. With a folder, its config replaces
     ``config.model`` (the static part)."""
     if not config.init_from:
-        return GaussianDecoder4D(Decoder4DConfig(**dataclasses.asdict(config.model))).to(device)
+        model_config = Decoder4DConfig(**dataclasses.asdict(config.model), input_view=bool(config.input_view))
+        return GaussianDecoder4D(model_config).to(device)
     from pathlib import Path
 
     path = Path(config.init_from)
@@ -203,6 +214,8 @@ def initial_model_4d(config: DecoderTrainConfig, device: torch.device) -> Gaussi
         model = GaussianDecoder4D.from_pretrained(path, device)
     else:
         model = GaussianDecoder4D.from_static(GaussianDecoder.from_pretrained(path, device))
+    if config.input_view:  # a flag of the architecture, no new weights: the input view's embedding is unused so far
+        model.config = dataclasses.replace(model.config, input_view=True)
     static = {f.name for f in dataclasses.fields(DecoderConfig)}
     config.model = DecoderConfig(**{k: v for k, v in dataclasses.asdict(model.config).items() if k in static})
     return model.train()
@@ -245,6 +258,10 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
     if dynamic and not all(s["dynamic"] for s in data + val):
         raise InputError(f"--dynamic 1 needs clip SDG (lyra3d sdg --clips N); {config.data} holds image samples "
                          "(pass those as --static-data)")
+    if dynamic and getattr(decoder.config, "input_view", False) and \
+            any(s["input_latents"] is None or s["input"] is None for s in data + val):
+        raise InputError(f"this 4D decoder reads the input video's latents, which {config.data} does not hold: "
+                         "write the clip SDG again with this version (lyra3d sdg --clips N)")
     if main:
         run.log({"train_samples": len(train_dirs), "val_samples": len(val_dirs), "static_samples": len(static_data),
                  "frames_per_trajectory": sorted({int(s["frames"].shape[1]) for s in data + val}),
