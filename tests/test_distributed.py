@@ -28,7 +28,10 @@ def sdg_folder(tmp_path_factory):
 
 def _launch(out, data, *extra):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "lyra3d.train.decoder", "--tiny",
+    # --standalone: a rendezvous on a free local port per launch, not the fixed 29500 that back-to-back launches
+    # (and anything else on the machine) share
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "lyra3d.train.decoder", "--tiny",
            "--out", str(out), "--data", str(data), "--device", "cpu", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
