@@ -26,6 +26,8 @@ app = typer.Typer(
 err = Console(stderr=True)
 # frames per trajectory of the shipped 3DGS decoder's training data (its model card: other counts decode rougher)
 SHIPPED_DECODER_FRAMES = (9, 17)
+# frames of the clips the shipped 4D decoder was trained on (its model card: 9-frame clips decode several dB worse)
+SHIPPED_DECODER4D_FRAMES = (17,)
 
 
 def user_errors(fn):
@@ -108,9 +110,10 @@ def generate(
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames per trajectory, 1 + 4m (5, 9, 17, ...; "
                                          "default: the preset's); fewer is faster; the shipped decoder was trained "
                                          "on 9 and 17 (5 is rougher). For --video: the frames read, spread evenly "
-                                         "over the video."),
+                                         "over the video (a shorter video has frames repeated; the shipped 4D "
+                                         "decoder was trained on 17)."),
     times: Optional[int] = typer.Option(None, "--times", help="--video: the scene at this many times spread over "
-                                        "the clip (default: one per frame read); each costs a decoder pass."),
+                                        "the clip (default: one per distinct frame read); each costs a decoder pass."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="--video: read only the first N frames "
                                              "of the file (then --frames of them are used)."),
     fit: Optional[str] = typer.Option(None, help="An image of another aspect: crop (center) or pad (default: crop)."),
@@ -180,7 +183,11 @@ def generate(
                   f"at {checked.frames} it decodes a rougher scene (see its model card)", highlight=False,
                   soft_wrap=True)
     if video is not None:
-        pipe.frame_indices(len(picture), str(video), **overrides)  # a video too short fails before any work
+        read = len(pipe.frame_indices(len(picture), str(video), **overrides))  # too short fails before any work
+        if weights is None and read not in SHIPPED_DECODER4D_FRAMES and not quiet:
+            known = " and ".join(str(n) for n in SHIPPED_DECODER4D_FRAMES)
+            err.print(f"[bold yellow]warning:[/] the shipped 4D decoder was trained on clips of {known} frames; "
+                      f"at {read} it decodes a rougher scene (see its model card)", highlight=False, soft_wrap=True)
     with progress_bar(quiet) as bar:
         rows = _StageBars(bar)
         rows.begin(next(names))
