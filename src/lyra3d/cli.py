@@ -30,6 +30,12 @@ SHIPPED_DECODER_FRAMES = (9, 17)
 SHIPPED_DECODER4D_FRAMES = (17,)
 
 
+def _warn_untrained(model: str, trained_on: str, got: int) -> None:
+    """One warning line: the shipped ``model`` was trained on ``trained_on``, this run reads ``got``."""
+    err.print(f"[bold yellow]warning:[/] the shipped {model} was trained on {trained_on}; at {got} it decodes a "
+              "rougher scene (see its model card)", highlight=False, soft_wrap=True)
+
+
 def user_errors(fn):
     """Report LyraError as one line and exit 2, instead of a traceback."""
 
@@ -179,15 +185,12 @@ def generate(
     names = iter(pipe.stages(**overrides))  # checks the settings against the models
     if video is None and weights is None and checked.frames not in SHIPPED_DECODER_FRAMES and not quiet:
         known = " and ".join(str(n) for n in SHIPPED_DECODER_FRAMES)
-        err.print(f"[bold yellow]warning:[/] the shipped 3DGS decoder was trained on {known} frames per trajectory; "
-                  f"at {checked.frames} it decodes a rougher scene (see its model card)", highlight=False,
-                  soft_wrap=True)
+        _warn_untrained("3DGS decoder", f"{known} frames per trajectory", checked.frames)
     if video is not None:
         read = len(pipe.frame_indices(len(picture), str(video), **overrides))  # too short fails before any work
         if weights is None and read not in SHIPPED_DECODER4D_FRAMES and not quiet:
             known = " and ".join(str(n) for n in SHIPPED_DECODER4D_FRAMES)
-            err.print(f"[bold yellow]warning:[/] the shipped 4D decoder was trained on clips of {known} frames; "
-                      f"at {read} it decodes a rougher scene (see its model card)", highlight=False, soft_wrap=True)
+            _warn_untrained("4D decoder", f"clips of {known} frames", read)
     with progress_bar(quiet) as bar:
         rows = _StageBars(bar)
         rows.begin(next(names))

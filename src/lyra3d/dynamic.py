@@ -204,7 +204,8 @@ def _check_video(teacher: Teacher, frames: Tensor, cameras: Cameras) -> Cameras:
 
 @torch.no_grad()
 def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int = 0, depth: Tensor | None = None,
-                  times: Tensor | None = None, keep_cache: bool = False, progress=None) -> VideoTeacherSample:
+                  times: Tensor | None = None, keep_cache: bool = False, encode_input: bool = True,
+                  progress=None) -> VideoTeacherSample:
     """The teacher re-rendering a video along its trajectories, one 3D cache per frame.
 
     Per input frame: the teacher's depth estimate (far sky dropped as the teacher does); the frames'
@@ -221,6 +222,8 @@ def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int 
         depth: ``(T, 1, H, W)`` z-depth replacing the estimator's.
         times: ``(T,)`` seconds of the frames (recorded in the result; default the frame indices).
         keep_cache: keep the warped cache ``(V, T, ·, H, W)`` (evaluation).
+        encode_input: encode the input video (``input_latents``; ``None`` without): only a 4D decoder with
+            ``input_view`` and SDG read it.
         progress: ``progress(stage)`` after each stage, if given.
     """
     cfg, dev = teacher.config, teacher.device
@@ -240,7 +243,7 @@ def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int 
     cond = per_frame_trajectory_conditioning(frames, depth, cameras, cfg.movement_factor, center_depth=center,
                                              names=cfg.trajectories)
     say("cache")
-    input_latents = teacher.encode(frames[None])[0]  # counted in the "encode" stage, which generate ends
+    input_latents = teacher.encode(frames[None])[0] if encode_input else None  # in the "encode" stage
     names, latents, cams, rgb, mask = teacher.generate(cond, frames[0], seed, say)  # as for one image
     times = torch.arange(t, dtype=torch.float32) if times is None else torch.as_tensor(times, dtype=torch.float32)
     meta = {"seed": seed, "steps": cfg.steps, "guidance": cfg.guidance, "movement_factor": cfg.movement_factor,
@@ -279,7 +282,7 @@ class _Scored:
 
 def _run_and_truth(teacher: Teacher, clip: DynamicClip, seed: int) -> _Scored:
     t0 = _time.time()
-    gen = video_teacher(teacher, clip.frames, clip.cameras, seed=seed, times=clip.times)
+    gen = video_teacher(teacher, clip.frames, clip.cameras, seed=seed, times=clip.times, encode_input=False)
     seconds = _time.time() - t0
     frames = teacher.decode(gen.latents)
     v, t, _, h, w = frames.shape

@@ -210,7 +210,8 @@ def evaluate_decoder4d(teacher: Teacher, decoder4d, seeds: list[int], static_dec
     dev = teacher.device
     for n, seed in enumerate(seeds):
         clip = make_clip(seed, num_frames, width=width, height=height, device=dev)
-        gen = video_teacher(teacher, clip.frames, clip.cameras, seed=seed, times=clip.times)
+        gen = video_teacher(teacher, clip.frames, clip.cameras, seed=seed, times=clip.times,
+                            encode_input=getattr(decoder4d.config, "input_view", False))
         v, t = len(gen.names), gen.num_frames
         picks = frames if frames is not None else tuple(sorted({0, t // 4, t // 2, (3 * t) // 4, t - 1}))
         teacher_frames = teacher.decode(gen.latents)  # (V, T, 3, H, W)

@@ -369,6 +369,7 @@ class VideoTo4DPipeline(TeacherPipeline):
 
         self._set_teacher(cfg, len(idx))
         gen = video_teacher(self.teacher, frames, cams, seed=cfg.seed, times=model_frame_times,
+                            encode_input=self.decoder.config.input_view,
                             progress=clock.mark)
         scenes, before = [], 0
         for k, t in enumerate(out_times):

@@ -240,16 +240,14 @@ def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: 
     tmp.mkdir()
     try:
         tensors = {"latents": gen.latents}
-        if item.video is not None:
+        cams = {"names": list(gen.names), "cameras": gen.cameras.to_dict()}
+        if item.video is not None:  # the input itself: the 4D decoder also learns the input camera at every time
             tensors["input_latents"] = gen.input_latents
+            cams["input_cameras"] = gen.input_cameras.to_dict()
+            np.save(tmp / "input.npy", (gen.video * 255 + 0.5).to(torch.uint8).cpu().numpy())
         save_file({k: x.half().contiguous().cpu() for k, x in tensors.items()}, str(tmp / "latents.safetensors"))
         np.save(tmp / "frames.npy", (frames * 255 + 0.5).to(torch.uint8).cpu().numpy())
         np.save(tmp / "depth.npy", depth.half().cpu().numpy())
-        cams = {"names": list(gen.names), "cameras": gen.cameras.to_dict()}
-        if item.video is not None:  # the input itself: the 4D decoder also learns the input camera at every time
-            video = (gen.video * 255 + 0.5).to(torch.uint8)
-            np.save(tmp / "input.npy", video.cpu().numpy())
-            cams["input_cameras"] = gen.input_cameras.to_dict()
         (tmp / "cameras.json").write_text(json.dumps(cams))
         meta = {"id": item.id, "caption": item.caption, "seed": seed, "center_depth": gen.center_depth,
                 "teacher": gen.meta, "seconds": round(time.time() - t0, 3),
