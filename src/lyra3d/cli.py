@@ -30,10 +30,13 @@ SHIPPED_DECODER_FRAMES = (9, 17)
 SHIPPED_DECODER4D_FRAMES = (17,)
 
 
-def _warn_untrained(model: str, trained_on: str, got: int) -> None:
-    """One warning line: the shipped ``model`` was trained on ``trained_on``, this run reads ``got``."""
-    err.print(f"[bold yellow]warning:[/] the shipped {model} was trained on {trained_on}; at {got} it decodes a "
-              "rougher scene (see its model card)", highlight=False, soft_wrap=True)
+def _warn_untrained(model: str, known: tuple[int, ...], trained_on: str, got: int) -> None:
+    """One warning line unless ``got`` is in ``known``: the shipped ``model`` was trained on ``trained_on``
+    (a format with one ``{}`` for the known counts), this run reads ``got``."""
+    if got not in known:
+        counts = trained_on.format(" and ".join(str(n) for n in known))
+        err.print(f"[bold yellow]warning:[/] the shipped {model} was trained on {counts}; at {got} it decodes a "
+                  "rougher scene (see its model card)", highlight=False, soft_wrap=True)
 
 
 def user_errors(fn):
@@ -183,14 +186,12 @@ def generate(
                       "it describes procedural worlds (colours, shapes, floors, skies)", highlight=False,
                       soft_wrap=True)
     names = iter(pipe.stages(**overrides))  # checks the settings against the models
-    if video is None and weights is None and checked.frames not in SHIPPED_DECODER_FRAMES and not quiet:
-        known = " and ".join(str(n) for n in SHIPPED_DECODER_FRAMES)
-        _warn_untrained("3DGS decoder", f"{known} frames per trajectory", checked.frames)
+    if video is None and weights is None and not quiet:
+        _warn_untrained("3DGS decoder", SHIPPED_DECODER_FRAMES, "{} frames per trajectory", checked.frames)
     if video is not None:
         read = len(pipe.frame_indices(len(picture), str(video), **overrides))  # too short fails before any work
-        if weights is None and read not in SHIPPED_DECODER4D_FRAMES and not quiet:
-            known = " and ".join(str(n) for n in SHIPPED_DECODER4D_FRAMES)
-            _warn_untrained("4D decoder", f"clips of {known} frames", read)
+        if weights is None and not quiet:
+            _warn_untrained("4D decoder", SHIPPED_DECODER4D_FRAMES, "clips of {} frames", read)
     with progress_bar(quiet) as bar:
         rows = _StageBars(bar)
         rows.begin(next(names))
