@@ -14,9 +14,10 @@ import time
 
 import torch
 
-from lyra3d import worlds
-from lyra3d.cache3d import unproject, warp
-from lyra3d.cameras import Cameras, default_camera, lyra_trajectories
+from lyra3d.data import worlds
+from lyra3d.core.cache3d import unproject, warp
+from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.core.trajectories import lyra_trajectories
 
 
 def main() -> None:

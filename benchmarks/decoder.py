@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from lyra3d.cameras import Cameras, default_camera, plucker_rays
-from lyra3d.decoder import DecoderConfig, GaussianDecoder
+from lyra3d.core.cameras import Cameras, default_camera, plucker_rays
+from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
 
 SIZES = {  # name: (trajectories, latent frames, latent height, latent width)
     "default": (6, 5, 22, 40),

@@ -34,6 +34,10 @@ from pathlib import Path
 import torch
 
 from lyra3d import pipelines as pl
+from lyra3d.core.device import peak_memory_mb
+from lyra3d.pipelines.config import parse_trajectories
+from lyra3d.pipelines.image_to_3d import load_input_image
+from lyra3d.pipelines.outputs import save_scene4d
 
 
 class RssSampler:
@@ -50,7 +54,7 @@ class RssSampler:
             with open("/proc/self/statm") as f:
                 return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except OSError:  # not Linux: the process peak so far
-            return int(pl.peak_memory_mb() * 2**20)
+            return int(peak_memory_mb() * 2**20)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -69,8 +73,8 @@ class RssSampler:
 
 def _held_out_clip(path: Path, preset: pl.Preset, frames: int) -> Path:
     """Held-out dynamic world 1,000,001 filmed by the default still camera as an MP4 (24 fps)."""
-    from lyra3d.dynamic import make_clip
-    from lyra3d.video import write_video
+    from lyra3d.data.clips import make_clip
+    from lyra3d.io.video import write_video
 
     clip = make_clip(1_000_001, frames, preset.width, preset.height)
     return write_video(clip.frames, path, fps=24)
@@ -118,8 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights
         if args.random_decoder:
-            from lyra3d.decoder import DecoderConfig, GaussianDecoder
-            from lyra3d.decoder4d import Decoder4DConfig, GaussianDecoder4D
+            from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
+            from lyra3d.models.decoder4d import Decoder4DConfig, GaussianDecoder4D
 
             weights = Path(tmp) / "weights"
             torch.manual_seed(0)
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
                 for part in ("depth", "tokenizer", "video_model"):
                     if (Path(args.weights) / part).is_dir():
                         os.symlink(Path(args.weights).resolve() / part, weights / part)
-        overrides = {"trajectories": pl.parse_trajectories(args.trajectories), "steps": args.steps,
+        overrides = {"trajectories": parse_trajectories(args.trajectories), "steps": args.steps,
                      "preset": args.preset, "num_frames": args.frames, "output_times": args.times}
         overrides = {k: v for k, v in overrides.items() if v is not None}
         config = pl.GenerateConfig().replace(device=args.device, **overrides)
@@ -140,11 +144,11 @@ def main(argv: list[str] | None = None) -> None:
             video = args.video or _held_out_clip(Path(tmp) / "clip.mp4", p, config.frames)
             what = Path(video).name if args.video else "world 1000001 (held-out dynamic clip, MP4)"
         elif args.image:
-            image, _ = pl.load_input_image(args.image, p, config.fit)
+            image, _ = load_input_image(args.image, p, config.fit)
             what = Path(args.image).name
         else:
-            from lyra3d import worlds
-            from lyra3d.cameras import default_camera
+            from lyra3d.data import worlds
+            from lyra3d.core.cameras import default_camera
 
             camera = default_camera(p.width, p.height, p.fov_y_degrees)
             image = worlds.render(worlds.make_world(1_000_007), camera).rgb[0]
@@ -154,12 +158,12 @@ def main(argv: list[str] | None = None) -> None:
             torch.cuda.reset_peak_memory_stats()
         start, start_cpu = last[:] = [time.perf_counter(), time.process_time()]
         if args.video is not None:
-            from lyra3d import pipelines4d as pl4
+            from lyra3d.pipelines import video_to_4d as pl4
 
             pipe = pl4.VideoTo4DPipeline.from_pretrained(weights, device=args.device, config=config)
             mark("load_models")
             scene = pipe(video, progress=mark)
-            save = pl4.save_scene4d
+            save = save_scene4d
         else:
             pipe = pl.ImageTo3DPipeline.from_pretrained(weights, device=args.device, config=config)
             mark("load_models")
@@ -193,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
              "|---|---:|---:|---:|" + ("---:|" if gpu_col else "")]
     for name, sec, cpu, mem, gpu in rows:
         lines.append(f"| {name} | {sec:.2f} | {cpu:.2f} | {mem:,.0f} |" + (f" {gpu:,.0f} |" if gpu_col else ""))
-    lines.append(f"| **end to end** | **{total:.2f}** | **{total_cpu:.2f}** | **{pl.peak_memory_mb():,.0f}** "
+    lines.append(f"| **end to end** | **{total:.2f}** | **{total_cpu:.2f}** | **{peak_memory_mb():,.0f}** "
                  "(process peak) |" + (" |" if gpu_col else ""))
     if args.video is not None:
         size = sum(record["files"].values()) / 1e6 if record else float("nan")

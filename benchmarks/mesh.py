@@ -29,16 +29,18 @@ from pathlib import Path
 
 import torch
 
-from lyra3d import mesh, simready, worlds
-from lyra3d.cameras import Cameras
+from lyra3d.simready import mesh, stage as simready
+from lyra3d.data import worlds
+from lyra3d.core.cameras import Cameras
+from lyra3d.evaluation.mesh import evaluate_mesh, write_world_scene
 
 
 def write_generated_scene(world, folder: Path, device: str) -> Path:
     """``scene.ply`` + ``cameras.json`` of the scene generated from ``world``'s input view."""
     import json
 
-    from lyra3d.cameras import default_camera
-    from lyra3d.gaussians import save_ply
+    from lyra3d.core.cameras import default_camera
+    from lyra3d.core.gaussians import save_ply
     from lyra3d.pipelines import ImageTo3DPipeline
 
     global _PIPE
@@ -82,13 +84,13 @@ def main() -> None:
             if args.generated:
                 scene = write_generated_scene(world, Path(tmp) / f"scene_{seed}", args.device)
             else:
-                scene = mesh.write_world_scene(world, Path(tmp) / f"scene_{seed}", frames=args.frames,
+                scene = write_world_scene(world, Path(tmp) / f"scene_{seed}", frames=args.frames,
                                                stride=args.stride)
             cams = Cameras.load_json(scene / "cameras.json")
             t0 = time.perf_counter()
             res = simready.export_simready(scene, Path(tmp) / f"sim_{seed}")
             export_s = time.perf_counter() - t0
-            ev = mesh.evaluate_mesh(res.mesh, world, cams)
+            ev = evaluate_mesh(res.mesh, world, cams)
             drop = res.drop_test
             row = (f"| {seed} | {res.report['gaussians']:,} | {res.mesh.num_faces:,} | {ev.chamfer:.4f} | "
                    f"{100 * ev.chamfer_fraction:.2f} % | {ev.accuracy:.4f} | {ev.completeness:.4f} | "

@@ -38,9 +38,9 @@ import time
 
 import torch
 
-from lyra3d.cameras import Cameras, look_at
-from lyra3d.gaussians import Gaussians
-from lyra3d.render import available_backends, rasterize
+from lyra3d.core.cameras import Cameras, look_at
+from lyra3d.core.gaussians import Gaussians
+from lyra3d.core.render import available_backends, rasterize
 
 REF_W, REF_H = 320, 176
 

@@ -15,9 +15,10 @@ import time
 
 import torch
 
-from lyra3d import worlds
-from lyra3d.cameras import LYRA_TRAJECTORIES, default_camera
-from lyra3d.teacher import Teacher
+from lyra3d.data import worlds
+from lyra3d.core.trajectories import LYRA_TRAJECTORIES
+from lyra3d.core.cameras import default_camera
+from lyra3d.pipelines.teacher import Teacher
 
 
 def main() -> None:

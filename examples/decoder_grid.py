@@ -14,13 +14,13 @@ import argparse
 import imageio.v3 as iio
 import torch
 
-from lyra3d import worlds
-from lyra3d.cameras import default_camera
-from lyra3d.decoder import GaussianDecoder
-from lyra3d.evaluation import between_cameras
-from lyra3d.metrics import psnr
-from lyra3d.render import rasterize
-from lyra3d.teacher import Teacher
+from lyra3d.data import worlds
+from lyra3d.core.cameras import default_camera
+from lyra3d.models.decoder import GaussianDecoder
+from lyra3d.evaluation.teacher import between_cameras
+from lyra3d.core.metrics import psnr
+from lyra3d.core.render import rasterize
+from lyra3d.pipelines.teacher import Teacher
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lyra3d.gaussians import Gaussians
+from lyra3d.core.gaussians import Gaussians
 
 
 def random_gaussians(n: int, sh_degree: int = 0, seed: int = 0, dynamic: bool = False) -> Gaussians:

@@ -8,9 +8,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lyra3d.cameras import default_camera
-from lyra3d.decoder import DecoderConfig, GaussianDecoder
-from lyra3d.text_to_image import TextToImageConfig, TextToImageModel
+from lyra3d.core.cameras import default_camera
+from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
+from lyra3d.models.text_to_image import TextToImageConfig, TextToImageModel
+from lyra3d.data.worlds.captions import caption_vocabulary
 
 
 def small_decoder(seed: int = 0) -> GaussianDecoder:
@@ -25,7 +26,7 @@ def small_decoder(seed: int = 0) -> GaussianDecoder:
 
 def small_text_to_image(seed: int = 0) -> TextToImageModel:
     torch.manual_seed(seed)
-    model = TextToImageModel(TextToImageConfig(dim=32, depth=1, heads=2, text_dim=16, text_depth=1, text_heads=2))
+    model = TextToImageModel(TextToImageConfig(vocab=caption_vocabulary(), dim=32, depth=1, heads=2, text_dim=16, text_depth=1, text_heads=2))
     with torch.no_grad():
         model.out.weight.normal_(0.0, 0.05)
     return model.eval()
@@ -39,7 +40,7 @@ def make_weights(root: Path, text_to_image: bool = True) -> Path:
 
 
 def world_image(width: int = 320, height: int = 176, seed: int = 1_000_007) -> torch.Tensor:
-    from lyra3d import worlds
+    from lyra3d.data import worlds
 
     return worlds.render(worlds.make_world(seed), default_camera(width, height)).rgb[0]
 

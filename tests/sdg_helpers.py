@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lyra3d import worlds
-from lyra3d.cameras import Cameras, default_camera, trajectory
+from lyra3d.data import worlds
+from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.core.trajectories import trajectory
 
 
 def write_sdg_folder(root: Path, seeds, frames: int = 5, width: int = 96, height: int = 48,
@@ -18,8 +19,8 @@ def write_sdg_folder(root: Path, seeds, frames: int = 5, width: int = 96, height
     """One sample per world seed in ``root``: ``len(names)`` trajectories of ``frames`` frames."""
     from safetensors.torch import save_file
 
-    from lyra3d.checkpoint import shipped_weights
-    from lyra3d.tokenizer import load_tokenizer
+    from lyra3d.models.modeling import shipped_weights
+    from lyra3d.models.tokenizer import load_tokenizer
 
     root.mkdir(parents=True, exist_ok=True)
     tok = load_tokenizer(shipped_weights("tokenizer"))

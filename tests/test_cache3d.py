@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from lyra3d.cache3d import depth_edges, unproject, warp
-from lyra3d.cameras import Cameras, default_camera, lyra_trajectories
+from lyra3d.core.cache3d import depth_edges, unproject, warp
+from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.core.trajectories import lyra_trajectories
 from lyra3d.errors import InputError
 
 W, H = 96, 64
@@ -83,7 +84,7 @@ def test_bad_depth_is_named(bad, message):
 def visible_from(source: Cameras, src_depth: torch.Tensor, target: Cameras, tgt_depth: torch.Tensor,
                  tgt_mask: torch.Tensor, tol: float = 0.02) -> torch.Tensor:
     """Target pixels whose surface point (from the target's true depth) the source camera sees."""
-    from lyra3d.cameras import pixel_rays
+    from lyra3d.core.cameras import pixel_rays
 
     o, d = pixel_rays(target)
     cos = torch.einsum("bhwc,bc->bhw", d, target.camera_to_world[:, :3, 2])
@@ -103,7 +104,8 @@ def visible_from(source: Cameras, src_depth: torch.Tensor, target: Cameras, tgt_
 
 
 def test_true_depth_warp_reproduces_world_views():
-    from lyra3d import metrics, worlds
+    from lyra3d.core import metrics
+    from lyra3d.data import worlds
 
     # The default size (320x176), anti-aliased renders, the middle and last frames of the six trajectories.
     world = worlds.make_world(worlds.eval_seeds(1)[0])
@@ -123,8 +125,8 @@ def test_true_depth_warp_reproduces_world_views():
 
 
 def test_multi_trajectory_conditioning_scales_with_depth_and_factor():
-    from lyra3d.cache3d import multi_trajectory_conditioning
-    from lyra3d.cameras import LYRA_TRAJECTORIES
+    from lyra3d.core.cache3d import multi_trajectory_conditioning
+    from lyra3d.core.trajectories import LYRA_TRAJECTORIES
 
     cam, image, depth = square_scene()
     cond = multi_trajectory_conditioning(image, depth, cam, num_frames=4)

@@ -3,9 +3,8 @@ import math
 import pytest
 import torch
 
-from lyra3d.cameras import (LYRA_MOVEMENT_RANGES, LYRA_TRAJECTORIES, TRAJECTORY_NAMES, Cameras, default_camera,
-                            flythrough, intrinsics_from_fov, look_at, lyra_trajectories, pixel_rays,
-                            plucker_rays, trajectory)
+from lyra3d.core.trajectories import (LYRA_MOVEMENT_RANGES, LYRA_TRAJECTORIES, TRAJECTORY_NAMES, flythrough, lyra_trajectories, trajectory)
+from lyra3d.core.cameras import Cameras, default_camera, intrinsics_from_fov, look_at, pixel_rays, plucker_rays
 from lyra3d.errors import InputError
 
 

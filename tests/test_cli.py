@@ -8,8 +8,8 @@ import pytest
 import torch
 from plyfile import PlyData, PlyElement
 
-from lyra3d.gaussians import save_ply
-from lyra3d.video import read_video
+from lyra3d.core.gaussians import save_ply
+from lyra3d.io.video import read_video
 
 
 def lyra3d(*args, cwd=None):
@@ -100,7 +100,7 @@ def test_worlds_cli_writes_a_dataset(tmp_path):
     assert r.returncode == 0, r.stderr
     samples = [p for p in (tmp_path / "d").iterdir() if p.is_dir()]
     assert len(samples) == 1
-    from lyra3d.datasets import load_sample
+    from lyra3d.data.datasets import load_sample
 
     s = load_sample(samples[0])
     assert s.meta["seed"] >= 1_000_000 and set(s.cameras) == {"left", "zoom_in"}

@@ -6,11 +6,12 @@ import math
 import pytest
 import torch
 
-from lyra3d.cameras import Cameras, default_camera, lyra_trajectories, plucker_rays
-from lyra3d.decoder import DecoderConfig, GaussianDecoder
+from lyra3d.core.cameras import Cameras, default_camera, plucker_rays
+from lyra3d.core.trajectories import lyra_trajectories
+from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
 from lyra3d.errors import InputError
-from lyra3d.metrics import psnr
-from lyra3d.render import rasterize
+from lyra3d.core.metrics import psnr
+from lyra3d.core.render import rasterize
 from lyra3d.train.decoder import DecoderTrainConfig, sample_loss, ssi_depth_loss
 
 SMALL = DecoderConfig(dim=32, depth=2, heads=2, gaussian_stride=8)
@@ -78,10 +79,10 @@ def test_ssi_depth_loss_ignores_scale_and_shift():
 
 def test_training_on_teacher_frames_lowers_the_loss():
     """Overfit one synthetic sample (frames from a world, as SDG would give) with the torch rasterizer."""
-    from lyra3d import worlds
-    from lyra3d.tokenizer import load_tokenizer
-    from lyra3d.teacher import DEFAULT_TOKENIZER_WEIGHTS
-    from lyra3d.checkpoint import shipped_weights
+    from lyra3d.data import worlds
+    from lyra3d.models.tokenizer import load_tokenizer
+    from lyra3d.pipelines.teacher import DEFAULT_TOKENIZER_WEIGHTS
+    from lyra3d.models.modeling import shipped_weights
 
     torch.manual_seed(0)
     cams = _cams(v=2, t=5, w=96, h=48)
@@ -131,8 +132,8 @@ def test_with_stride_starts_at_the_same_picture_with_four_times_the_gaussians():
 def test_evaluation_scores_one_decode_at_several_keep_fractions():
     """``lyra3d eval decoder --keep-fraction 0.5,1``: the shipped student on one held-out world (2 short
     trajectories of 5 frames), its Gaussians pruned each way; the first fraction's columns are unsuffixed."""
-    from lyra3d.evaluation import evaluate_decoder
-    from lyra3d.teacher import Teacher, TeacherConfig
+    from lyra3d.evaluation.decoder import evaluate_decoder
+    from lyra3d.pipelines.teacher import Teacher, TeacherConfig
 
     teacher = Teacher.from_pretrained(config=TeacherConfig(num_frames=5, steps=1, trajectories=("left", "up")))
     (row,) = evaluate_decoder(teacher, GaussianDecoder.default(), [1_000_000], keep_fraction=(0.5, 1.0))
@@ -151,8 +152,8 @@ SHIPPED_FLOORS_DB = {"student_vs_teacher_psnr": 23.3, "input_view_psnr": 22.8, "
 
 
 def test_the_shipped_decoder_reproduces_its_teacher_on_a_held_out_world():
-    from lyra3d.evaluation import evaluate_decoder
-    from lyra3d.teacher import Teacher, TeacherConfig
+    from lyra3d.evaluation.decoder import evaluate_decoder
+    from lyra3d.pipelines.teacher import Teacher, TeacherConfig
 
     teacher = Teacher.from_pretrained(config=TeacherConfig(num_frames=9, trajectories=("left", "up")))
     (row,) = evaluate_decoder(teacher, GaussianDecoder.default(), [1_000_000])

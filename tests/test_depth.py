@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lyra3d.depth import (DepthEstimator, DepthNet, DepthNetConfig, FileDepth, NetworkDepth, load_depth_file,
-                          normalize_scene_scale)
+from lyra3d.models.depth import (DepthEstimator, DepthNet, DepthNetConfig, FileDepth, NetworkDepth, load_depth_file, normalize_scene_scale)
 from lyra3d.errors import InputError
 from lyra3d.train.depth import DepthTrainConfig, train
 
@@ -80,7 +79,7 @@ def test_missing_checkpoint_is_one_line(tmp_path):
 
 
 def test_shipped_depth_network_on_held_out_worlds():
-    from lyra3d import worlds
+    from lyra3d.data import worlds
     from lyra3d.train.depth import evaluate_estimator
 
     torch.manual_seed(0)

@@ -10,11 +10,10 @@ import pytest
 import torch
 from plyfile import PlyData, PlyElement
 
-from lyra3d.cameras import Cameras, default_camera, look_at
+from lyra3d.core.cameras import Cameras, default_camera, look_at
 from lyra3d.errors import InputError
-from lyra3d.export import (SPLAT_RECORD_BYTES, USD_AXIS_ROTATIONS, export_gaussians, load_splat, load_usd,
-                           rotate_gaussians)
-from lyra3d.gaussians import SH_C0, Gaussians, load_ply, quat_to_rotmat, rotate_sh, save_ply, sh_basis
+from lyra3d.io.export import (SPLAT_RECORD_BYTES, USD_AXIS_ROTATIONS, export_gaussians, load_splat, load_usd, rotate_gaussians)
+from lyra3d.core.gaussians import SH_C0, Gaussians, load_ply, quat_to_rotmat, rotate_sh, save_ply, sh_basis
 
 
 def only_files(folder, *names):
@@ -325,7 +324,7 @@ def test_missing_optional_packages_name_the_extra(tmp_path, make_gaussians, monk
         export_gaussians(make_gaussians(5), tmp_path / "x.usdz")
     assert "pip install lyra3d[usd]" in one_line(e)
     monkeypatch.setitem(sys.modules, "viser", None)
-    from lyra3d.viewer import view
+    from lyra3d.viewer.server import view
 
     with pytest.raises(InputError) as e:
         view(make_gaussians(5), port=0)

@@ -12,13 +12,13 @@ import torch
 from generate_helpers import assert_one_line_error, invoke, listing, make_weights, photo as photo_image, save_png
 
 import lyra3d as lyra3d_pkg
-from lyra3d.cameras import Cameras, default_camera
-from lyra3d.gaussians import load_ply
-from lyra3d.metrics import psnr
-from lyra3d.pipelines import IMAGE_STAGES
-from lyra3d.render import rasterize
-from lyra3d.video import read_video
-from lyra3d.viewer import load_trajectories
+from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.core.gaussians import load_ply
+from lyra3d.core.metrics import psnr
+from lyra3d.pipelines.base import IMAGE_STAGES
+from lyra3d.core.render import rasterize
+from lyra3d.io.video import read_video
+from lyra3d.viewer.server import load_trajectories
 
 FILES = {"scene.ply", "flythrough.mp4", "input_view.png", "cameras.json", "report.json"}
 

@@ -12,16 +12,18 @@ import torch
 from generate_helpers import assert_one_line_error, invoke, listing, world_image
 
 from lyra3d import pipelines as pl
-from lyra3d import pipelines4d as pl4
-from lyra3d.cameras import Cameras, default_camera
-from lyra3d.decoder4d import Decoder4DConfig, GaussianDecoder4D
-from lyra3d.dynamic import make_clip
+from lyra3d.pipelines import video_to_4d as pl4
+from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.models.decoder4d import Decoder4DConfig, GaussianDecoder4D
+from lyra3d.data.clips import make_clip
 from lyra3d.errors import InputError
-from lyra3d.gaussians import load_ply
-from lyra3d.inputs import MAX_VIDEO_SIDE, load_video
-from lyra3d.metrics import psnr
-from lyra3d.render import rasterize
-from lyra3d.video import read_video, write_video
+from lyra3d.core.gaussians import load_ply
+from lyra3d.io.video import MAX_VIDEO_SIDE, load_video
+from lyra3d.core.metrics import psnr
+from lyra3d.core.render import rasterize
+from lyra3d.io.video import read_video, write_video
+from lyra3d.models.modeling import shipped_weights
+from lyra3d.pipelines.outputs import bullet_time_cameras, save_scene4d
 
 #: A held-out dynamic world (seeds from 1,000,000 are never trained on): ``dynamic_eval_seeds(2)[1]``. (The first,
 #: 1,000,000, sits on the edge of the teacher's sky rule, so that its result swings by ~4 dB with codec noise.)
@@ -189,28 +191,28 @@ def test_weights_folder_round_trip_and_wrong_decoder(tmp_path, pipe, weights):
 def test_save_scene4d_writes_all_or_nothing(tmp_path, pipe, monkeypatch):
     scene = pipe(moving_video(5), seed=1, output_times=3)
     out = tmp_path / "nested" / "scene4d"
-    record = pl4.save_scene4d(scene, out, flythrough_frames=5, report={"note": "x"})
+    record = save_scene4d(scene, out, flythrough_frames=5, report={"note": "x"})
     assert set(listing(out)) == FILES | {f"gaussians/scene_t00{i}.ply" for i in range(3)}
     assert record["note"] == "x" and json.loads((out / "report.json").read_text()) == record
     assert record["flythrough"]["time_index_per_frame"] == [0, 0, 1, 2, 2]
     assert record["bullet_time"]["time_s"] == pytest.approx(float(scene.times[1]), abs=1e-6)
     with pytest.raises(InputError, match="exists; pass --force"):
-        pl4.save_scene4d(scene, out)
-    import lyra3d.video
+        save_scene4d(scene, out)
+    import lyra3d.io.video
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(lyra3d.video, "write_video", broken)
+    monkeypatch.setattr(lyra3d.io.video, "write_video", broken)
     with pytest.raises(OSError):
-        pl4.save_scene4d(scene, tmp_path / "other" / "scene", flythrough_frames=3)
+        save_scene4d(scene, tmp_path / "other" / "scene", flythrough_frames=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nested"]  # nothing left behind
 
 
 def test_bullet_time_cameras_swing_through_the_input_camera():
     start = default_camera(128, 64)
     for n in (2, 5, 6):
-        cams = pl4.bullet_time_cameras(start, 4.0, n)
+        cams = bullet_time_cameras(start, 4.0, n)
         assert len(cams) == n
         centres = cams.camera_to_world[:, :3, 3]
         assert centres[0, 0] < -1 and centres[-1, 0] > 1  # from the left to the right of the input camera
@@ -350,7 +352,7 @@ STRETCHED_FLOOR_DB, STRETCH_GAIN_FLOOR_DB = 19.7, 2.5
 
 
 def test_quality_floor_on_a_held_out_dynamic_clip(clip_mp4):
-    if not (pl.shipped_weights("decoder4d") / "model.safetensors").is_file():
+    if not (shipped_weights("decoder4d") / "model.safetensors").is_file():
         pytest.skip("no shipped 4D decoder")
     pipe = pl4.VideoTo4DPipeline.from_pretrained()
     scene = pipe(clip_mp4, seed=0, trajectories=("left", "right", "up"), steps=2, num_frames=9, output_times=3)

@@ -9,11 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from lyra3d import inputs
+from lyra3d.io import images as inputs
+from lyra3d.io import video as video_io
 from lyra3d.errors import InputError
-from lyra3d.files import staged_dir
-from lyra3d.inputs import ImageInfo, load_image, load_video, validate_prompt
-from lyra3d.video import write_video
+from lyra3d.core.files import staged_dir
+from lyra3d.io.images import ImageInfo, load_image
+from lyra3d.io.video import load_video
+from lyra3d.io.prompts import validate_prompt
+from lyra3d.io.video import write_video
+from lyra3d.io.video import MAX_VIDEO_SIDE
 
 W, H = 320, 176
 
@@ -434,11 +438,11 @@ def test_huge_video_refused_before_decoding(tmp_path, monkeypatch):
     with pytest.raises(InputError) as e:
         load_video(big, 32, 24)
     assert_one_line_error(e, "huge.gif")
-    assert str(inputs.MAX_VIDEO_SIDE) in str(e.value)
+    assert str(MAX_VIDEO_SIDE) in str(e.value)
     # through ffmpeg: the limit is checked on the header; no frame is decoded
     p = write_video(colour_frames(3), tmp_path / "clip.mp4")
-    monkeypatch.setattr(inputs, "MAX_VIDEO_SIDE", 48)
-    monkeypatch.setattr(inputs, "_render_fit", lambda *a, **k: pytest.fail("decoded a frame"))
+    monkeypatch.setattr(video_io, "MAX_VIDEO_SIDE", 48)
+    monkeypatch.setattr(video_io, "_render_fit", lambda *a, **k: pytest.fail("decoded a frame"))
     with pytest.raises(InputError) as e:
         load_video(p, 32, 24)
     assert_one_line_error(e, "clip.mp4")
@@ -446,7 +450,7 @@ def test_huge_video_refused_before_decoding(tmp_path, monkeypatch):
 
 def test_too_long_video_needs_max_frames(tmp_path, monkeypatch):
     p = write_video(colour_frames(5), tmp_path / "long.gif")
-    monkeypatch.setattr(inputs, "MAX_VIDEO_FRAMES", 3)
+    monkeypatch.setattr(video_io, "MAX_VIDEO_FRAMES", 3)
     with pytest.raises(InputError) as e:
         load_video(p, 32, 24)
     assert_one_line_error(e, "long.gif")

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from lyra3d import mesh, worlds
-from lyra3d.cameras import Cameras, default_camera
+from lyra3d.simready import mesh
+from lyra3d.data import worlds
+from lyra3d.core.cameras import Cameras, default_camera
 from lyra3d.errors import InputError
-from lyra3d.gaussians import Gaussians, load_ply
+from lyra3d.core.gaussians import Gaussians, load_ply
+from lyra3d.evaluation.mesh import chamfer_distance, evaluate_mesh, point_mesh_distance, world_surface_distance, write_world_scene
+from lyra3d.simready.ground import leveling_transform, rotation_between
 
 pytest.importorskip("skimage")
 pytest.importorskip("fast_simplification")
@@ -26,7 +29,7 @@ def scene(tmp_path_factory):
     """A stand-in for a generated scene (Gaussians on the world's true surface, Lyra's six trajectories of 5
     frames at 160x88) and its extracted mesh."""
     world = worlds.make_world(SEED)
-    folder = mesh.write_world_scene(world, tmp_path_factory.mktemp("scene"), frames=5, width=160, height=88,
+    folder = write_world_scene(world, tmp_path_factory.mktemp("scene"), frames=5, width=160, height=88,
                                     stride=1, shadows=False)
     gaussians, cameras = load_ply(folder / "scene.ply"), Cameras.load_json(folder / "cameras.json")
     result = mesh.extract_mesh(gaussians, cameras, mesh.ExtractionConfig(max_views=16, target_faces=TARGET_FACES))
@@ -35,7 +38,7 @@ def scene(tmp_path_factory):
 
 def test_mesh_of_a_held_out_world_is_within_centimetres_of_the_true_surface(scene):
     world, _, cameras, result = scene
-    ev = mesh.evaluate_mesh(result, world, cameras, samples=50_000, width=96)
+    ev = evaluate_mesh(result, world, cameras, samples=50_000, width=96)
     # measured: Chamfer 0.020 m (accuracy 0.022, completeness 0.017) of a 14.2 m scene, floor 1.8 cm, 0.3°
     assert ev.chamfer < 0.035, ev
     assert ev.chamfer_fraction < 0.0025, ev
@@ -80,7 +83,7 @@ def test_levelling_puts_the_fitted_floor_at_zero(scene):
     _, _, _, result = scene
     g = result.ground
     assert g is not None and 0.05 < g.inlier_fraction < 1 and g.rmse < 0.02
-    m = mesh.leveling_transform(g)
+    m = leveling_transform(g)
     np.testing.assert_allclose(m[:3, :3] @ m[:3, :3].T, np.eye(3), atol=1e-9)
     np.testing.assert_allclose(m[:3, :3] @ g.normal, mesh.SCENE_UP, atol=1e-9)
     on_floor = result.vertices[np.abs(g.height(result.vertices)) < 1e-5]
@@ -153,13 +156,13 @@ def test_point_mesh_and_chamfer_distances_are_exact():
     f = np.array([[0, 1, 2], [0, 2, 3]])
     q = np.array([[0.5, 0.5, 0.3], [2.0, 0.5, 0.0], [-1.0, -1.0, 1.0], [0.25, 0.75, -2.0]])
     expect = [0.3, 1.0, math.sqrt(3.0), 2.0]
-    np.testing.assert_allclose(mesh.point_mesh_distance(q, v, f, samples=2000), expect, atol=1e-9)
+    np.testing.assert_allclose(point_mesh_distance(q, v, f, samples=2000), expect, atol=1e-9)
     a = np.random.default_rng(0).uniform(size=(500, 3))
-    assert mesh.chamfer_distance(a, a) == (0.0, 0.0, 0.0)
-    cd, ab, ba = mesh.chamfer_distance(a, a + [0.0, 0.0, 5.0])
+    assert chamfer_distance(a, a) == (0.0, 0.0, 0.0)
+    cd, ab, ba = chamfer_distance(a, a + [0.0, 0.0, 5.0])
     assert cd > 4.0 and ab > 4.0 and ba > 4.0
     with pytest.raises(InputError):
-        mesh.chamfer_distance(a, np.zeros((0, 3)))
+        chamfer_distance(a, np.zeros((0, 3)))
 
 
 def test_world_surface_distance_is_analytic():
@@ -167,17 +170,17 @@ def test_world_surface_distance_is_analytic():
     floor_y = world.ground_height
     sphere = next((o for o in world.objects if o.kind == "sphere"), None)
     pts = [[0.0, floor_y - 0.25, 1.0], [0.0, floor_y + 0.1, 1.0]]  # 25 cm above, 10 cm below the floor
-    d = mesh.world_surface_distance(world, np.array(pts))
+    d = world_surface_distance(world, np.array(pts))
     np.testing.assert_allclose(d, [0.25, 0.1], atol=1e-9)
     box = next(o for o in world.objects if o.kind == "box")
     c, s = math.cos(box.yaw), math.sin(box.yaw)
     local_top = np.array([0.0, -box.half_size[1] - 0.05, 0.0])  # 5 cm above the top face's centre
     world_pt = np.array([c * local_top[0] + s * local_top[2], local_top[1],
                          -s * local_top[0] + c * local_top[2]]) + box.center
-    assert mesh.world_surface_distance(world, world_pt[None])[0] == pytest.approx(0.05, abs=1e-9)
+    assert world_surface_distance(world, world_pt[None])[0] == pytest.approx(0.05, abs=1e-9)
     if sphere is not None:
         on = np.array(sphere.center) + sphere.radius * np.array([[0.0, -1.0, 0.0]])
-        assert mesh.world_surface_distance(world, on)[0] == pytest.approx(0.0, abs=1e-9)
+        assert world_surface_distance(world, on)[0] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_decimation_reaches_the_target_and_keeps_the_shape():
@@ -195,7 +198,7 @@ def test_decimation_reaches_the_target_and_keeps_the_shape():
 
 def test_rotation_between_handles_opposite_vectors():
     for a, b in ([[0, 0, 1], [0, -1, 0]], [[0, 1, 0], [0, -1, 0]], [[1, 2, 3], [1, 2, 3]]):
-        r = mesh.rotation_between(np.array(a, float), np.array(b, float))
+        r = rotation_between(np.array(a, float), np.array(b, float))
         np.testing.assert_allclose(r @ np.array(a) / np.linalg.norm(a), np.array(b) / np.linalg.norm(b), atol=1e-12)
         np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
         assert np.linalg.det(r) == pytest.approx(1.0)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lyra3d.errors import InputError
-from lyra3d.metrics import depth_errors, lpips_unavailable_reason, psnr, ssim
+from lyra3d.core.metrics import depth_errors, lpips_unavailable_reason, psnr, ssim
 
 
 def test_psnr_known_values_and_mask():

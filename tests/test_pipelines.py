@@ -11,8 +11,13 @@ from generate_helpers import make_weights, small_decoder, world_image
 
 from lyra3d import pipelines as pl
 from lyra3d.errors import InputError
-from lyra3d.metrics import psnr
-from lyra3d.render import rasterize
+from lyra3d.core.metrics import psnr
+from lyra3d.core.render import rasterize
+from lyra3d.io.images import fit_image_tensor
+from lyra3d.models.modeling import shipped_weights
+from lyra3d.pipelines.base import IMAGE_STAGES
+from lyra3d.pipelines.config import parse_trajectories
+from lyra3d.pipelines.outputs import OUTPUT_FILES
 
 TINY = pl.Preset("test-tiny", 128, 64, 5, 50.0, "tests only")
 
@@ -49,8 +54,8 @@ def test_same_seed_same_scene_other_seed_other_scene(pipe, progress_and_scene):
     assert not torch.equal(first.gaussians.means, other.gaussians.means)
 
     # what the scene holds
-    assert seen == list(pipe.stages()) == list(pl.IMAGE_STAGES)
-    assert set(first.timings) == set(pl.IMAGE_STAGES) | {"total"} and all(v >= 0 for v in first.timings.values())
+    assert seen == list(pipe.stages()) == list(IMAGE_STAGES)
+    assert set(first.timings) == set(IMAGE_STAGES) | {"total"} and all(v >= 0 for v in first.timings.values())
     assert first.trajectories == ("left", "up") and first.frames_per_trajectory == 5
     assert len(first.cameras) == 10 and (first.cameras.width, first.cameras.height) == (128, 64)
     assert first.input_image.shape == (3, 64, 128) and torch.allclose(first.input_image, image)
@@ -71,11 +76,11 @@ def test_same_seed_same_scene_other_seed_other_scene(pipe, progress_and_scene):
 
 def test_a_tensor_of_another_size_is_cropped_and_settings_are_checked(pipe):
     wide = torch.rand(3, 100, 300)
-    image, info = pl.fit_image_tensor(wide, 160, 96)
+    image, info = fit_image_tensor(wide, 160, 96)
     assert image.shape == (3, 96, 160) and info.fit == "crop" and info.box == (66, 0, 233, 100)
     assert info.describe() == ("<tensor>: image 300×100 RGB 32-bit; center-cropped to 167×100 at (66, 0); "
                                "scaled ×0.958 to 160×96")
-    padded, info = pl.fit_image_tensor(torch.full((3, 200, 100), 0.25), 160, 96, fit="pad")
+    padded, info = fit_image_tensor(torch.full((3, 200, 100), 0.25), 160, 96, fit="pad")
     assert info.fit == "pad" and info.pad_color == (0.25, 0.25, 0.25)
     assert torch.allclose(padded, torch.full_like(padded, 0.25), atol=1e-5)
     for bad, words in [(torch.rand(64, 128), "(3, H, W)"), (torch.zeros(3, 64, 128, dtype=torch.uint8), "floats"),
@@ -94,8 +99,8 @@ def test_a_tensor_of_another_size_is_cropped_and_settings_are_checked(pipe):
         with pytest.raises(InputError) as e:
             pipe.stages(**overrides)
         assert words in str(e.value), (overrides, str(e.value))
-    assert pl.parse_trajectories("2") == ("left", "right")
-    assert pl.parse_trajectories(" up , spiral ") == ("up", "spiral")
+    assert parse_trajectories("2") == ("left", "right")
+    assert parse_trajectories(" up , spiral ") == ("up", "spiral")
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="no CUDA GPU"):
             pl.GenerateConfig(device="cuda").validate()
@@ -114,11 +119,11 @@ def test_weights_folders(tmp_path, weights, pipe):
         pl.ImageTo3DPipeline.from_pretrained(tmp_path / "broken")
     with pytest.raises(InputError, match="must be a folder"):
         pl.ImageTo3DPipeline.from_pretrained(tmp_path / "empty" / "notes.txt")
-    if not (pl.shipped_weights("decoder") / "config.json").is_file():
+    if not (shipped_weights("decoder") / "config.json").is_file():
         with pytest.raises(InputError, match="no 3DGS decoder weights") as e:
             pl.ImageTo3DPipeline.from_pretrained()
         assert "lyra3d train decoder" in str(e.value)
-    if not (pl.shipped_weights("text_to_image") / "config.json").is_file():
+    if not (shipped_weights("text_to_image") / "config.json").is_file():
         with pytest.raises(InputError) as e:
             pl.TextTo3DPipeline.from_pretrained(weights / "decoder")
         assert str(e.value).startswith("no text-to-image weights: train with `lyra3d train text-to-image` or pass "
@@ -142,7 +147,7 @@ def test_weights_folders(tmp_path, weights, pipe):
 
 
 def test_a_decoder_for_other_latents_is_refused(pipe):
-    from lyra3d.decoder import DecoderConfig, GaussianDecoder
+    from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
 
     with pytest.raises(InputError, match="the decoder reads 8-channel latents"):
         pl.ImageTo3DPipeline(pipe.teacher, GaussianDecoder(DecoderConfig(latent_channels=8, dim=32, depth=1,
@@ -152,7 +157,7 @@ def test_a_decoder_for_other_latents_is_refused(pipe):
 
 def test_text_to_3d(weights, pipe):
     text = pl.TextTo3DPipeline.from_pretrained(weights, config=pipe.config)
-    assert text.stages() == ("text_to_image",) + pl.IMAGE_STAGES
+    assert text.stages() == ("text_to_image",) + IMAGE_STAGES
     assert text.unknown_words("a red sphere and a purple zebra, zebra") == ("zebra",)
     stages = []
     scene = text("  a red sphere on a gray   floor ", seed=2, trajectories=("left",), progress=stages.append)
@@ -168,22 +173,22 @@ def test_save_scene_writes_all_or_nothing(tmp_path, progress_and_scene, monkeypa
     scene = progress_and_scene[1]
     out = tmp_path / "nested" / "scene"
     record = pl.save_scene(scene, out, flythrough_frames=3, report={"note": "x"})
-    assert sorted(p.name for p in out.iterdir()) == sorted(pl.OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
     assert record["note"] == "x" and json.loads((out / "report.json").read_text()) == record
     assert record["files"]["scene.ply"] == (out / "scene.ply").stat().st_size
     with pytest.raises(InputError, match="exists; pass --force"):
         pl.save_scene(scene, out)
     (out / "stale.txt").write_text("from an older run")
     assert pl.save_scene(scene, out, force=True, flythrough_frames=3)["gaussians"] == len(scene.gaussians)
-    assert sorted(p.name for p in out.iterdir()) == sorted(pl.OUTPUT_FILES)  # replaced whole
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)  # replaced whole
     record = json.loads((out / "report.json").read_text())
 
-    import lyra3d.video
+    import lyra3d.io.video
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(lyra3d.video, "write_video", broken)
+    monkeypatch.setattr(lyra3d.io.video, "write_video", broken)
     with pytest.raises(OSError):
         pl.save_scene(scene, tmp_path / "other" / "scene", flythrough_frames=3)
     with pytest.raises(OSError):

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from lyra3d.cameras import Cameras, look_at
-from lyra3d.gaussians import Gaussians
-from lyra3d.render import rasterize
+from lyra3d.core.cameras import Cameras, look_at
+from lyra3d.core.gaussians import Gaussians
+from lyra3d.core.render import rasterize
 
 
 def _gsplat_importable() -> bool:

@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from lyra3d import mesh, simready, worlds
-from lyra3d.cameras import Cameras
+from lyra3d.simready import mesh, stage as simready
+from lyra3d.data import worlds
+from lyra3d.core.cameras import Cameras
 from lyra3d.errors import InputError
-from lyra3d.gaussians import load_ply
+from lyra3d.core.gaussians import load_ply
+from lyra3d.evaluation.mesh import point_mesh_distance, world_surface_samples, write_world_scene
+from lyra3d.simready.config import DropTestConfig
 
 pytest.importorskip("pxr")
 pytest.importorskip("pybullet")
@@ -32,7 +35,7 @@ CONFIG = simready.SimReadyConfig(extraction=mesh.ExtractionConfig(max_views=12, 
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("simready")
     world = worlds.make_world(SEED)
-    scene = mesh.write_world_scene(world, root / "scene", frames=5, width=160, height=88, stride=1, shadows=False)
+    scene = write_world_scene(world, root / "scene", frames=5, width=160, height=88, stride=1, shadows=False)
     result = simready.export_simready(scene, root / "out", CONFIG)
     return world, scene, result
 
@@ -120,9 +123,9 @@ def test_stage_geometry_is_the_true_world_in_z_up_metres(exported):
     pts = np.array(col.GetPointsAttr().Get(), np.float64)
     faces = np.array(col.GetFaceVertexIndicesAttr().Get()).reshape(-1, 3)
     cams = Cameras.load_json(scene / "cameras.json")
-    truth = mesh.world_surface_samples(world, cams.resized(96, 53), result.mesh.max_depth, 20_000)
+    truth = world_surface_samples(world, cams.resized(96, 53), result.mesh.max_depth, 20_000)
     truth_stage = truth @ m[:3, :3].T + m[:3, 3]
-    assert np.mean(mesh.point_mesh_distance(truth_stage, pts, faces, samples=100_000)) < 0.04
+    assert np.mean(point_mesh_distance(truth_stage, pts, faces, samples=100_000)) < 0.04
     # the true floor (y = ground_height in the scene) is at Z = 0, the true up is +Z
     floor = truth[np.abs(truth[:, 1] - world.ground_height) < 1e-6]
     assert np.abs(floor @ m[2, :3] + m[2, 3]).mean() < 0.03
@@ -154,7 +157,7 @@ def test_obj_and_glb_hold_the_same_coloured_mesh(exported):
 def test_dropped_spheres_and_boxes_come_to_rest_on_the_exported_mesh(exported):
     _, _, result = exported
     v, f, _ = simready.load_mesh_obj(result.out_dir / "mesh.obj")
-    check = simready.drop_test(v, f, simready.DropTestConfig(objects=6, seed=3))
+    check = simready.drop_test(v, f, DropTestConfig(objects=6, seed=3))
     assert check.passed, check.to_dict()
     assert len(check.objects) == 6 and {o.shape for o in check.objects} == {"sphere", "box"}
     for o in check.objects:
@@ -166,7 +169,7 @@ def test_dropped_spheres_and_boxes_come_to_rest_on_the_exported_mesh(exported):
 def test_drop_test_rests_objects_at_their_exact_height_on_a_flat_floor():
     v = np.array([[-3, -3, 0], [3, -3, 0], [3, 3, 0], [-3, 3, 0]], np.float64)
     f = np.array([[0, 1, 2], [0, 2, 3]])
-    check = simready.drop_test(v, f, simready.DropTestConfig(objects=4, seed=0))
+    check = simready.drop_test(v, f, DropTestConfig(objects=4, seed=0))
     assert check.passed and len(check.objects) == 4
     for o in check.objects:
         assert o.end[2] == pytest.approx(o.size, abs=0.01)  # sphere centre at r, box centre at half edge
@@ -176,8 +179,9 @@ def _floor_with_a_hole_a_dip_and_a_table():
     """Flat Gaussians (a stand-in for a decoder's) of a 6 m x 6 m floor 1.5 m under the input camera, with a
     1 m square hole (nothing seen through it), a patch 0.15 m lower (a dip) and a table top 0.5 m above the
     floor, seen by Lyra's six trajectories of 2 frames; the three places' centres in the stage's (X, Y)."""
-    from lyra3d.cameras import default_camera, lyra_trajectories
-    from lyra3d.gaussians import Gaussians
+    from lyra3d.core.cameras import default_camera
+    from lyra3d.core.trajectories import lyra_trajectories
+    from lyra3d.core.gaussians import Gaussians
 
     step = 0.06
     x, z = (a.reshape(-1) for a in np.meshgrid(np.arange(-3, 3, step), np.arange(3.0, 9.0, step), indexing="ij"))
@@ -204,7 +208,7 @@ def test_the_floor_fill_closes_a_hole_dropped_objects_fall_through_and_keeps_the
 
     gaussians, cameras, places = _floor_with_a_hole_a_dip_and_a_table()
     config = mesh.ExtractionConfig(max_views=6, render_width=96, target_faces=0)  # no decimation: compare
-    drops = simready.DropTestConfig(points=tuple(places.values()), size_range=(0.1, 0.1))  # the surfaces as made
+    drops = DropTestConfig(points=tuple(places.values()), size_range=(0.1, 0.1))  # the surfaces as made
     ends, above = {}, {}
     for fill in (False, True):
         result = mesh.extract_mesh(gaussians, cameras, dataclasses.replace(config, fill_floor=fill))
@@ -279,9 +283,9 @@ def test_missing_inputs_are_one_line_errors(tmp_path, exported):
         with pytest.raises(InputError, match="scale"):
             simready.SimReadyConfig(scene_scale=bad)
     with pytest.raises(InputError):
-        simready.DropTestConfig(size_range=(0.2, 0.1))
+        DropTestConfig(size_range=(0.2, 0.1))
     with pytest.raises(InputError, match="pairs"):
-        simready.DropTestConfig(points=((1.0, 2.0, 3.0),))
+        DropTestConfig(points=((1.0, 2.0, 3.0),))
 
 
 def lyra3d(*args):
@@ -299,7 +303,7 @@ def one_line_error(r, *words):
 
 def test_cli_export_simready(tmp_path):
     # a smaller scene than the fixture's (Lyra's six trajectories of 2 frames): the CLI runs the defaults
-    scene = mesh.write_world_scene(SEED, tmp_path / "scene", frames=2, width=96, height=53, stride=1,
+    scene = write_world_scene(SEED, tmp_path / "scene", frames=2, width=96, height=53, stride=1,
                                    shadows=False)
     out = tmp_path / "sim"
     r = lyra3d("export", scene, "--format", "simready", "--out", out, "--target-faces", 3000)
@@ -321,7 +325,7 @@ def test_a_generated_scene_exports_with_a_level_floor_that_holds_dropped_objects
     """Issue 11 on a *generated* scene (shipped models, a held-out world's image, 3 short trajectories):
     the generated sky (far Gaussians) stays out of the mesh, the floor is found and levelled, and dropped
     spheres and boxes come to rest on it."""
-    from lyra3d.cameras import default_camera
+    from lyra3d.core.cameras import default_camera
     from lyra3d.pipelines import ImageTo3DPipeline, save_scene
 
     pipe = ImageTo3DPipeline.from_pretrained()
@@ -334,5 +338,5 @@ def test_a_generated_scene_exports_with_a_level_floor_that_holds_dropped_objects
     assert record["mesh"]["max_depth_m"] < 4 * scene.center_depth  # the sky is not fused
     assert record["ground_plane_scene_frame"]["inlier_fraction"] > 0.3
     v, f, _ = simready.load_mesh_obj(result.out_dir / "mesh.obj")
-    check = simready.drop_test(v, f, simready.DropTestConfig(objects=6, seed=1))
+    check = simready.drop_test(v, f, DropTestConfig(objects=6, seed=1))
     assert check.passed, check.to_dict()

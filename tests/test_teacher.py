@@ -5,13 +5,14 @@ import json
 import pytest
 import torch
 
-from lyra3d import worlds
-from lyra3d.cameras import default_camera, lyra_trajectories
+from lyra3d.data import worlds
+from lyra3d.core.cameras import default_camera
+from lyra3d.core.trajectories import lyra_trajectories
 from lyra3d.errors import InputError
-from lyra3d.evaluation import between_cameras, reprojection_psnr
-from lyra3d.metrics import psnr
-from lyra3d.sdg import finished_ids, generate, load_sample, sample_dirs, shard_of, world_inputs
-from lyra3d.teacher import Teacher, TeacherConfig, drop_far
+from lyra3d.evaluation.teacher import between_cameras, reprojection_psnr
+from lyra3d.core.metrics import psnr
+from lyra3d.data.sdg import finished_ids, generate, load_sample, sample_dirs, shard_of, world_inputs
+from lyra3d.pipelines.teacher import Teacher, TeacherConfig, drop_far
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +156,7 @@ def test_sdg_command_writes_samples_of_the_asked_frame_count(tmp_path):
     import subprocess
     import sys
 
-    from lyra3d.sdg import main as sdg_main
+    from lyra3d.data.sdg import main as sdg_main
 
     out = tmp_path / "sdg5"
     sdg_main(["--out", str(out), "--worlds", "1", "--first-seed", "7", "--frames", "5", "--width", "128",

@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lyra3d import worlds
+from lyra3d.data import worlds
 from lyra3d.errors import InputError
-from lyra3d.text_to_image import (TextToImageConfig, TextToImageModel, WordTokenizer, caption_vocabulary,
-                                  flow_loss)
-from lyra3d.tokenizer import TokenizerConfig, VideoTokenizer
+from lyra3d.models.text_to_image import TextToImageConfig, TextToImageModel, WordTokenizer, flow_loss
+from lyra3d.data.worlds import caption_vocabulary
+from lyra3d.models.tokenizer import TokenizerConfig, VideoTokenizer
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +22,7 @@ def one_thread():
 
 def tiny_model(seed: int = 0) -> TextToImageModel:
     torch.manual_seed(seed)
-    cfg = TextToImageConfig(dim=32, depth=2, heads=2, text_dim=16, text_depth=1, latent_height=4, latent_width=8,
+    cfg = TextToImageConfig(vocab=caption_vocabulary(), dim=32, depth=2, heads=2, text_dim=16, text_depth=1, latent_height=4, latent_width=8,
                             latent_mean=[0.1] * 16, latent_std=[2.0] * 16)
     return TextToImageModel(cfg).eval()
 
@@ -134,7 +134,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_mirrored_world_is_the_flipped_render_with_the_mirrored_caption():
-    from lyra3d.cameras import default_camera
+    from lyra3d.core.cameras import default_camera
     from lyra3d.train.text_to_image import mirror_world
 
     w = worlds.make_world(5, room=True)
@@ -147,7 +147,7 @@ def test_mirrored_world_is_the_flipped_render_with_the_mirrored_caption():
 
 
 def test_judge_targets_label_maps_and_scores():
-    from lyra3d.cameras import default_camera
+    from lyra3d.core.cameras import default_camera
     from lyra3d.train.text_to_image import JudgeConfig, LabelJudge, judge_scores, label_maps, world_targets
 
     jc = JudgeConfig(map_height=6, map_width=10)

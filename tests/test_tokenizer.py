@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lyra3d.errors import InputError
-from lyra3d.tokenizer import TokenizerConfig, VideoTokenizer
+from lyra3d.models.tokenizer import TokenizerConfig, VideoTokenizer
 from lyra3d.train.tokenizer import TokenizerTrainConfig, train
 
 
@@ -45,9 +45,9 @@ def test_bad_video_shapes(shape, message):
 
 
 def test_the_tokenizer_learns_a_world_video():
-    from lyra3d import worlds
-    from lyra3d.metrics import psnr
-    from lyra3d.tokenizer import reconstruction_loss
+    from lyra3d.data import worlds
+    from lyra3d.core.metrics import psnr
+    from lyra3d.models.tokenizer import reconstruction_loss
     from lyra3d.train.tokenizer import render_clips
 
     clip = render_clips(worlds.train_seeds(1), 5, 48, 32, torch.device("cpu"), None)[:2].float() / 255
@@ -81,7 +81,7 @@ def test_tiny_training_run_saves_and_resumes(tmp_path):
 
 def test_a_diffusers_cosmos_vae_plugs_in_as_the_tokenizer(tmp_path):
     diffusers = pytest.importorskip("diffusers")
-    from lyra3d.tokenizer import DiffusersVideoTokenizer, Tokenizer, load_tokenizer
+    from lyra3d.models.tokenizer import DiffusersVideoTokenizer, Tokenizer, load_tokenizer
 
     torch.manual_seed(0)
     # A tiny, randomly initialised Cosmos VAE built here (no download): 8x space, 4x time, 16 channels.

@@ -8,15 +8,16 @@ import math
 import pytest
 import torch
 
-from lyra3d import worlds
-from lyra3d.cameras import Cameras, default_camera, lyra_trajectories
-from lyra3d.decoder import DecoderConfig, GaussianDecoder
-from lyra3d.decoder4d import GaussianDecoder4D
+from lyra3d.data import worlds
+from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.core.trajectories import lyra_trajectories
+from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
+from lyra3d.models.decoder4d import GaussianDecoder4D
 from lyra3d.errors import InputError
-from lyra3d.render import rasterize
-from lyra3d.sdg import clip_camera, clip_inputs, generate, load_sample, sample_dirs, world_inputs
-from lyra3d.teacher import Teacher, TeacherConfig
-from lyra3d.metrics import psnr
+from lyra3d.core.render import rasterize
+from lyra3d.data.sdg import clip_camera, clip_inputs, generate, load_sample, sample_dirs, world_inputs
+from lyra3d.pipelines.teacher import Teacher, TeacherConfig
+from lyra3d.core.metrics import psnr
 from lyra3d.train.decoder import DecoderTrainConfig, frame_picks, image_loss, load_data, sample_loss, train
 
 TINY = DecoderConfig(dim=32, depth=2, heads=2, gaussian_stride=8)
@@ -73,9 +74,9 @@ def test_clip_sdg_writes_times_and_no_truth(teacher, clip_sdg):
 
 def _dynamic_sample():
     """Teacher-like frames of a moving world at 2 trajectories × 5 frames (frame t at time t), tokenized."""
-    from lyra3d.checkpoint import shipped_weights
-    from lyra3d.teacher import DEFAULT_TOKENIZER_WEIGHTS
-    from lyra3d.tokenizer import load_tokenizer
+    from lyra3d.models.modeling import shipped_weights
+    from lyra3d.pipelines.teacher import DEFAULT_TOKENIZER_WEIGHTS
+    from lyra3d.models.tokenizer import load_tokenizer
 
     world = worlds.make_world(1_000_000, dynamic=True)
     trajs = lyra_trajectories(default_camera(96, 48), 5, worlds.center_depth(world))
@@ -216,7 +217,7 @@ def test_train_script_with_the_input_view(clip_sdg, tmp_path):
 
 
 def test_evaluate_decoder4d_on_one_world(teacher):
-    from lyra3d.evaluation import evaluate_decoder4d
+    from lyra3d.evaluation.decoder4d import evaluate_decoder4d
 
     torch.manual_seed(0)
     static = GaussianDecoder(TINY).eval()

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lyra3d.errors import InputError
-from lyra3d.video_model import VideoDiffusionModel, VideoModelConfig, flow_matching_loss, sample
+from lyra3d.models.video_model import VideoDiffusionModel, VideoModelConfig, flow_matching_loss, sample
 
 B, T, C, H, W = 2, 9, 16, 32, 48  # frames and pixels; latents: 3 x 16 x 4 x 6
 

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from lyra3d.cameras import default_camera, lyra_trajectories
+from lyra3d.core.cameras import default_camera
+from lyra3d.core.trajectories import lyra_trajectories
 from lyra3d.errors import InputError
-from lyra3d.gaussians import Gaussians, save_ply
+from lyra3d.core.gaussians import Gaussians, save_ply
 
 viser = pytest.importorskip("viser", reason="viser is not installed (pip install lyra3d[viewer])")
 
@@ -42,7 +43,7 @@ def write_output_folder(folder: Path, g: Gaussians) -> None:
     save_ply(g, folder / "scene.ply")
     cam = default_camera(320, 176)
     trajs = lyra_trajectories(cam, 9, center_depth=3.0)
-    from lyra3d.cameras import Cameras
+    from lyra3d.core.cameras import Cameras
 
     Cameras.cat(list(trajs.values())).save_json(folder / "cameras.json")
     import imageio.v3 as iio
@@ -54,7 +55,7 @@ def write_output_folder(folder: Path, g: Gaussians) -> None:
 
 
 def test_load_scene_folder(tmp_path):
-    from lyra3d.viewer import load_scene
+    from lyra3d.viewer.server import load_scene
 
     write_output_folder(tmp_path, colourful_scene(6))
     scene = load_scene(tmp_path)
@@ -64,7 +65,7 @@ def test_load_scene_folder(tmp_path):
 
 
 def test_time_slider_for_per_time_plys(tmp_path):
-    from lyra3d.viewer import view
+    from lyra3d.viewer.server import view
 
     for t in range(3):
         g = colourful_scene(4)
@@ -82,7 +83,7 @@ def test_time_slider_for_per_time_plys(tmp_path):
 
 
 def test_time_steps_from_gaussian_times():
-    from lyra3d.viewer import load_scene
+    from lyra3d.viewer.server import load_scene
 
     g = colourful_scene(4)
     g.times = torch.arange(len(g)) % 4 / 4.0
@@ -91,7 +92,7 @@ def test_time_steps_from_gaussian_times():
 
 
 def test_bad_inputs(tmp_path):
-    from lyra3d.viewer import view
+    from lyra3d.viewer.server import view
 
     with pytest.raises(InputError, match="nothing to view"):
         view(tmp_path / "missing.ply", port=0)
@@ -180,7 +181,7 @@ def _drawn_fraction(img: np.ndarray) -> float:
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (apt-get install chromium)")
 def test_viewer_renders_in_headless_chromium(tmp_path):
-    from lyra3d.viewer import view
+    from lyra3d.viewer.server import view
 
     write_output_folder(tmp_path, colourful_scene(16))
     shot = Path(os.environ.get("LYRA3D_VIEWER_SCREENSHOT", tmp_path / "viewer.png"))

@@ -17,4 +17,4 @@ The public API is grouped by concept, one module each:
 
 __version__ = "0.1.0"
 
-from lyra3d.errors import InputError, LyraError  # noqa: E402,F401
+from lyra3d.errors import InputError, LyraError

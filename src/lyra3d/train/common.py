@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from lyra3d import worlds
-from lyra3d.checkpoint import Pretrained
+from lyra3d.data import worlds
 from lyra3d.errors import InputError
+from lyra3d.models.modeling import Pretrained
 
 
 @dataclass

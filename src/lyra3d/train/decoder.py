@@ -44,13 +44,17 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from lyra3d.cameras import Cameras, plucker_rays
-from lyra3d.decoder import DecoderConfig, GaussianDecoder
-from lyra3d.decoder4d import Decoder4DConfig, GaussianDecoder4D, append_input_view
+from lyra3d.core.cameras import Cameras, plucker_rays
+from lyra3d.core.metrics import psnr, ssim
+from lyra3d.core.render import rasterize
+from lyra3d.data.sdg import load_sample, sample_dirs
 from lyra3d.errors import InputError
-from lyra3d.metrics import psnr, ssim
-from lyra3d.render import rasterize
-from lyra3d.sdg import load_sample, sample_dirs
+from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
+from lyra3d.models.decoder4d import (
+    Decoder4DConfig,
+    GaussianDecoder4D,
+    append_input_view,
+)
 from lyra3d.train.common import Run, RunConfig, initial_model, parse_config, train_loop
 
 

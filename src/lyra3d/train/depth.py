@@ -19,11 +19,19 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from lyra3d import worlds
-from lyra3d.cameras import Cameras, intrinsics_from_fov, look_at
-from lyra3d.depth import DepthNet, DepthNetConfig, scale_invariant_log_loss
-from lyra3d.metrics import depth_errors
-from lyra3d.train.common import Run, RunConfig, make_worlds, optimizer_step, parse_config, pick_device, train_loop
+from lyra3d.core.cameras import Cameras, intrinsics_from_fov, look_at
+from lyra3d.core.metrics import depth_errors
+from lyra3d.data import worlds
+from lyra3d.models.depth import DepthNet, DepthNetConfig, scale_invariant_log_loss
+from lyra3d.train.common import (
+    Run,
+    RunConfig,
+    make_worlds,
+    optimizer_step,
+    parse_config,
+    pick_device,
+    train_loop,
+)
 
 
 @dataclass

@@ -49,13 +49,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lyra3d import worlds
-from lyra3d.cameras import Cameras, default_camera
-from lyra3d.checkpoint import Pretrained
+from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.data import worlds
+from lyra3d.data.worlds.captions import caption_vocabulary
 from lyra3d.errors import InputError
-from lyra3d.text_to_image import TextToImageConfig, TextToImageModel, WordTokenizer, flow_loss
-from lyra3d.tokenizer import Tokenizer, TokenizerConfig, VideoTokenizer, load_tokenizer
-from lyra3d.train.common import Run, RunConfig, make_worlds, optimizer_step, parse_config, pick_device, train_loop
+from lyra3d.models.modeling import Pretrained
+from lyra3d.models.text_to_image import (
+    TextToImageConfig,
+    TextToImageModel,
+    WordTokenizer,
+    flow_loss,
+)
+from lyra3d.models.tokenizer import (
+    Tokenizer,
+    TokenizerConfig,
+    VideoTokenizer,
+    load_tokenizer,
+)
+from lyra3d.train.common import (
+    Run,
+    RunConfig,
+    make_worlds,
+    optimizer_step,
+    parse_config,
+    pick_device,
+    train_loop,
+)
 
 
 @dataclass
@@ -97,7 +116,7 @@ class TextToImageTrainConfig(RunConfig):
     def model_config(self, latent_shape: tuple[int, int, int], mean: list[float], std: list[float]
                      ) -> TextToImageConfig:
         c, h, w = latent_shape
-        return TextToImageConfig(text_dim=self.text_dim, text_depth=self.text_depth, latent_channels=c,
+        return TextToImageConfig(vocab=caption_vocabulary(), text_dim=self.text_dim, text_depth=self.text_depth, latent_channels=c,
                                  latent_height=h, latent_width=w, dim=self.dim, depth=self.depth, heads=self.heads,
                                  latent_mean=mean, latent_std=std)
 
@@ -134,7 +153,11 @@ def turned_cameras(yaws_deg: Tensor, width: int, height: int) -> Cameras:
 
 # -- the judge ---------------------------------------------------------------------------------------------
 MULTI_HEADS = ("objects", "colors", "kinds")
+
+
 SINGLE_HEADS = ("floor_color", "floor_texture", "sky", "walls")
+
+
 IGNORE = 255  # colour-map value of cells that show no object
 
 

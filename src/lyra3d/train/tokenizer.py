@@ -17,12 +17,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lyra3d import worlds
-from lyra3d.cameras import Cameras, default_camera, lyra_trajectories
-from lyra3d.metrics import psnr, ssim
-from lyra3d.tokenizer import TokenizerConfig, VideoTokenizer, reconstruction_loss
-from lyra3d.train.common import (Run, RunConfig, initial_model, make_worlds, optimizer_step, parse_config, pick_device,
-                                 train_loop)
+from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.core.metrics import psnr, ssim
+from lyra3d.core.trajectories import lyra_trajectories
+from lyra3d.data import worlds
+from lyra3d.models.tokenizer import TokenizerConfig, VideoTokenizer, reconstruction_loss
+from lyra3d.train.common import (
+    Run,
+    RunConfig,
+    initial_model,
+    make_worlds,
+    optimizer_step,
+    parse_config,
+    pick_device,
+    train_loop,
+)
 
 
 @dataclass

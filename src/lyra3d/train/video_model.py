@@ -17,13 +17,30 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lyra3d import worlds
-from lyra3d.cache3d import multi_trajectory_conditioning
-from lyra3d.cameras import Cameras, default_camera, plucker_rays
+from lyra3d.core.cache3d import multi_trajectory_conditioning
+from lyra3d.core.cameras import Cameras, default_camera, plucker_rays
+from lyra3d.data import worlds
 from lyra3d.errors import InputError
-from lyra3d.tokenizer import Tokenizer, TokenizerConfig, VideoTokenizer, load_tokenizer
-from lyra3d.train.common import Run, RunConfig, make_worlds, optimizer_step, parse_config, pick_device, train_loop
-from lyra3d.video_model import VideoDiffusionModel, VideoModelConfig, flow_matching_loss
+from lyra3d.models.tokenizer import (
+    Tokenizer,
+    TokenizerConfig,
+    VideoTokenizer,
+    load_tokenizer,
+)
+from lyra3d.models.video_model import (
+    VideoDiffusionModel,
+    VideoModelConfig,
+    flow_matching_loss,
+)
+from lyra3d.train.common import (
+    Run,
+    RunConfig,
+    make_worlds,
+    optimizer_step,
+    parse_config,
+    pick_device,
+    train_loop,
+)
 
 
 @dataclass

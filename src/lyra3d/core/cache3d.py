@@ -1,0 +1,336 @@
+"""The 3D cache (GEN3C, DESIGN §1/§3): unproject an image with its z-depth into coloured points, and
+forward-warp those points into any camera with a z-buffer.
+
+The warp is what the video model sees of the input in every target frame: warped rgb where the input
+shows the surface, and a validity mask that is 0 where the target view sees something the input did not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lyra3d.core.cameras import Cameras, pixel_rays
+from lyra3d.core.trajectories import LYRA_TRAJECTORIES, lyra_trajectories
+from lyra3d.errors import InputError
+
+
+@dataclass
+class PointCache:
+    """Coloured points from ``S`` source views, one point per source pixel (``N = H·W``).
+
+    Attributes:
+        points: ``(S, N, 3)`` world-space positions.
+        colors: ``(S, N, 3)`` rgb in [0, 1].
+        valid: ``(S, N)`` True where the source depth was usable.
+        images: ``(S, 3, H, W)`` the source images (for resampling colours exactly).
+        depths: ``(S, 1, H, W)`` the source z-depths (0 where invalid).
+        cameras: the ``S`` source cameras.
+    """
+
+    points: Tensor
+    colors: Tensor
+    valid: Tensor
+    images: Tensor
+    depths: Tensor
+    cameras: Cameras
+
+    @property
+    def num_sources(self) -> int:
+        return self.points.shape[0]
+
+
+@dataclass
+class Warped:
+    """Warped renders of a cache: ``rgb (B, 3, H, W)``, ``mask (B, 1, H, W)`` in {0, 1}, ``depth (B, 1, H, W)``
+    (z-depth of the visible cache point, 0 where the mask is 0)."""
+
+    rgb: Tensor
+    mask: Tensor
+    depth: Tensor
+
+
+def check_depth(depth: Tensor, image: Tensor) -> None:
+    """Raise a one-line :class:`InputError` for a depth map that cannot be unprojected."""
+    if depth.ndim != 4 or depth.shape[1] != 1:
+        raise InputError(f"depth must be (S, 1, H, W) z-depth, got {tuple(depth.shape)}")
+    if depth.shape[-2:] != image.shape[-2:] or depth.shape[0] != image.shape[0]:
+        raise InputError(f"depth {tuple(depth.shape)} does not match image {tuple(image.shape)}: "
+                         "resize the depth map to the image")
+    if not torch.isfinite(depth).all():
+        raise InputError(f"depth has {int((~torch.isfinite(depth)).sum())} NaN or infinite values; "
+                         "fill or mask them before building the cache")
+    if (depth < 0).any():
+        raise InputError("depth has negative values; lyra3d expects z-depth (distance along the optical axis)")
+    if not (depth > 0).any():
+        raise InputError("depth is zero everywhere; nothing can be unprojected")
+
+
+def unproject(image: Tensor, depth: Tensor, cameras: Cameras) -> PointCache:
+    """Lift ``image (S, 3, H, W)`` with z-depth ``depth (S, 1, H, W)`` seen by ``cameras`` (S) to points.
+
+    Pixels with depth 0 are marked invalid (sky, unknown).
+    """
+    if image.ndim == 3:
+        image = image[None]
+    if depth.ndim == 3:
+        depth = depth[None]
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise InputError(f"image must be (S, 3, H, W), got {tuple(image.shape)}")
+    check_depth(depth, image)
+    if len(cameras) != image.shape[0] or (cameras.height, cameras.width) != tuple(image.shape[-2:]):
+        raise InputError(f"{len(cameras)} cameras of {cameras.width}x{cameras.height} do not match images "
+                         f"{tuple(image.shape)}")
+    origins, dirs = pixel_rays(cameras)  # (S, H, W, 3)
+    # Unit ray d has z-component cos(angle to the optical axis) in camera space: ray length = z / cos.
+    fwd = cameras.camera_to_world[:, :3, 2]  # (S, 3)
+    cos = torch.einsum("shwc,sc->shw", dirs, fwd)
+    z = depth[:, 0]
+    points = origins + dirs * (z / cos)[..., None]
+    s = image.shape[0]
+    return PointCache(points=points.reshape(s, -1, 3), colors=image.permute(0, 2, 3, 1).reshape(s, -1, 3),
+                      valid=(z > 0).reshape(s, -1), images=image, depths=depth, cameras=cameras)
+
+
+def warp(cache: PointCache, cameras: Cameras, source: int | None = None, depth_tolerance: float = 0.02,
+         edge_tolerance: float = 0.05, fill_cracks: bool = True, chunk: int = 17) -> Warped:
+    """Forward-warp the cache into ``cameras`` (B targets) with a z-buffer.
+
+    Depth goes forward, colour comes back: each point is splatted to the 2×2 pixels around its projection
+    with bilinear weights; a pixel's z-buffer is the nearest point that lands mainly on it (its nearest
+    pixel), or, where none does, the nearest that touches it; its depth is the weighted mean of the points
+    within ``depth_tolerance`` (relative) of that, so the nearest surface wins and background never
+    bleeds through foreground. One pass then closes one-pixel cracks that magnification leaves in a
+    surface. Finally, for a single source view, each valid pixel is unprojected with its depth and its
+    colour sampled bilinearly from the source image (sharper than averaging splatted colours); where that
+    sample touches an occlusion edge of the source (:func:`depth_edges` with ``edge_tolerance``) it would
+    mix two surfaces, and the pixel is marked invalid. With several sources together the splatted colours
+    are kept.
+
+    Args:
+        cameras: ``B`` target cameras.
+        source: warp only that source view (one buffer per source, as GEN3C does for several caches);
+            ``None`` warps all sources together.
+
+    Returns:
+        :class:`Warped` with ``rgb (B, 3, H, W)``, ``mask (B, 1, H, W)``, ``depth (B, 1, H, W)``.
+    """
+    pts, col, ok = cache.points, cache.colors, cache.valid
+    if source is not None:
+        pts, col, ok = pts[source:source + 1], col[source:source + 1], ok[source:source + 1]
+    pts, col = pts[ok], col[ok]  # (N, 3)
+    resample = source is not None or cache.num_sources == 1
+    col = None if resample else col  # colours come from the source image: splat depth alone
+    outs = [_splat(pts, col, cameras[i:i + chunk], depth_tolerance) for i in range(0, len(cameras), chunk)]
+    rgb, mask, depth = (torch.cat(parts) for parts in zip(*outs))
+    if fill_cracks:
+        rgb, mask, depth = _fill_cracks(rgb, mask, depth)
+    if resample:
+        s = source or 0
+        rgb, mask = _resample(cache.images[s], cache.depths[s], cache.cameras[s], cameras, depth, mask, rgb,
+                              edge_tolerance)
+        depth = depth * mask
+    return Warped(rgb, mask, depth)
+
+
+def _splat(pts: Tensor, col: Tensor | None, cams: Cameras, tol: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Bilinear forward splatting with a z-buffer: rgb (zeros when ``col`` is None), mask and depth of ``B``
+    targets."""
+    b, h, w = len(cams), cams.height, cams.width
+    dev, dt = pts.device, pts.dtype
+    w2c = cams.world_to_camera.to(dev, dt)
+    p = torch.einsum("bij,nj->bni", w2c[:, :3, :3], pts) + w2c[:, None, :3, 3]  # (B, N, 3)
+    z = p[..., 2]
+    zs = z.clamp_min(1e-6)
+    k = cams.intrinsics.to(dev, dt)
+    u = k[:, None, 0] * p[..., 0] / zs + k[:, None, 2] - 0.5  # pixel coordinates, centres at integers
+    v = k[:, None, 1] * p[..., 1] / zs + k[:, None, 3] - 0.5
+    # Keep the (camera, point) pairs that land in or next to the image: the rest cost nothing more.
+    keep = (z > 1e-6) & (u > -1) & (v > -1) & (u < w) & (v < h)
+    bi, ni = keep.nonzero(as_tuple=True)
+    u, v, z = u[bi, ni], v[bi, ni], z[bi, ni]
+    u0, v0 = torch.floor(u), torch.floor(v)
+    fu, fv = u - u0, v - v0
+    base = bi * (h * w)
+    dump = b * h * w  # one extra slot receives every tap that falls outside the image
+    inf = torch.tensor(float("inf"), device=dev, dtype=dt)
+    taps = []
+    for du, dv in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        uu, vv = u0 + du, v0 + dv
+        weight = (fu if du else 1 - fu) * (fv if dv else 1 - fv)
+        # Taps of negligible weight (a point exactly on a pixel centre) do not touch that neighbour.
+        inside = (uu >= 0) & (vv >= 0) & (uu < w) & (vv < h) & (weight > 0.01)
+        flat = torch.where(inside, base + vv.long() * w + uu.long(), dump)
+        taps.append((flat, torch.where(inside, z, inf), weight))
+    core = torch.full((dump + 1,), float("inf"), device=dev, dtype=dt)
+    foot = core.clone()
+    for flat, zz, weight in taps:
+        foot.scatter_reduce_(0, flat, zz, reduce="amin")
+        core.scatter_reduce_(0, flat, torch.where(weight >= 0.25, zz, inf), reduce="amin")
+    zbuf = torch.where(torch.isinf(core), foot, core)
+    # Weighted sums of (rgb,) depth and weight over the points near each pixel's z-buffer.
+    values = [z[:, None], torch.ones_like(z[:, None])]
+    if col is not None:
+        values.insert(0, col[ni])
+    values = torch.cat(values, 1)
+    acc = torch.zeros(dump + 1, values.shape[1], device=dev, dtype=dt)
+    for flat, zz, weight in taps:
+        wgt = torch.where(zz <= zbuf[flat] * (1 + tol), weight, torch.zeros_like(weight))
+        acc.index_add_(0, flat, values * wgt[:, None])
+    acc = acc[:dump]
+    mask = acc[:, -1] > 0
+    mean = acc[:, :-1] / acc[:, -1:].clamp_min(1e-12)
+    depth = torch.where(mask, mean[:, -1], torch.zeros_like(mean[:, -1]))
+    rgb = mean[:, :3] if col is not None else torch.zeros(dump, 3, device=dev, dtype=dt)
+    return (rgb.reshape(b, h, w, 3).permute(0, 3, 1, 2), mask.reshape(b, 1, h, w).to(dt), depth.reshape(b, 1, h, w))
+
+
+def depth_edges(depth: Tensor, tolerance: float = 0.05) -> Tensor:
+    """``(1, H, W)`` 1 at occlusion edges of a z-depth map ``(1, H, W)``, else 0.
+
+    Inverse depth is affine in pixel coordinates on a plane, so its second difference vanishes on smooth
+    surfaces; a pixel is an edge where that second difference (along x, y or a diagonal) exceeds
+    ``tolerance`` times its inverse depth on the far side of a jump (the near side keeps clean samples of
+    the nearer surface), or where it borders an invalid (0) pixel.
+    """
+    inv = torch.where(depth > 0, 1 / depth.clamp_min(1e-6), torch.zeros_like(depth))
+    p = torch.nn.functional.pad(inv[None], (1, 1, 1, 1), mode="replicate")[0]
+    c = p[:, 1:-1, 1:-1]
+    edge = torch.zeros_like(c, dtype=torch.bool)
+    h, w = c.shape[-2:]
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        a = p[:, 1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
+        b = p[:, 1 - dy: 1 - dy + h, 1 - dx: 1 - dx + w]
+        edge |= (a + b - 2 * c) > tolerance * c  # c is behind the line through its neighbours
+        edge |= (c > 0) & ((a == 0) | (b == 0))
+    return edge.to(depth.dtype)
+
+
+def _resample(image: Tensor, src_depth: Tensor, source: Cameras, targets: Cameras, depth: Tensor, mask: Tensor,
+              rgb: Tensor, edge_tolerance: float) -> tuple[Tensor, Tensor]:
+    """Colour of each valid target pixel sampled bilinearly from ``image (3, H, W)`` seen by ``source``, and
+    the mask less the pixels whose sample straddles a depth edge of ``src_depth (1, H, W)``."""
+    b, h, w = depth.shape[0], depth.shape[-2], depth.shape[-1]
+    dt, dev = depth.dtype, depth.device
+    # Target pixel -> target camera space (x = (u - cx) / fx · z, ...) -> source camera space, in one 4x4.
+    fx, fy, cx, cy = (targets.intrinsics[:, i, None, None].to(dt) for i in range(4))
+    vv, uu = torch.meshgrid(torch.arange(h, device=dev, dtype=dt) + 0.5, torch.arange(w, device=dev, dtype=dt) + 0.5,
+                            indexing="ij")
+    z = depth[:, 0]
+    cam = torch.stack([(uu - cx) / fx * z, (vv - cy) / fy * z, z], 1).reshape(b, 3, h * w)
+    m = (source.world_to_camera[0].to(dev, dt) @ targets.camera_to_world.to(dev, dt))  # (B, 4, 4)
+    p = (m[:, :3, :3] @ cam + m[:, :3, 3:]).reshape(b, 3, h, w)
+    k = source.intrinsics[0].to(dev, dt)
+    zs = p[:, 2].clamp_min(1e-6)
+    u, v = k[0] * p[:, 0] / zs + k[2], k[1] * p[:, 1] / zs + k[3]
+    grid = torch.stack([2 * u / source.width - 1, 2 * v / source.height - 1], -1)
+    edges = depth_edges(src_depth, edge_tolerance)
+    both = torch.cat([image.to(dt), edges.to(dt)])[None].expand(b, -1, -1, -1)
+    sampled = torch.nn.functional.grid_sample(both, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    consistent = (sampled[:, 3:] == 0)
+    mask = mask * consistent.to(mask.dtype)
+    return torch.where(mask > 0, sampled[:, :3], rgb), mask
+
+
+def _fill_cracks(rgb: Tensor, mask: Tensor, depth: Tensor, margin: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:
+    """Close one-pixel gaps in surfaces: a pixel that is empty, or farther than ``margin`` (relative) behind
+    both of two opposite neighbours (left/right, up/down or a diagonal pair), takes their mean. Edges of a
+    surface have a nearer neighbour on one side only and stay as they are."""
+    h, w = rgb.shape[-2:]
+    pad = lambda x: torch.nn.functional.pad(x, (1, 1, 1, 1))  # noqa: E731 (zero mask outside the image)
+    prgb, pmask, pdepth = pad(rgb), pad(mask), pad(depth)
+    shift = lambda x, dy, dx: x[..., 1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]  # noqa: E731
+    acc_rgb, acc_depth = torch.zeros_like(rgb), torch.zeros_like(depth)
+    count = torch.zeros_like(depth)
+    for (ay, ax), (by, bx) in (((0, -1), (0, 1)), ((-1, 0), (1, 0)), ((-1, -1), (1, 1)), ((-1, 1), (1, -1))):
+        da, db = shift(pdepth, ay, ax), shift(pdepth, by, bx)
+        both = (shift(pmask, ay, ax) > 0) & (shift(pmask, by, bx) > 0)
+        gap = (mask == 0) | ((da * (1 + margin) < depth) & (db * (1 + margin) < depth))
+        take = (both & gap).to(rgb.dtype)
+        acc_rgb += take * 0.5 * (shift(prgb, ay, ax) + shift(prgb, by, bx))
+        acc_depth += take * 0.5 * (da + db)
+        count += take
+    fill = count > 0
+    n = count.clamp_min(1)
+    return (torch.where(fill, acc_rgb / n, rgb), torch.where(fill, torch.ones_like(mask), mask),
+            torch.where(fill, acc_depth / n, depth))
+
+
+@dataclass
+class TrajectoryCondition:
+    """What the video model is conditioned on along one trajectory: its ``cameras`` (T) and the cache
+    warped into them (``warped.rgb (T, 3, H, W)``, ``warped.mask (T, 1, H, W)``)."""
+
+    cameras: Cameras
+    warped: Warped
+
+
+def scene_center_depth(depth: Tensor, far_quantile: float = 0.9) -> float:
+    """The scene's centre depth from a depth map: the median of the valid depths below their
+    ``far_quantile`` (so a far sky or background does not pull the trajectories' look-at point away)."""
+    d = depth[(depth > 0) & torch.isfinite(depth)]
+    if d.numel() == 0:
+        raise InputError("depth has no positive finite value to take the scene's centre depth from")
+    d = d[d <= torch.quantile(d.float()[:: max(1, d.numel() // 100_000)], far_quantile)]
+    return float(d.median())
+
+
+def multi_trajectory_conditioning(image: Tensor, depth: Tensor, camera: Cameras, num_frames: int = 17,
+                                  movement_factor: float = 1.0, center_depth: float | None = None,
+                                  names: tuple[str, ...] = LYRA_TRAJECTORIES,
+                                  generator: torch.Generator | None = None) -> dict[str, TrajectoryCondition]:
+    """Lyra's multi-trajectory conditioning: the six trajectories (DESIGN §3) from the input ``camera``,
+    scaled by the scene's centre depth (from ``depth`` unless given) and ``movement_factor``, each with the
+    input's cache warped into every frame.
+
+    Args:
+        image: ``(1, 3, H, W)`` or ``(3, H, W)`` input image in [0, 1].
+        depth: ``(1, 1, H, W)`` z-depth of the image (0 where unknown).
+        camera: the input camera (one).
+        generator: draw each movement from its range (training); ``None``: the middle of each range.
+    """
+    cache = unproject(image, depth, camera)
+    trajs = _condition_paths(cache, num_frames, movement_factor, center_depth, names, generator)
+    return {name: TrajectoryCondition(cams, warp(cache, cams)) for name, cams in trajs.items()}
+
+
+def per_frame_trajectory_conditioning(images: Tensor, depths: Tensor, cameras: Cameras, movement_factor: float = 1.0,
+                                      center_depth: float | None = None, names: tuple[str, ...] = LYRA_TRAJECTORIES,
+                                      generator: torch.Generator | None = None) -> dict[str, TrajectoryCondition]:
+    """The dynamic (4D) variant of :func:`multi_trajectory_conditioning`, for a video of ``T`` frames: one
+    cache per frame. The trajectories (``T`` cameras each) start at the first input camera and are scaled by
+    the centre depth of the first frame (unless given); frame ``t`` of every trajectory is the cache of input
+    frame ``t`` alone warped into that trajectory's camera ``t``, so what moves is where it is at time ``t``.
+    For a video whose frames are all the same image seen by one camera this equals
+    :func:`multi_trajectory_conditioning` of that image.
+
+    Args:
+        images: ``(T, 3, H, W)`` the video's frames in [0, 1].
+        depths: ``(T, 1, H, W)`` their z-depths (0 where unknown).
+        cameras: the ``T`` input cameras (one per frame).
+        generator: draw each movement from its range (training); ``None``: the middle of each range.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise InputError(f"images must be (T, 3, H, W) video frames, got {tuple(images.shape)}")
+    cache = unproject(images, depths, cameras)
+    t = images.shape[0]
+    trajs = _condition_paths(cache, t, movement_factor, center_depth, names, generator)
+    # One warp per input frame, into that frame's camera on every trajectory.
+    per_frame = [warp(cache, Cameras.cat([cams[i] for cams in trajs.values()]), source=i) for i in range(t)]
+    out = {}
+    for v, (name, cams) in enumerate(trajs.items()):
+        parts = (torch.cat([getattr(w, key)[v:v + 1] for w in per_frame]) for key in ("rgb", "mask", "depth"))
+        out[name] = TrajectoryCondition(cams, Warped(*parts))
+    return out
+
+
+def _condition_paths(cache: PointCache, num_frames: int, movement_factor: float, center_depth: float | None,
+                     names: tuple[str, ...], generator: torch.Generator | None) -> dict[str, Cameras]:
+    """Lyra's trajectories from the cache's first source camera, scaled by the centre depth of its first
+    source (unless ``center_depth`` is given)."""
+    if center_depth is None:
+        center_depth = scene_center_depth(cache.depths[:1])
+    return lyra_trajectories(cache.cameras[0], num_frames, center_depth, movement_factor, generator=generator,
+                             names=names)

@@ -1,0 +1,365 @@
+"""Synthetic data generation (DESIGN §6): run the teacher over inputs and write what the 3DGS decoder
+learns from: the latents of every trajectory, the teacher's decoded frames, their estimated depth, the
+cameras. No ground truth of any world is written or used: inputs are images (a procedural world's render
+at the default camera, or any image file), and everything else comes from the teacher.
+
+Layout of an SDG folder::
+
+    sdg.json                        the settings (a resumed or sharded run must use the same)
+    manifest-<shard>.jsonl          one line per finished sample of that shard (shards write their own)
+    <id>/latents.safetensors        latents float16 (V, T', C, h, w); for a video input also
+                                    "input_latents" (T', C, h, w): the tokenizer's latents of the input video
+         frames.npy                 teacher RGB uint8 (V, T, 3, H, W)
+         depth.npy                  estimated z-depth of the teacher frames float16 (V, T, 1, H, W)
+         cameras.json               {"names": [...], "cameras": Cameras.to_dict() of the V·T frames}
+         meta.json                  input, caption, seed, teacher settings, timings; for a video input
+                                    also "times" (seconds shown by each frame t of every trajectory),
+                                    "clip" (its seed, camera motion, frames) and "reversed"
+         input.npy                  a video input only: the input video uint8 (T, 3, H, W); cameras.json then
+                                    also holds its "input_cameras" (T): the input camera at each frame time
+
+Inputs are single images (the teacher), or videos (:func:`clip_inputs`: dynamic clips of procedural
+training worlds and their time-reversed copies, run through :func:`lyra3d.dynamic.video_teacher`), never
+both in one folder (``sdg.json`` records which).
+
+A sample is written into a hidden temporary folder and renamed when complete; a rerun skips finished
+samples. :func:`shard_of` splits the inputs (input ``i`` belongs to shard ``i % num_shards``), so several
+processes or GPUs (or Ray tasks, where a cluster exists) each run one shard into the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import lyra3d
+from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.core.files import check_settings
+from lyra3d.core.progress import StageClock
+from lyra3d.errors import InputError
+from lyra3d.pipelines.teacher import Teacher, TeacherConfig
+
+_TMP = ".tmp-"
+
+
+@dataclass
+class SDGInput:
+    """One input: an ``image (3, H, W)`` seen by ``camera`` (one), or a video: ``video (T, 3, H, W)`` filmed by
+    ``cameras`` (T, or one for a still camera) at ``times (T,)`` seconds (``image``/``camera``: its first
+    frame). ``clip``: what the video is (written to meta.json); ``reversed``: a time-reversed copy."""
+
+    id: str
+    image: Tensor  # (3, H, W)
+    camera: Cameras
+    caption: str = ""
+    video: Tensor | None = None
+    cameras: Cameras | None = None
+    times: Tensor | None = None
+    clip: dict = field(default_factory=dict)
+    reversed: bool = False
+
+
+@dataclass
+class SDGSample:
+    """One generated sample read back: ``latents (V, T', C, h, w)``, ``frames (V, T, 3, H, W)`` in [0, 1],
+    ``depth (V, T, 1, H, W)``, ``cameras`` (V·T, trajectory-major) and ``meta``; a video sample also has its
+    input, ``input_frames (T, 3, H, W)``, ``input_cameras`` (T) and ``input_latents (T', C, h, w)`` (``None``
+    for an image's, and for video samples written before they were stored)."""
+
+    latents: Tensor
+    frames: Tensor
+    depth: Tensor
+    cameras: Cameras
+    names: list[str]
+    meta: dict
+    input_frames: Tensor | None = None
+    input_cameras: Cameras | None = None
+    input_latents: Tensor | None = None
+
+    @property
+    def times(self) -> Tensor:
+        """``(T,)`` seconds shown by frame ``t`` of every trajectory: the video's frame times for a video
+        sample, zeros for an image's (a static scene)."""
+        t = self.frames.shape[1]
+        return torch.tensor(self.meta.get("times") or [0.0] * t, dtype=torch.float32)
+
+
+def world_inputs(seeds: list[int], width: int = 320, height: int = 176,
+                 device: str | torch.device = "cpu") -> Iterator[SDGInput]:
+    """Procedural worlds as inputs: the render at the default camera and the caption (no depth, no truth).
+    Built one by one in this process (~0.1 s each on a CPU core) and ray-cast on ``device``: parallel SDG
+    runs one process per shard."""
+    from lyra3d.data import worlds
+
+    cam = default_camera(width, height).to(device)
+    for seed in seeds:
+        world = worlds.make_world(seed)
+        yield SDGInput(f"world_{seed:07d}", worlds.render(world, cam).rgb[0], cam, world.caption)
+
+
+def clip_camera(seed: int, camera: str = "mixed") -> str:
+    """The camera motion of training clip ``seed``: ``camera`` itself, or for ``"mixed"`` a still camera for
+    even seeds and a slow move along trajectory ``(seed // 2) % 6`` for odd ones."""
+    from lyra3d.data.clips import CAMERA_MOTIONS
+
+    if camera != "mixed":
+        if camera not in CAMERA_MOTIONS:
+            raise InputError(f"unknown clip camera {camera!r}; choose mixed or one of {', '.join(CAMERA_MOTIONS)}")
+        return camera
+    return "static" if seed % 2 == 0 else CAMERA_MOTIONS[1 + (seed // 2) % (len(CAMERA_MOTIONS) - 1)]
+
+
+def clip_inputs(seeds: list[int], device: str | torch.device = "cpu", num_frames: int = 17, width: int = 320,
+                height: int = 176, camera: str = "mixed") -> Iterator[SDGInput]:
+    """Dynamic clips of procedural **training** worlds as video inputs (:func:`lyra3d.dynamic.make_clip`,
+    frames ray-cast on ``device``), each followed by its time-reversed copy
+    (:func:`lyra3d.dynamic.with_reversed`): ids ``world_XXXXXXX`` and ``world_XXXXXXX_rev``. Only the
+    video, its cameras and frame times go in; the world's truth never does. Seeds from 1,000,000 (held out)
+    are refused."""
+    from lyra3d.data.clips import make_clip, with_reversed
+
+    held_out = [s for s in seeds if s >= 1_000_000]
+    if held_out:
+        raise InputError(f"SDG uses training seeds only (< 1,000,000); got {held_out[0]}")
+    for seed in seeds:
+        motion = clip_camera(seed, camera)
+        for clip in with_reversed(make_clip(seed, num_frames, width, height, camera_motion=motion, device=device)):
+            info = {"seed": int(seed), "camera_motion": motion, "frames": len(clip)}
+            yield SDGInput(f"world_{seed:07d}" + ("_rev" if clip.reversed else ""), clip.frames[0], clip.cameras[0],
+                           clip.world.caption, video=clip.frames, cameras=clip.cameras, times=clip.times, clip=info,
+                           reversed=clip.reversed)
+
+
+def image_inputs(folder: str | Path, width: int = 320, height: int = 176) -> Iterator[SDGInput]:
+    """Every image file of ``folder`` (sorted), centre-cropped to the model's size, default camera."""
+    from lyra3d.io.images import load_image
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"input folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"))
+    if not files:
+        raise InputError(f"{folder} holds no PNG, JPEG, WebP or TIFF image")
+    cam = default_camera(width, height)
+    for path in files:
+        image, _ = load_image(path, width, height)
+        yield SDGInput(path.stem, image, cam, "")
+
+
+def finished_ids(out: str | Path) -> set[str]:
+    """Ids of the samples listed in any shard's manifest whose folder exists."""
+    out = Path(out)
+    ids = set()
+    for manifest in out.glob("manifest-*.jsonl"):
+        for line in manifest.read_text().splitlines():
+            try:
+                ids.add(json.loads(line)["id"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a torn last line
+    return {i for i in ids if (out / i).is_dir()}
+
+
+def shard_of(items: list, shard: int, num_shards: int) -> list:
+    """Shard ``shard`` of ``num_shards``: items ``shard, shard + n, shard + 2n, ...``."""
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        raise InputError(f"shard must be in [0, {num_shards}), got {shard}")
+    return items[shard::num_shards]
+
+
+def generate(teacher: Teacher, inputs: list[SDGInput] | Iterator[SDGInput], out: str | Path, seed: int = 0,
+             shard: int = 0, progress: bool = True, total: int | None = None, clips: dict | None = None) -> int:
+    """Run the teacher over ``inputs`` (one shard's: ``shard`` names its manifest) and write the samples;
+    returns how many were written (finished samples are skipped).
+
+    ``clips``: the settings of video inputs (:func:`clip_inputs`: frames, size, camera), recorded in
+    ``sdg.json`` so a folder never mixes clip and image samples; ``None`` for image inputs."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"teacher": asdict(teacher.config), "seed": seed, "lyra3d_version": lyra3d.__version__}
+    settings["teacher"]["trajectories"] = list(settings["teacher"]["trajectories"])
+    settings["clips"] = clips  # None for images (also what a folder written before clips existed reads as)
+    check_settings(out / "sdg.json", settings, "samples")
+    for stale in out.glob(f"{_TMP}*-shard{shard}"):
+        shutil.rmtree(stale, ignore_errors=True)
+    done = finished_ids(out)
+    manifest = out / f"manifest-{shard:05d}.jsonl"
+    written = 0
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task(f"SDG shard {shard} → {out.name}", total=total)
+        for item in inputs:
+            if (item.video is not None) != (clips is not None):
+                raise InputError(f"input {item.id} is {'a video' if item.video is not None else 'an image'}, but "
+                                 f"this SDG run is for {'clips' if clips is not None else 'images'}")
+            if item.id in done:
+                bar.advance(task)
+                continue
+            entry = write_sample(teacher, item, out, seed, shard)
+            with open(manifest, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+            written += 1
+            bar.advance(task)
+    return written
+
+
+@torch.no_grad()
+def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: int = 0) -> dict:
+    """Generate one sample and write it atomically; returns its manifest entry."""
+    from safetensors.torch import save_file
+
+    t0 = time.time()
+    clock = StageClock(teacher.device)
+    if item.video is None:
+        gen = teacher(item.image, item.camera, seed=seed, progress=clock)
+    else:
+        from lyra3d.pipelines.teacher import video_teacher
+
+        gen = video_teacher(teacher, item.video, item.cameras if item.cameras is not None else item.camera,
+                            seed=seed, times=item.times, progress=clock)
+    frames = teacher.decode(gen.latents)  # (V, T, 3, H, W)
+    clock("decode")
+    v, t = frames.shape[:2]
+    depth = torch.cat([teacher.depth(frames[i], gen.cameras[i * t:(i + 1) * t].intrinsics).depth
+                       for i in range(v)]).reshape(v, t, 1, *frames.shape[-2:])
+    clock("frame_depth")
+    tmp = out / f"{_TMP}{item.id}-shard{shard}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        tensors = {"latents": gen.latents}
+        cams = {"names": list(gen.names), "cameras": gen.cameras.to_dict()}
+        if item.video is not None:  # the input itself: the 4D decoder also learns the input camera at every time
+            tensors["input_latents"] = gen.input_latents
+            cams["input_cameras"] = gen.input_cameras.to_dict()
+            np.save(tmp / "input.npy", (gen.video * 255 + 0.5).to(torch.uint8).cpu().numpy())
+        save_file({k: x.half().contiguous().cpu() for k, x in tensors.items()}, str(tmp / "latents.safetensors"))
+        np.save(tmp / "frames.npy", (frames * 255 + 0.5).to(torch.uint8).cpu().numpy())
+        np.save(tmp / "depth.npy", depth.half().cpu().numpy())
+        (tmp / "cameras.json").write_text(json.dumps(cams))
+        meta = {"id": item.id, "caption": item.caption, "seed": seed, "center_depth": gen.center_depth,
+                "teacher": gen.meta, "seconds": round(time.time() - t0, 3),
+                "stage_seconds": {k: round(v, 4) for k, v in clock.seconds.items()}, "lyra3d_version": lyra3d.__version__}
+        if item.video is not None:
+            meta.update({"times": [round(float(x), 6) for x in gen.times], "clip": item.clip,
+                         "reversed": bool(item.reversed)})
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        final = out / item.id
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"id": item.id, "caption": item.caption, "seconds": meta["seconds"]}
+
+
+def load_sample(path: str | Path, uint8: bool = False) -> SDGSample:
+    """Read one sample folder written by :func:`generate` (``uint8``: frames as stored, 0–255)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    missing = [f for f in ("latents.safetensors", "frames.npy", "depth.npy", "cameras.json", "meta.json")
+               if not (path / f).is_file()]
+    if missing:
+        raise InputError(f"{path} is not an SDG sample (missing {', '.join(missing)}); pass a folder written by sdg")
+    cams = json.loads((path / "cameras.json").read_text())
+    frames = torch.from_numpy(np.load(path / "frames.npy"))
+    inp = torch.from_numpy(np.load(path / "input.npy")) if (path / "input.npy").is_file() else None
+    if inp is not None and not uint8:
+        inp = inp.float() / 255
+    tensors = load_file(str(path / "latents.safetensors"))
+    return SDGSample(latents=tensors["latents"].float(),
+                     frames=frames if uint8 else frames.float() / 255,
+                     depth=torch.from_numpy(np.load(path / "depth.npy")).float(),
+                     cameras=Cameras.from_dict(cams["cameras"]), names=cams["names"],
+                     meta=json.loads((path / "meta.json").read_text()), input_frames=inp,
+                     input_cameras=Cameras.from_dict(cams["input_cameras"]) if "input_cameras" in cams else None,
+                     input_latents=tensors["input_latents"].float() if "input_latents" in tensors else None)
+
+
+def sample_dirs(out: str | Path) -> list[Path]:
+    """The finished sample folders of an SDG folder, sorted by id."""
+    out = Path(out)
+    if not out.is_dir():
+        raise InputError(f"SDG folder not found: {out}")
+    return [out / i for i in sorted(finished_ids(out))]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lyra3d.sdg --out DIR --worlds N | --clips N | --images DIR [--first-seed S] [--shard i
+    --num-shards n]``."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="lyra3d sdg", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="SDG folder (resumed if it exists)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--worlds", type=int, help="this many procedural training worlds as inputs")
+    src.add_argument("--images", help="a folder of images as inputs")
+    src.add_argument("--clips", type=int, help="this many dynamic clips of procedural training worlds as video "
+                                               "inputs (each also reversed: 2 samples per clip)")
+    p.add_argument("--frames", type=int, default=TeacherConfig.num_frames,
+                   help="frames per trajectory (1 + 4·m; --worlds and --images)")
+    p.add_argument("--clip-frames", type=int, default=17, help="frames per clip (1 + 4·m)")
+    p.add_argument("--clip-camera", default="mixed", help="camera of the clips: mixed, static or a trajectory name")
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=176)
+    p.add_argument("--first-seed", type=int, default=0, help="first world seed (training seeds are < 1,000,000)")
+    p.add_argument("--shard", type=int, default=0)
+    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--steps", type=int, default=TeacherConfig.steps, help="sampler steps")
+    p.add_argument("--guidance", type=float, default=TeacherConfig.guidance)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: shipped)")
+    p.add_argument("--video-model", default=None, help="video model folder (default: shipped)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads of this process (default: the CPU count / --num-shards)")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads or max(1, (os.cpu_count() or 1) // a.num_shards))
+    from lyra3d.train.common import pick_device
+
+    device = pick_device(a.device)
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolutions once
+    teacher = Teacher.from_pretrained(a.tokenizer, a.video_model, device=device,
+                                      config=TeacherConfig(num_frames=a.frames, steps=a.steps, guidance=a.guidance))
+    teacher.tokenizer.latent_frames(a.frames)  # a frame count the tokenizer cannot take fails before any work
+    clips = None
+    if a.worlds is not None or a.clips is not None:
+        count = a.worlds if a.worlds is not None else a.clips
+        if a.first_seed < 0 or a.first_seed + count > 1_000_000:
+            raise InputError("SDG for training uses training seeds only (< 1,000,000)")
+        seeds = shard_of(list(range(a.first_seed, a.first_seed + count)), a.shard, a.num_shards)
+        if a.clips is not None:
+            clip_camera(0, a.clip_camera)  # a bad name fails before any work
+            clips = {"frames": a.clip_frames, "width": a.width, "height": a.height, "camera": a.clip_camera}
+            inputs, total = clip_inputs(seeds, device, a.clip_frames, a.width, a.height, a.clip_camera), 2 * len(seeds)
+        else:
+            inputs, total = world_inputs(seeds, a.width, a.height, device=device), len(seeds)
+    else:
+        inputs = shard_of(list(image_inputs(a.images, a.width, a.height)), a.shard, a.num_shards)
+        total = len(inputs)
+    n = generate(teacher, inputs, a.out, a.seed, a.shard, progress=not a.quiet, total=total, clips=clips)
+    print(json.dumps({"written": n, "out": a.out}))

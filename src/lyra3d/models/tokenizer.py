@@ -1,0 +1,223 @@
+"""The video tokenizer: a causal video autoencoder (DESIGN §3 ``tokenizer``), and the adapter that puts a
+diffusers video VAE (e.g. ``AutoencoderKLCosmos``, Lyra's Cosmos tokenizer) behind the same interface.
+
+``T = 1 + k·m`` frames ``(B, T, 3, H, W)`` in [0, 1] become latents ``(B, 1 + m, C, H/8, W/8)``: the first
+frame is encoded on its own (so an image is a one-frame video), every following group of ``k`` frames
+(``temporal_factor``) shares one latent frame, and a latent frame depends only on its own frames and none
+after them (causal). ``C = 16`` channels, as the Cosmos tokenizer Lyra uses. Deterministic (no sampling).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lyra3d.errors import InputError
+from lyra3d.models.modeling import Pretrained
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What the rest of lyra3d needs of a tokenizer: videos ``(B, T, 3, H, W)`` in [0, 1] to latents
+    ``(B, T', C, h, w)`` and back."""
+
+    latent_channels: int
+    temporal_factor: int
+
+    def latent_frames(self, num_frames: int) -> int: ...
+
+    def encode(self, video: Tensor) -> Tensor: ...
+
+    def decode(self, latents: Tensor) -> Tensor: ...
+
+
+@dataclass
+class TokenizerConfig:
+    latent_channels: int = 16
+    base_channels: int = 32
+    temporal_factor: int = 4  # k: frames per latent frame after the first
+    spatial_factor: int = 8  # fixed by the three 2x stages
+
+
+class _Res(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.GroupNorm(8, c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1),
+                                  nn.GroupNorm(8, c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class VideoTokenizer(Pretrained):
+    """Per-frame 2D encoder (8× down) → causal temporal grouping → ``C`` latent channels, and back."""
+
+    config_class = TokenizerConfig
+    model_type = "lyra3d-video-tokenizer"
+
+    def __init__(self, config: TokenizerConfig):
+        super().__init__()
+        if config.spatial_factor != 8:
+            raise InputError("this tokenizer compresses space by 8 (spatial_factor must be 8)")
+        self.config = config
+        c, k, z = config.base_channels, config.temporal_factor, config.latent_channels
+        c4 = 4 * c
+        self.enc = nn.Sequential(
+            nn.Conv2d(3, c, 3, padding=1), _Res(c), nn.Conv2d(c, 2 * c, 4, stride=2, padding=1),
+            _Res(2 * c), nn.Conv2d(2 * c, c4, 4, stride=2, padding=1),
+            _Res(c4), nn.Conv2d(c4, c4, 4, stride=2, padding=1), _Res(c4))
+        self.enc_first = nn.Sequential(_Res(c4), nn.GroupNorm(8, c4), nn.SiLU(), nn.Conv2d(c4, z, 3, padding=1))
+        self.enc_group = nn.Sequential(nn.Conv2d(k * c4, c4, 1), _Res(c4), nn.GroupNorm(8, c4), nn.SiLU(),
+                                       nn.Conv2d(c4, z, 3, padding=1))
+        self.dec_first = nn.Sequential(nn.Conv2d(z, c4, 3, padding=1), _Res(c4))
+        self.dec_group = nn.Sequential(nn.Conv2d(z, c4, 3, padding=1), _Res(c4), nn.Conv2d(c4, k * c4, 1))
+        up = lambda cin, cout: nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),  # noqa: E731
+                                             nn.Conv2d(cin, cout, 3, padding=1))
+        self.dec = nn.Sequential(
+            _Res(c4), _Res(c4), up(c4, c4), _Res(c4), up(c4, 2 * c), _Res(2 * c), up(2 * c, c), _Res(c),
+            nn.GroupNorm(8, c), nn.SiLU(), nn.Conv2d(c, 3, 3, padding=1))
+
+    # -- shapes -------------------------------------------------------------------------------------------
+    @property
+    def latent_channels(self) -> int:
+        return self.config.latent_channels
+
+    @property
+    def temporal_factor(self) -> int:
+        return self.config.temporal_factor
+
+    def latent_frames(self, num_frames: int) -> int:
+        return causal_latent_frames(num_frames, self.config.temporal_factor)
+
+    def _check(self, video: Tensor) -> None:
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise InputError(f"video must be (B, T, 3, H, W), got {tuple(video.shape)}")
+        if video.shape[-1] % 8 or video.shape[-2] % 8:
+            raise InputError(f"frame size must be a multiple of 8, got {video.shape[-1]}x{video.shape[-2]}")
+        self.latent_frames(video.shape[1])
+
+    # -- encode / decode -----------------------------------------------------------------------------------
+    def encode(self, video: Tensor) -> Tensor:
+        """``video (B, T, 3, H, W)`` in [0, 1] → latents ``(B, 1 + (T-1)/k, C, H/8, W/8)``."""
+        self._check(video)
+        b, t, _, h, w = video.shape
+        k = self.config.temporal_factor
+        f = self.enc(video.reshape(b * t, 3, h, w) * 2 - 1)
+        f = f.reshape(b, t, *f.shape[1:])
+        first = self.enc_first(f[:, 0])[:, None]
+        if t == 1:
+            return first
+        groups = f[:, 1:].reshape(b * ((t - 1) // k), k * f.shape[2], *f.shape[3:])
+        rest = self.enc_group(groups).reshape(b, (t - 1) // k, -1, *f.shape[3:])
+        return torch.cat([first, rest], 1)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """``latents (B, T', C, h, w)`` → video ``(B, 1 + k(T'-1), 3, 8h, 8w)`` in [0, 1] (clamped)."""
+        return ((self.decode_raw(latents) + 1) / 2).clamp(0, 1)
+
+    def decode_raw(self, latents: Tensor) -> Tensor:
+        """Decoder output in [-1, 1] space, unclamped (for training losses)."""
+        if latents.ndim != 5 or latents.shape[2] != self.config.latent_channels:
+            raise InputError(f"latents must be (B, T', {self.config.latent_channels}, h, w), got {tuple(latents.shape)}")
+        b, tl, _, h, w = latents.shape
+        k = self.config.temporal_factor
+        first = self.dec_first(latents[:, 0])[:, None]
+        feats = [first]
+        if tl > 1:
+            g = self.dec_group(latents[:, 1:].reshape(b * (tl - 1), -1, h, w))
+            feats.append(g.reshape(b, (tl - 1) * k, -1, h, w))
+        f = torch.cat(feats, 1)
+        t = f.shape[1]
+        out = self.dec(f.reshape(b * t, *f.shape[2:]))
+        return out.reshape(b, t, 3, 8 * h, 8 * w)
+
+    def forward(self, video: Tensor) -> Tensor:
+        return self.decode_raw(self.encode(video))
+
+
+def causal_latent_frames(num_frames: int, k: int) -> int:
+    """Latent frames of a causal tokenizer with temporal factor ``k``: ``1 + (T - 1) / k``."""
+    if num_frames < 1 or (num_frames - 1) % k:
+        raise InputError(f"the tokenizer takes 1 + {k}·m frames (1, {1 + k}, {1 + 2 * k}, ...), got {num_frames}")
+    return 1 + (num_frames - 1) // k
+
+
+def check_trajectory_frames(num_frames: int, k: int, name: str = "frames per trajectory") -> None:
+    """A one-line error unless ``num_frames`` is ``1 + k·m`` with ``m >= 1``: a trajectory of a causal
+    tokenizer with temporal factor ``k`` (one frame is an image, not a trajectory)."""
+    if num_frames < 1 + k or (num_frames - 1) % k:
+        raise InputError(f"{name} must be 1 + {k}·m with m >= 1 for this tokenizer (e.g. {1 + k}, {1 + 2 * k}, "
+                         f"{1 + 4 * k}), got {num_frames}")
+
+
+class DiffusersVideoTokenizer:
+    """Adapter: a diffusers video VAE (``AutoencoderKLCosmos`` and the like, taking ``(B, 3, T, H, W)`` in
+    [-1, 1]) as a lyra3d :class:`Tokenizer` (``(B, T, 3, H, W)`` in [0, 1], latents ``(B, T', C, h, w)``).
+    Latents are the distribution's mode, so encoding is deterministic."""
+
+    def __init__(self, vae: nn.Module):
+        self.vae = vae.eval()
+        cfg = vae.config
+        self.latent_channels = int(cfg.latent_channels)
+        self.temporal_factor = int(getattr(cfg, "temporal_compression_ratio", 1))
+        self.spatial_factor = int(getattr(cfg, "spatial_compression_ratio", 8))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "DiffusersVideoTokenizer":
+        """Load the diffusers VAE saved in ``directory`` (its ``config.json`` names the class). Local only."""
+        import diffusers
+
+        directory = Path(directory)
+        name = json.loads((directory / "config.json").read_text()).get("_class_name", "")
+        vae_cls = getattr(diffusers, name, None)
+        if vae_cls is None:
+            raise InputError(f"{directory} holds a diffusers {name or 'model'} that this diffusers version lacks")
+        return cls(vae_cls.from_pretrained(str(directory), local_files_only=True).to(device))
+
+    def latent_frames(self, num_frames: int) -> int:
+        return causal_latent_frames(num_frames, self.temporal_factor)
+
+    @torch.no_grad()
+    def encode(self, video: Tensor) -> Tensor:
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise InputError(f"video must be (B, T, 3, H, W), got {tuple(video.shape)}")
+        self.latent_frames(video.shape[1])
+        dist = self.vae.encode(video.permute(0, 2, 1, 3, 4) * 2 - 1).latent_dist
+        z = dist.mode() if hasattr(dist, "mode") else dist.mean
+        return z.permute(0, 2, 1, 3, 4)
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor) -> Tensor:
+        out = self.vae.decode(latents.permute(0, 2, 1, 3, 4)).sample
+        return ((out.permute(0, 2, 1, 3, 4) + 1) / 2).clamp(0, 1)
+
+
+def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
+    """A tokenizer from a folder: lyra3d's own (``model_type`` in config.json) or a diffusers video VAE
+    (``_class_name``, e.g. a Cosmos tokenizer the user has on disk)."""
+    directory = Path(directory)
+    config = directory / "config.json"
+    if not config.is_file():
+        raise InputError(f"no tokenizer in {directory}: config.json is missing")
+    raw = json.loads(config.read_text())
+    if raw.get("model_type") == VideoTokenizer.model_type:
+        return VideoTokenizer.from_pretrained(directory, device)
+    if "_class_name" in raw:
+        return DiffusersVideoTokenizer.from_pretrained(directory, device)
+    raise InputError(f"{config} describes neither a lyra3d tokenizer nor a diffusers VAE")
+
+
+def reconstruction_loss(pred_raw: Tensor, video: Tensor) -> Tensor:
+    """L1 in [-1, 1] space plus 0.2 × (1 − SSIM) on the frames (both differentiable)."""
+    from lyra3d.core.metrics import ssim
+
+    target = video * 2 - 1
+    l1 = F.l1_loss(pred_raw, target)
+    frames = lambda x: ((x.float() + 1) / 2).reshape(-1, *x.shape[-3:])  # noqa: E731
+    return l1 + 0.2 * (1 - ssim(frames(pred_raw), frames(target)).mean())

@@ -1,0 +1,151 @@
+"""The camera-controlled latent video diffusion model (GEN3C-style; DESIGN §3 ``video_model``).
+
+A diffusion transformer over the latents of one trajectory, ``(T', C, h, w)``, trained by flow matching
+(rectified flow: ``x_s = (1 − s)·x₀ + s·ε``, the network predicts the velocity ``ε − x₀``). Flow matching
+because its straight paths sample well in few Euler steps, which is what a CPU default needs.
+
+Conditioning, per token (DESIGN §3): the tokenizer latents of the warped cache renders and of their
+masks (the mask as a 3-channel image in [-1, 1], encoded by the same tokenizer), concatenated to the noisy
+latents along channels; the input image's latent at frame 0 (replaced into the sample at every step,
+so the first frame is the input); Plücker rays of every frame, embedded per token by a zero-initialised
+space-time patch embedding. Classifier-free guidance drops the cache and ray conditions together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lyra3d.errors import InputError
+from lyra3d.models.layers import (
+    _Block,
+    positions_3d,
+    ray_patch_tokens,
+    timestep_embedding,
+)
+from lyra3d.models.modeling import Pretrained
+
+
+@dataclass
+class VideoModelConfig:
+    latent_channels: int = 16
+    patch_size: int = 2  # latent pixels per token side
+    spatial_factor: int = 8  # tokenizer's: pixels per latent pixel
+    temporal_factor: int = 4  # tokenizer's: frames per latent frame after the first
+    dim: int = 256
+    depth: int = 8
+    heads: int = 4
+    mlp_ratio: float = 4.0
+
+
+class VideoDiffusionModel(Pretrained):
+    """Velocity network ``v(x_s, s, conditions)`` over one trajectory's latents."""
+
+    config_class = VideoModelConfig
+    model_type = "lyra3d-video-dit"
+
+    def __init__(self, config: VideoModelConfig):
+        super().__init__()
+        self.config = config
+        c, p, d = config.latent_channels, config.patch_size, config.dim
+        # noisy latents, cache latents, mask latents, first-frame latent, first-frame indicator
+        self.latent_in = nn.Linear((4 * c + 1) * p * p, d)
+        ray_patch = config.spatial_factor * p
+        self.ray_in = nn.Linear(6 * ray_patch * ray_patch, d)
+        nn.init.zeros_(self.ray_in.weight)  # Lyra zero-initialises the ray embedding
+        nn.init.zeros_(self.ray_in.bias)
+        self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.blocks = nn.ModuleList(_Block(d, config.heads, config.mlp_ratio) for _ in range(config.depth))
+        self.norm_out = nn.LayerNorm(d, elementwise_affine=False)
+        self.mod_out = nn.Linear(d, 2 * d)
+        self.out = nn.Linear(d, c * p * p)
+        for layer in (self.mod_out, self.out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def _tokens(self, x: Tensor) -> Tensor:
+        """``(B, T', C', h, w)`` → ``(B, T'·h/p·w/p, C'·p·p)``."""
+        b, t, c, h, w = x.shape
+        p = self.config.patch_size
+        x = x.reshape(b, t, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)
+        return x.reshape(b, t * (h // p) * (w // p), c * p * p)
+
+    def ray_tokens(self, rays: Tensor, latent_frames: int) -> Tensor:
+        return ray_patch_tokens(rays, latent_frames, self.config.temporal_factor,
+                                self.config.spatial_factor * self.config.patch_size)
+
+    def forward(self, x: Tensor, s: Tensor, cache: Tensor, mask: Tensor, first: Tensor, rays: Tensor,
+                drop: Tensor | None = None) -> Tensor:
+        """Velocity ``(B, T', C, h, w)``.
+
+        Args:
+            x: noisy latents ``(B, T', C, h, w)``; s: flow times ``(B,)`` (1 = noise).
+            cache, mask: latents of the warped renders and of their masks ``(B, T', C, h, w)``.
+            first: the input image's latent ``(B, C, h, w)``.
+            rays: Plücker rays of every frame ``(B, T, 6, H, W)``.
+            drop: ``(B,)`` bool, True drops cache, mask and rays (the unconditional branch of CFG).
+        """
+        b, t, c, h, w = x.shape
+        p = self.config.patch_size
+        if h % p or w % p:
+            raise InputError(f"latent size {h}x{w} must be a multiple of the patch size {p}")
+        if drop is not None:
+            keep = (~drop).to(x.dtype)[:, None, None, None, None]
+            cache, mask, rays = cache * keep, mask * keep, rays * keep
+        first_map = torch.zeros_like(x)
+        first_map[:, 0] = first
+        indicator = torch.zeros(b, t, 1, h, w, device=x.device, dtype=x.dtype)
+        indicator[:, 0] = 1
+        tokens = self.latent_in(self._tokens(torch.cat([x, cache, mask, first_map, indicator], 2)))
+        tokens = tokens + self.ray_in(self.ray_tokens(rays, t)) + positions_3d(t, h // p, w // p, tokens.shape[-1],
+                                                                              x.device).to(tokens.dtype)
+        cond = self.time(timestep_embedding(s, tokens.shape[-1]).to(tokens.dtype))
+        for block in self.blocks:
+            tokens = block(tokens, cond)
+        shift, scale = self.mod_out(F.silu(cond))[:, None].chunk(2, -1)
+        out = self.out(self.norm_out(tokens) * (1 + scale) + shift)
+        out = out.reshape(b, t, h // p, w // p, c, p, p).permute(0, 1, 4, 2, 5, 3, 6)
+        return out.reshape(b, t, c, h, w)
+
+
+def flow_matching_loss(model: VideoDiffusionModel, x0: Tensor, cache: Tensor, mask: Tensor, rays: Tensor,
+                       drop_prob: float = 0.1, generator: torch.Generator | None = None) -> Tensor:
+    """Rectified-flow loss on clean latents ``x0 (B, T', C, h, w)``; frame 0 is given (not denoised)."""
+    b = x0.shape[0]
+    dev = x0.device
+    s = torch.rand(b, generator=generator).to(dev)
+    noise = torch.randn(x0.shape, generator=generator).to(dev, x0.dtype)
+    xs = (1 - s)[:, None, None, None, None] * x0 + s[:, None, None, None, None] * noise
+    xs[:, 0] = x0[:, 0]
+    drop = torch.rand(b, generator=generator).to(dev) < drop_prob
+    v = model(xs, s, cache, mask, x0[:, 0], rays, drop)
+    return F.mse_loss(v[:, 1:], (noise - x0)[:, 1:])
+
+
+@torch.no_grad()
+def sample(model: VideoDiffusionModel, first: Tensor, cache: Tensor, mask: Tensor, rays: Tensor, steps: int = 8,
+           guidance: float = 2.0, seed: int = 0) -> Tensor:
+    """Latents ``(B, T', C, h, w)`` by Euler steps from noise (s = 1) to data (s = 0) with classifier-free
+    guidance ``v = v_u + guidance · (v_c − v_u)``; frame 0 is the input's latent. Deterministic per seed."""
+    if steps < 1:
+        raise InputError(f"steps must be >= 1, got {steps}")
+    b = cache.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(cache.shape, generator=gen).to(cache.device, cache.dtype)
+    grid = torch.linspace(1, 0, steps + 1, device=cache.device)
+    both = lambda t: torch.cat([t, t])  # noqa: E731
+    drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(cache.device)
+    for i in range(steps):
+        x[:, 0] = first
+        s = grid[i].expand(b)
+        if guidance == 1.0:
+            v = model(x, s, cache, mask, first, rays)
+        else:
+            vc, vu = model(both(x), both(s), both(cache), both(mask), both(first), both(rays), drop).chunk(2)
+            v = vu + guidance * (vc - vu)
+        x = x + (grid[i + 1] - grid[i]) * v
+    x[:, 0] = first
+    return x

@@ -1,0 +1,203 @@
+"""TODO(restructure): describe this module."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from lyra3d.core.device import check_device
+from lyra3d.errors import InputError
+from lyra3d.models.modeling import CONFIG_NAME, shipped_weights
+from lyra3d.models.tokenizer import check_trajectory_frames
+from lyra3d.pipelines.config import GenerateConfig
+from lyra3d.pipelines.weights import (
+    PIPELINE_CONFIG_NAME,
+    _file_digest,
+    _model_type,
+    _save_part,
+    resolve_weights,
+)
+
+#: Stages of the image → 3D pipeline, in order (``progress(stage)`` is called as each one ends).
+IMAGE_STAGES = ("depth", "cache", "encode", "sample", "decoder", "input_view")
+
+
+# -- what the pipelines share -------------------------------------------------------------------------------------
+class TeacherPipeline:
+    """The teacher (depth → 3D cache → video model) plus one Gaussian decoder, with default settings: loading
+    from a weights folder or the shipped models, saving, moving to a device, checking settings against the
+    models, provenance. :class:`ImageTo3DPipeline` and :class:`lyra3d.pipelines4d.VideoTo4DPipeline` are
+    this with their own ``__call__``.
+
+    Args:
+        teacher: depth estimator + tokenizer + video model (:class:`lyra3d.teacher.Teacher`).
+        decoder: the pipeline's decoder (a :class:`lyra3d.decoder.GaussianDecoder` or subclass).
+        config: default settings of every call.
+    """
+
+    #: The weights-folder part that holds this pipeline's decoder, its name in messages, how to train one.
+    decoder_part: ClassVar[str] = "decoder"
+    decoder_name: ClassVar[str] = "3DGS decoder"
+    decoder_training: ClassVar[str] = "lyra3d train decoder"
+    #: The stages a call reports to ``progress``, in order (plus ``teacher_frames`` with ``keep_frames``).
+    STAGES: ClassVar[tuple[str, ...]] = IMAGE_STAGES
+
+    def __init__(self, teacher, decoder, config: GenerateConfig | None = None):
+        self.teacher, self.decoder = teacher, decoder.eval()
+        self.config = (config or GenerateConfig()).validate()
+        self.sources: dict[str, Path] = {}  # part → the folder it was loaded from
+        self.load_seconds = 0.0
+        self._check_parts()
+
+    # -- construction ---------------------------------------------------------------------------------------------
+    @classmethod
+    def _decoder_class(cls) -> type:
+        from lyra3d.models.decoder import GaussianDecoder
+
+        return GaussianDecoder
+
+    @classmethod
+    def from_pretrained(cls, weights: str | Path | None = None, device: str | torch.device | None = None,
+                        config: GenerateConfig | None = None):
+        """The shipped models (``weights=None``) or a weights folder (see the module docstring); parts the
+        folder lacks are the shipped ones. ``config`` (default: the folder's ``pipeline.json``, else
+        :class:`GenerateConfig`'s defaults) sets every call's defaults; ``device`` overrides its device.
+
+        Raises:
+            InputError: the folder is missing, holds no part, a part is broken or does not fit the others, or
+                no decoder exists (none in the folder and none shipped)."""
+        t0 = time.perf_counter()
+        parts, settings = resolve_weights(weights)
+        reads = {"depth", "tokenizer", "video_model", cls.decoder_part}
+        if parts and not (reads | {"text_to_image"}) & set(parts):  # e.g. a 4D decoder given for an image
+            raise InputError(f"{weights} holds only {', '.join(p + '/' for p in parts)}, which this pipeline does "
+                             f"not read; it reads {', '.join(sorted(p + '/' for p in reads))}")
+        config = cls._config(config, settings, device)
+        teacher, decoder, sources = cls._load_parts(parts, config.device)
+        pipe = cls(teacher, decoder, config)
+        pipe.sources = sources
+        pipe.load_seconds = time.perf_counter() - t0
+        return pipe
+
+    @staticmethod
+    def _config(config: GenerateConfig | None, settings: dict | None, device) -> GenerateConfig:
+        if config is None:
+            config = GenerateConfig.from_dict(settings) if settings else GenerateConfig()
+        if device is not None:
+            config = dataclasses.replace(config, device=str(device))
+        return config.validate()
+
+    @classmethod
+    def _load_parts(cls, parts: dict[str, Path], device: str):
+        from lyra3d.models.depth import DEFAULT_DEPTH_WEIGHTS
+        from lyra3d.pipelines.teacher import (
+            DEFAULT_TOKENIZER_WEIGHTS,
+            DEFAULT_VIDEO_MODEL_WEIGHTS,
+            Teacher,
+        )
+
+        shipped = {"depth": DEFAULT_DEPTH_WEIGHTS, "tokenizer": DEFAULT_TOKENIZER_WEIGHTS,
+                   "video_model": DEFAULT_VIDEO_MODEL_WEIGHTS, cls.decoder_part: cls.decoder_part}
+        sources = {k: parts.get(k, shipped_weights(v)) for k, v in shipped.items()}
+        if not (sources[cls.decoder_part] / CONFIG_NAME).is_file():
+            raise InputError(f"no {cls.decoder_name} weights: the shipped one ({shipped_weights(cls.decoder_part)}) "
+                             f"is not there; train one with `{cls.decoder_training}` and pass --weights DIR holding "
+                             f"DIR/{cls.decoder_part}")
+        teacher = Teacher.from_pretrained(sources["tokenizer"], sources["video_model"], sources["depth"], device)
+        decoder = cls._decoder_class().from_pretrained(sources[cls.decoder_part], device)
+        return teacher, decoder, sources
+
+    def _check_parts(self) -> None:
+        tok, dc = self.teacher.tokenizer, self.decoder.config
+        spatial = getattr(tok, "spatial_factor", getattr(getattr(tok, "config", None), "spatial_factor", 8))
+        have = (tok.latent_channels, tok.temporal_factor, spatial)
+        want = (dc.latent_channels, dc.temporal_factor, dc.spatial_factor)
+        if have != want:
+            raise InputError(f"the decoder reads {want[0]}-channel latents with temporal factor {want[1]} and spatial "
+                             f"factor {want[2]}; the tokenizer gives {have[0]}, {have[1]} and {have[2]}: use a decoder "
+                             "trained on this tokenizer's latents")
+
+    def to(self, device: str | torch.device):
+        dev = check_device(device)
+        self.teacher.depth.model.to(dev)
+        if isinstance(self.teacher.tokenizer, torch.nn.Module):
+            self.teacher.tokenizer.to(dev)
+        elif hasattr(self.teacher.tokenizer, "vae"):
+            self.teacher.tokenizer.vae.to(dev)
+        self.teacher.video_model.to(dev)
+        self.decoder.to(dev)
+        self.config = dataclasses.replace(self.config, device=str(device))
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write every part into ``directory`` (the weights-folder layout) plus ``pipeline.json`` (the
+        default settings); ``from_pretrained(directory)`` loads it back."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        t = self.teacher
+        depth = getattr(t.depth, "model", None)
+        if depth is None:
+            raise InputError(f"cannot save the depth part: {type(t.depth).__name__} is not a trained network")
+        for name, model in (("depth", depth), ("tokenizer", t.tokenizer), ("video_model", t.video_model),
+                            (self.decoder_part, self.decoder)):
+            _save_part(model, directory / name, self.sources.get(name))
+        self._write_pipeline_config(directory)
+        return directory
+
+    def _write_pipeline_config(self, directory: Path) -> None:
+        from lyra3d.core.files import atomic_path
+
+        record = self.config.to_dict()
+        record.pop("device")  # where to run is the loader's choice
+        with atomic_path(directory / PIPELINE_CONFIG_NAME) as tmp:
+            tmp.write_text(json.dumps(record, indent=1) + "\n")
+
+    # -- settings -------------------------------------------------------------------------------------------------
+    def _call_config(self, seed: int | None, overrides: dict) -> GenerateConfig:
+        if overrides.get("device") is not None:
+            raise InputError("the device is the pipeline's: move it with pipe.to(device) instead of device=")
+        return self.config.replace(**{**overrides, **({"seed": seed} if seed is not None else {})})
+
+    def check(self, config: GenerateConfig) -> GenerateConfig:
+        """Refuse settings these models cannot run (frames per trajectory, trajectory count, image size)."""
+        p, k = config.resolution, self.teacher.tokenizer.temporal_factor
+        check_trajectory_frames(config.frames, k)
+        if len(config.trajectories) > self.decoder.config.max_views:
+            raise InputError(f"the decoder reads at most {self.decoder.config.max_views} trajectories, "
+                             f"got {len(config.trajectories)}")
+        px = self.decoder.config.patch_px
+        if p.width % px or p.height % px:
+            raise InputError(f"preset {p.name} ({p.width}×{p.height}) is not a multiple of the decoder's "
+                             f"{px}-pixel patches")
+        return config
+
+    def stages(self, **overrides) -> tuple[str, ...]:
+        """The stage names a call with these settings reports to ``progress``, in order (the settings are
+        checked against the models first)."""
+        cfg = self.check(self._call_config(None, overrides))
+        return self.STAGES + (("teacher_frames",) if cfg.keep_frames else ())
+
+    def _set_teacher(self, cfg: GenerateConfig, num_frames: int) -> None:
+        """The teacher's settings for a call: ``cfg``'s sampler and trajectories, ``num_frames`` per trajectory."""
+        from lyra3d.pipelines.teacher import TeacherConfig
+
+        self.teacher.config = TeacherConfig(num_frames=num_frames, steps=cfg.steps, guidance=cfg.guidance,
+                                            movement_factor=cfg.movement_factor, trajectories=cfg.trajectories)
+
+    # -- provenance -----------------------------------------------------------------------------------------------
+    def model_versions(self) -> dict[str, dict]:
+        """Each part's folder, model type and the SHA-256 (first 16 hex) of its weights."""
+        out = {}
+        for name, folder in self.sources.items():
+            out[name] = {"path": str(folder), "model_type": _model_type(folder), "sha256": _file_digest(folder),
+                         "shipped": folder.resolve() == shipped_weights(name).resolve()}
+        return out

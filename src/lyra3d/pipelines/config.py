@@ -1,0 +1,169 @@
+"""TODO(restructure): describe this module."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from lyra3d.core.device import check_device
+from lyra3d.core.trajectories import LYRA_TRAJECTORIES, TRAJECTORY_NAMES
+from lyra3d.errors import InputError
+from lyra3d.io.images import FITS, MIN_IMAGE_SIDE
+
+#: Most output times of one video → 4D call (each is a full decoder pass and a scene in memory).
+MAX_OUTPUT_TIMES = 128
+
+
+# -- settings -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preset:
+    """A resolution preset: the input image size, its camera's field of view and the frames per trajectory
+    the teacher generates (``1 + k·m`` for the tokenizer's temporal factor ``k``)."""
+
+    name: str
+    width: int
+    height: int
+    num_frames: int
+    fov_y_degrees: float = 50.0
+    description: str = ""
+
+
+#: Presets by name. Only the shipped models' native size exists now; bigger models register their own.
+PRESETS: dict[str, Preset] = {
+    "default": Preset("default", 320, 176, 17, 50.0,
+                      "the shipped models' native size: 320×176, 17 frames per trajectory"),
+}
+
+
+def register_preset(preset: Preset, replace: bool = False) -> Preset:
+    """Add a resolution preset (e.g. for a bigger set of models); an existing name needs ``replace``."""
+    if preset.name in PRESETS and not replace:
+        raise InputError(f"preset {preset.name!r} exists; pass replace=True to change it")
+    if preset.width < MIN_IMAGE_SIDE or preset.height < MIN_IMAGE_SIDE or preset.num_frames < 1:
+        raise InputError(f"preset {preset.name!r} needs a size of at least {MIN_IMAGE_SIDE} px and >= 1 frame")
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def parse_trajectories(text: str | Sequence[str] | int) -> tuple[str, ...]:
+    """Trajectory names from ``"left,right"``, a sequence of names, or a count ``N`` (the first N of Lyra's
+    six: left, right, up, zoom_out, zoom_in, spiral)."""
+    if isinstance(text, int) or (isinstance(text, str) and text.strip().isdigit()):
+        n = int(text)
+        if not 1 <= n <= len(LYRA_TRAJECTORIES):
+            raise InputError(f"--trajectories N takes 1 to {len(LYRA_TRAJECTORIES)} (the first N of "
+                             f"{', '.join(LYRA_TRAJECTORIES)}), got {n}")
+        return LYRA_TRAJECTORIES[:n]
+    names = text.split(",") if isinstance(text, str) else list(text)
+    return tuple(str(n).strip() for n in names if str(n).strip())
+
+
+@dataclass
+class GenerateConfig:
+    """Everything that shapes a generated scene (the pipelines' defaults; each call may override fields).
+
+    Attributes:
+        preset: resolution preset (:data:`PRESETS`).
+        trajectories: camera trajectories the teacher generates and the decoder reads (DESIGN §3: Lyra's six).
+        movement_factor: scale of the trajectories' camera motion (Lyra's ``movement_factor``).
+        steps: Euler steps of the video model's sampler.
+        guidance: classifier-free guidance of the video model (1 = off, half the cost).
+        seed: the noise of the video model (and of the text-to-image model); same seed, same scene.
+        device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"``...).
+        keep_frames: also decode the teacher's RGB frames (``Scene.frames``; costs a tokenizer decode).
+        keep_fraction: opacity-rank pruning: keep this share of the Gaussians, the most opaque (1 = all).
+        fit: an image of another aspect is center-cropped (``"crop"``) or padded (``"pad"``).
+        num_frames: frames per trajectory; ``None``: the preset's.
+        backend: rasterizer for the input-view render (:func:`lyra3d.render.rasterize`).
+        text_steps, text_guidance: sampler steps and guidance of the text-to-image model.
+        output_times: video → 4D (:mod:`lyra3d.pipelines4d`): the scene at this many times spread evenly
+            from the first to the last frame used (1: the middle); ``None``: one per frame used.
+    """
+
+    preset: str = "default"
+    trajectories: tuple[str, ...] = LYRA_TRAJECTORIES
+    movement_factor: float = 1.0
+    steps: int = 4
+    guidance: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+    keep_frames: bool = False
+    keep_fraction: float = 0.5
+    fit: str = "crop"
+    num_frames: int | None = None
+    backend: str = "auto"
+    text_steps: int = 8
+    text_guidance: float = 3.0
+    output_times: int | None = None
+
+    def validate(self) -> "GenerateConfig":
+        """Check every field; raise a one-line :class:`InputError` naming the fix. Returns self."""
+        if self.preset not in PRESETS:
+            raise InputError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
+        self.trajectories = parse_trajectories(self.trajectories)
+        if not self.trajectories:
+            raise InputError("no trajectories given; name at least one, e.g. --trajectories left,right")
+        bad = [t for t in self.trajectories if t not in TRAJECTORY_NAMES]
+        if bad:
+            raise InputError(f"unknown trajectory {bad[0]!r}; choose from {', '.join(TRAJECTORY_NAMES)}")
+        if len(set(self.trajectories)) != len(self.trajectories):
+            raise InputError(f"trajectories repeat: {','.join(self.trajectories)}; name each once")
+        if not (isinstance(self.movement_factor, (int, float)) and math.isfinite(self.movement_factor)
+                and self.movement_factor > 0):
+            raise InputError(f"movement factor must be a positive number, got {self.movement_factor}")
+        for name, lo in (("steps", 1), ("text_steps", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise InputError(f"{name} must be a whole number >= {lo}, got {v!r}")
+        for name in ("guidance", "text_guidance"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise InputError(f"{name} must be a number >= 0, got {v!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
+            raise InputError(f"seed must be a whole number in [0, 2^63), got {self.seed!r}")
+        if not (isinstance(self.keep_fraction, (int, float)) and 0 < self.keep_fraction <= 1):
+            raise InputError(f"keep fraction must be in (0, 1], got {self.keep_fraction}")
+        if self.fit not in FITS:
+            raise InputError(f"fit must be {' or '.join(FITS)}, got {self.fit!r}")
+        if self.num_frames is not None and (not isinstance(self.num_frames, int) or self.num_frames < 1):
+            raise InputError(f"num_frames must be a whole number >= 1, got {self.num_frames!r}")
+        if self.output_times is not None and (not isinstance(self.output_times, int)
+                                              or not 1 <= self.output_times <= MAX_OUTPUT_TIMES):
+            raise InputError(f"output times must be a whole number from 1 to {MAX_OUTPUT_TIMES}, "
+                             f"got {self.output_times!r}")
+        check_device(self.device)
+        return self
+
+    @property
+    def resolution(self) -> Preset:
+        return PRESETS[self.preset]
+
+    @property
+    def frames(self) -> int:
+        return self.num_frames if self.num_frames is not None else self.resolution.num_frames
+
+    def replace(self, **overrides) -> "GenerateConfig":
+        """A copy with ``overrides`` (names of fields; ``None`` values are ignored), validated."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise InputError(f"unknown generate setting {unknown[0]!r}; choose from {', '.join(sorted(names))}")
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None}).validate()
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["trajectories"] = list(self.trajectories)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GenerateConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"unknown generate setting {unknown[0]!r} in a pipeline config")
+        data = dict(data)
+        if "trajectories" in data:
+            data["trajectories"] = parse_trajectories(data["trajectories"])
+        return cls(**data).validate()

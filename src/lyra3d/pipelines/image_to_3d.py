@@ -1,0 +1,95 @@
+"""TODO(restructure): describe this module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.core.progress import StageClock
+from lyra3d.io.images import ImageInfo, fit_image_tensor
+from lyra3d.pipelines.base import TeacherPipeline
+from lyra3d.pipelines.config import PRESETS, GenerateConfig, Preset
+from lyra3d.pipelines.outputs import Scene
+
+
+# -- inputs -----------------------------------------------------------------------------------------------------
+def load_input_image(path: str | Path, preset: str | Preset = "default", fit: str = "crop"
+                     ) -> tuple[Tensor, ImageInfo]:
+    """An image file at the preset's size (:func:`lyra3d.inputs.load_image`: one-line errors)."""
+    from lyra3d.io.images import load_image
+
+    p = PRESETS[preset] if isinstance(preset, str) else preset
+    return load_image(path, p.width, p.height, fit)
+
+
+# -- image → 3D ---------------------------------------------------------------------------------------------------
+class ImageTo3DPipeline(TeacherPipeline):
+    """Image → 3D Gaussians: the teacher's multi-trajectory latents, then the 3DGS decoder
+    (:class:`lyra3d.decoder.GaussianDecoder`). Loading, saving and settings: :class:`TeacherPipeline`."""
+
+    def prepare_image(self, image: Tensor | str | Path, config: GenerateConfig | None = None
+                      ) -> tuple[Tensor, ImageInfo]:
+        """A path or tensor → ``(3, H, W)`` at the preset's size and what was done to it."""
+        cfg = config or self.config
+        p = cfg.resolution
+        if isinstance(image, (str, Path)):
+            return load_input_image(image, p, cfg.fit)
+        return fit_image_tensor(image, p.width, p.height, cfg.fit)
+
+    @torch.no_grad()
+    def __call__(self, image: Tensor | str | Path, seed: int | None = None,
+                 progress: Callable[[str], None] | None = None, *, camera: Cameras | None = None,
+                 depth: Tensor | None = None, info: ImageInfo | None = None, **overrides) -> Scene:
+        """Generate the scene of one image.
+
+        Args:
+            image: a file path, or a tensor ``(3, H, W)`` in [0, 1] (another size is cropped/padded and
+                resampled to the preset's).
+            seed: the sampler's seed (default ``config.seed``); the same seed gives the same scene.
+            progress: called with each stage's name (:meth:`stages`) as the stage ends.
+            camera: the input camera (one, at the preset's size); default: identity pose, the preset's
+                field of view.
+            depth: ``(1, H, W)`` z-depth of the input to use instead of the depth network's.
+            info: what was done to an already prepared image tensor (kept in the scene's report).
+            **overrides: any :class:`GenerateConfig` field for this call (``trajectories``, ``steps``,
+                ``keep_frames``, ...).
+        """
+        cfg = self._call_config(seed, overrides)
+        clock = StageClock(self.device, progress)
+        img, fitted = self.prepare_image(image, cfg)
+        return self._generate(img, info or fitted, cfg, clock, camera, depth)
+
+    def _generate(self, image: Tensor, info: ImageInfo | None, cfg: GenerateConfig, clock: StageClock,
+                  camera: Cameras | None = None, depth: Tensor | None = None, prompt: str | None = None,
+                  unknown_words: tuple[str, ...] = ()) -> Scene:
+        from lyra3d.core.metrics import psnr
+        from lyra3d.core.render import rasterize
+
+        p, dev = cfg.resolution, self.device
+        self.check(cfg)
+        if camera is None:
+            camera = default_camera(p.width, p.height, p.fov_y_degrees)
+        self._set_teacher(cfg, cfg.frames)
+        gen = self.teacher(image, camera, depth=depth, seed=cfg.seed, progress=clock.mark)
+        raw = self.decoder.decode(gen.latents, gen.cameras)
+        before = len(raw)
+        g = raw.prune_by_opacity(keep_fraction=cfg.keep_fraction) if cfg.keep_fraction < 1 else raw
+        del raw
+        clock.mark("decoder")
+        cam = camera.to(dev)
+        render = rasterize(g, cam, backend=cfg.backend).rgb[0]
+        score = float(psnr(render.clamp(0, 1), gen.image.to(render)))
+        clock.mark("input_view")
+        frames = None
+        if cfg.keep_frames:
+            frames = self.teacher.decode(gen.latents).cpu()
+            clock.mark("teacher_frames")
+        timings = clock.total()
+        return Scene(gaussians=g, cameras=gen.cameras, trajectories=tuple(gen.names), input_camera=cam,
+                     input_image=gen.image, center_depth=float(gen.center_depth), input_view_psnr=score,
+                     timings=timings, seed=cfg.seed, config=cfg, info=info, prompt=prompt, frames=frames,
+                     gaussians_before_pruning=before, unknown_words=unknown_words, preset=p)

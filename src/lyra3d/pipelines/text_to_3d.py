@@ -1,0 +1,109 @@
+"""TODO(restructure): describe this module."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from lyra3d.core.device import check_device
+from lyra3d.core.progress import StageClock
+from lyra3d.errors import InputError
+from lyra3d.io.images import fit_image_tensor
+from lyra3d.models.modeling import CONFIG_NAME, shipped_weights
+from lyra3d.pipelines.config import GenerateConfig
+from lyra3d.pipelines.image_to_3d import ImageTo3DPipeline
+from lyra3d.pipelines.outputs import Scene
+from lyra3d.pipelines.weights import _missing_text_to_image, _save_part, resolve_weights
+
+
+# -- text → 3D ----------------------------------------------------------------------------------------------------
+class TextTo3DPipeline:
+    """Text → image (the text-to-image model, decoded by the teacher's tokenizer) → :class:`ImageTo3DPipeline`."""
+
+    def __init__(self, text_to_image, image_to_3d: ImageTo3DPipeline):
+        self.text_to_image, self.image_to_3d = text_to_image.eval(), image_to_3d
+        tok = image_to_3d.teacher.tokenizer
+        if text_to_image.config.latent_channels != tok.latent_channels:
+            raise InputError(f"the text-to-image model makes {text_to_image.config.latent_channels}-channel latents; "
+                             f"the tokenizer reads {tok.latent_channels}: use the tokenizer it was trained with")
+
+    @property
+    def config(self) -> GenerateConfig:
+        return self.image_to_3d.config
+
+    @property
+    def sources(self) -> dict[str, Path]:
+        return self.image_to_3d.sources
+
+    @classmethod
+    def from_pretrained(cls, weights: str | Path | None = None, device: str | torch.device | None = None,
+                        config: GenerateConfig | None = None) -> "TextTo3DPipeline":
+        """The shipped models or a weights folder (as :meth:`ImageTo3DPipeline.from_pretrained`) plus the
+        text-to-image model (``WEIGHTS/text_to_image``, else the shipped one)."""
+        from lyra3d.models.text_to_image import TextToImageModel
+
+        t0 = time.perf_counter()
+        parts, settings = resolve_weights(weights)
+        folder = parts.get("text_to_image", shipped_weights("text_to_image"))
+        if not (folder / CONFIG_NAME).is_file():
+            raise _missing_text_to_image()
+        config = ImageTo3DPipeline._config(config, settings, device)
+        teacher, decoder, sources = ImageTo3DPipeline._load_parts(parts, config.device)
+        inner = ImageTo3DPipeline(teacher, decoder, config)
+        inner.sources = {**sources, "text_to_image": folder}
+        pipe = cls(TextToImageModel.from_pretrained(folder, config.device), inner)
+        inner.load_seconds = time.perf_counter() - t0
+        return pipe
+
+    @property
+    def load_seconds(self) -> float:
+        return self.image_to_3d.load_seconds
+
+    @property
+    def device(self) -> torch.device:
+        return self.image_to_3d.device
+
+    def to(self, device: str | torch.device) -> "TextTo3DPipeline":
+        self.image_to_3d.to(device)
+        self.text_to_image.to(check_device(device))
+        return self
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        self.image_to_3d.save_pretrained(directory)
+        _save_part(self.text_to_image, directory / "text_to_image", self.sources.get("text_to_image"))
+        return directory
+
+    def stages(self, **overrides) -> tuple[str, ...]:
+        return ("text_to_image",) + self.image_to_3d.stages(**overrides)
+
+    def model_versions(self) -> dict[str, dict]:
+        return self.image_to_3d.model_versions()
+
+    def unknown_words(self, prompt: str) -> tuple[str, ...]:
+        """Words of ``prompt`` outside the model's vocabulary (they reach it as ``<unk>``)."""
+        words = self.text_to_image.words
+        return tuple(dict.fromkeys(w for w in words.split(prompt) if w not in words.index))
+
+    @torch.no_grad()
+    def __call__(self, prompt: str, seed: int | None = None, progress: Callable[[str], None] | None = None,
+                 **overrides) -> Scene:
+        """Generate the scene of a text prompt (the image is ``scene.input_image``)."""
+        from lyra3d.io.prompts import validate_prompt
+
+        prompt = validate_prompt(prompt)
+        pipe = self.image_to_3d
+        cfg = pipe._call_config(seed, overrides)
+        clock = StageClock(pipe.device, progress)
+        image = self.text_to_image.generate(prompt, pipe.teacher.tokenizer, steps=cfg.text_steps,
+                                            guidance=cfg.text_guidance, seed=cfg.seed)[0]
+        p = cfg.resolution
+        info = None
+        if tuple(image.shape[-2:]) != (p.height, p.width):
+            image, info = fit_image_tensor(image.float().clamp(0, 1), p.width, p.height, cfg.fit)
+        clock.mark("text_to_image")
+        return pipe._generate(image.clamp(0, 1), info, cfg, clock, prompt=prompt,
+                              unknown_words=self.unknown_words(prompt))
