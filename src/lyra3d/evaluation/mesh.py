@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from lyra3d.core.cameras import Cameras, default_camera
 from lyra3d.core.gaussians import Gaussians
@@ -16,6 +15,7 @@ from lyra3d.core.trajectories import lyra_trajectories
 from lyra3d.errors import InputError
 from lyra3d.simready.ground import SCENE_UP
 from lyra3d.simready.mesh import MeshResult, sample_surface
+from lyra3d.core.gaussians import rotmat_to_quat
 
 
 # -- distances -------------------------------------------------------------------------------------------------------
@@ -272,28 +272,9 @@ def gaussians_from_world(world, cameras: Cameras, stride: int = 2, opacity: floa
     t1 = torch.nn.functional.normalize(torch.linalg.cross(nrm, helper), dim=-1)
     t2 = torch.linalg.cross(nrm, t1)
     rot = torch.stack([t1, t2, nrm], dim=-1)  # columns
-    quats = _rotmats_to_quats(rot)
+    quats = rotmat_to_quat(rot)
     scales = torch.stack([radius, radius, thickness * radius], dim=-1)
     return Gaussians.from_activated(means, scales, quats, torch.full((n,), opacity), rgb)
-
-
-def _rotmats_to_quats(r: Tensor) -> Tensor:
-    """``wxyz`` unit quaternions of rotation matrices ``(N, 3, 3)`` (Shepperd's method, batched)."""
-    m = r.double()
-    tr = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    cands = torch.stack([
-        torch.stack([1 + tr, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
-        torch.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], m[:, 0, 1] + m[:, 1, 0],
-                     m[:, 0, 2] + m[:, 2, 0]], -1),
-        torch.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0], 1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2],
-                     m[:, 1, 2] + m[:, 2, 1]], -1),
-        torch.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1],
-                     1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1),
-    ], 1)  # (N, 4 candidates, 4): each is 4·q·(its largest component), stable when that component is large
-    diag = torch.stack([tr, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], -1)
-    pick = diag.argmax(-1)
-    q = cands[torch.arange(len(m)), pick]
-    return torch.nn.functional.normalize(q, dim=-1).float()
 
 
 def write_world_scene(world, out_dir: str | Path, frames: int = 9, width: int = 320, height: int = 176,

@@ -27,19 +27,22 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from lyra3d.errors import InputError
 
 
 def fit_image_tensor(image: Tensor, width: int, height: int, fit: str = "crop") -> tuple[Tensor, ImageInfo]:
-    """An image tensor ``(3, H, W)`` in [0, 1] brought to ``width × height`` like :func:`load_input_image`
-    does for files: center-cropped or padded (with its edges' mean colour) to the aspect, then resampled
-    (bilinear, antialiased). The :class:`ImageInfo` says what was done.
+    """An image tensor ``(3, H, W)`` in [0, 1] brought to ``width × height`` exactly as :func:`load_image`
+    brings a file: center-cropped or padded (with its edges' mean colour) to the aspect, then resampled by
+    the same Lanczos resampler. A tensor of 8-bit values (``uint8 / 255``, as decoded from a PNG) goes the
+    file's own 8-bit way, so the same photo as a path or as a tensor gives identical pixels (JPEGs that
+    :func:`load_image` decodes at a reduced size differ slightly); other floats are resampled per channel at
+    float precision. The :class:`ImageInfo` says what was done.
 
     A video ``(T, 3, H, W)`` is fitted frame by frame alike (padding with the first frame's edge colour, as
-    :func:`lyra3d.inputs.load_video` does) and comes back as ``(T, 3, height, width)``."""
+    :func:`lyra3d.io.video.load_video` does) and comes back as ``(T, 3, height, width)``."""
+    from PIL import Image
 
     if not isinstance(image, Tensor):
         raise InputError(f"image must be a tensor (3, H, W) or a file path, got {type(image).__name__}")
@@ -55,23 +58,19 @@ def fit_image_tensor(image: Tensor, width: int, height: int, fit: str = "crop") 
     lo, hi = float(image.min()), float(image.max())
     if lo < -1e-3 or hi > 1 + 1e-3:
         raise InputError(f"image values must be in [0, 1], got [{lo:.3g}, {hi:.3g}] (divide 8-bit values by 255)")
-    batch = image.float().clamp(0, 1).reshape(-1, 3, h, w)
     plan = _plan_fit(w, h, width, height, fit)
-    l, t, r, b = plan.box
-    pad = None
-    if plan.fit == "crop":
-        batch = batch[..., t:b, l:r]
-    elif plan.fit == "pad":
-        first = batch[0]
-        edges = torch.cat([first[:, 0], first[:, -1], first[:, :, 0], first[:, :, -1]], 1)
-        pad = tuple(round(float(v), 4) for v in edges.mean(1))
-        canvas = torch.tensor(pad, dtype=batch.dtype, device=batch.device)[:, None, None]
-        canvas = canvas.expand(batch.shape[0], 3, b - t, r - l).clone()
-        canvas[..., -t:-t + h, -l:-l + w] = batch
-        batch = canvas
-    if tuple(batch.shape[-2:]) != (height, width):
-        batch = F.interpolate(batch, size=(height, width), mode="bilinear", antialias=True,
-                              align_corners=False).clamp(0, 1)
+    frames, pad = [], None
+    for frame in image.detach().float().clamp(0, 1).reshape(-1, 3, h, w).cpu():
+        arr = np.ascontiguousarray(frame.permute(1, 2, 0).numpy())
+        levels = np.rint(arr * 255)
+        if np.array_equal(levels.astype(np.float32) / 255.0, arr):  # 8-bit values: the file's way
+            work, is_float = Image.fromarray(levels.astype(np.uint8), "RGB"), False
+        else:
+            work, is_float = [Image.fromarray(np.ascontiguousarray(arr[..., c]), "F") for c in range(3)], True
+        out, _, frame_pad = _render_fit(work, is_float, plan, NEUTRAL_BACKGROUND, pad_color=pad)
+        pad = pad if pad is not None else frame_pad
+        frames.append(_to_tensor(out))
+    batch = torch.stack(frames).to(image.device)
     info = ImageInfo(path="<tensor>", format=None, size=(w, h), mode="RGB", bit_depth=32, exif_orientation=1,
                      upright_size=(w, h), alpha_background=None, conversions=(), fit=plan.fit, box=plan.box,
                      pad_color=pad, scale=round(plan.scale, 6), output_size=(width, height))
@@ -344,7 +343,8 @@ def _resample(im, size: tuple[int, int], box: tuple[float, float, float, float])
 
 def _render_fit(im, is_float: bool, plan: _Fit, background: Sequence[float], decoded_ratio=(1.0, 1.0),
                 pad_color: Sequence[float] | None = None):
-    """Crop/pad and resample a working image (see :func:`_working`) to ``plan.out``; returns
+    """Crop/pad and resample a working image (see :func:`_working`; or a list of three float ``F`` bands,
+    an RGB image at float precision) to ``plan.out``; returns
     ``(rgb float32 (H, W, 3) in [0, 1], had transparency, pad colour or None)``. The padding colour is
     the mean of the image edges next to the padding unless ``pad_color`` is given (video frames after the
     first use the first frame's, so the padding does not flicker)."""
@@ -357,12 +357,15 @@ def _render_fit(im, is_float: bool, plan: _Fit, background: Sequence[float], dec
         x0, x1 = round(-l * sx), round((w - l) * sx)
         y0, y1 = round(-t * sy), round((h - t) * sy)
         x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-        content = _resample(im, (x1 - x0, y1 - y0), (0, 0, im.size[0], im.size[1]))
+        size, box = (x1 - x0, y1 - y0), None
     else:
-        content = _resample(im, (W, H), (l * rx, t * ry, r * rx, b * ry))
-    arr = np.asarray(content, dtype=np.float32)
-    if is_float:  # one band, already in [0, 1]
-        arr = np.repeat(arr[..., None], 3, axis=2)
+        size, box = (W, H), (l * rx, t * ry, r * rx, b * ry)
+    bands = im if isinstance(im, list) else [im]
+    arr = np.stack([np.asarray(_resample(band, size, box or (0, 0, *band.size)), dtype=np.float32)
+                    for band in bands], axis=-1)
+    arr = arr[..., 0] if len(bands) == 1 else arr  # a Pillow image's own channels, or the bands stacked
+    if is_float:  # float bands, already in [0, 1]: one (grayscale) or three (RGB)
+        arr = np.repeat(arr[..., None], 3, axis=2) if arr.ndim == 2 else arr
     else:
         arr = arr / 255.0
     alpha = arr.shape[2] == 4

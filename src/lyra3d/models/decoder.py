@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,9 @@ class DecoderConfig:
     distance_shift: float = -2.9  # sigmoid(-2.9)·100 ≈ 5 m at start: a procedural scene's centre
     scale_cap: float = 0.03  # relative to the distance
     mamba: bool = False  # Mamba2 blocks (mamba-ssm, CUDA) in place of the global attention blocks
+    # a fact about training, not the architecture: frames per trajectory (4D: per clip) of the data it was
+    # trained on, recorded by `lyra3d train decoder`; other counts decode rougher (empty: not recorded)
+    trained_frames: list[int] = field(default_factory=list)
 
     @property
     def patch_px(self) -> int:
@@ -115,6 +118,7 @@ class GaussianDecoder(Pretrained):
 
     config_class = DecoderConfig
     model_type = "lyra3d-3dgs-decoder"
+    part = "decoder"
 
     def __init__(self, config: DecoderConfig):
         super().__init__()

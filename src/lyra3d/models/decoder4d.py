@@ -89,6 +89,7 @@ class GaussianDecoder4D(GaussianDecoder):
 
     config_class = Decoder4DConfig
     model_type = "lyra3d-4dgs-decoder"
+    part = "decoder4d"
 
     def __init__(self, config: Decoder4DConfig):
         super().__init__(config)

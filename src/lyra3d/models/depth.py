@@ -62,6 +62,7 @@ class DepthNet(Pretrained):
 
     config_class = DepthNetConfig
     model_type = "lyra3d-depth-unet"
+    part = "depth"
 
     def __init__(self, config: DepthNetConfig):
         super().__init__()

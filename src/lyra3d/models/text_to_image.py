@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lyra3d.errors import InputError
+from lyra3d.models.flow import euler_sample
 from lyra3d.models.layers import _Block, positions_3d, timestep_embedding
 from lyra3d.models.modeling import Pretrained
 
@@ -176,6 +177,7 @@ class TextToImageModel(Pretrained):
 
     config_class = TextToImageConfig
     model_type = "lyra3d-text-to-image"
+    part = "text_to_image"
 
     def __init__(self, config: TextToImageConfig):
         super().__init__()
@@ -267,22 +269,13 @@ class TextToImageModel(Pretrained):
         b, dev = ids.shape[0], self.device
         cfg = self.config
         gen = torch.Generator().manual_seed(int(seed))
-        x = torch.randn(b, cfg.latent_channels, cfg.latent_height, cfg.latent_width, generator=gen).to(dev)
+        noise = torch.randn(b, cfg.latent_channels, cfg.latent_height, cfg.latent_width, generator=gen).to(dev)
         if guidance == 1.0:
             text = self.encode_text(ids, mask)
-        else:
+        else:  # the text is encoded once for both halves: [conditioned; dropped]
             drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(dev)
             text = self.encode_text(torch.cat([ids, ids]), torch.cat([mask, mask]), drop)
-        grid = torch.linspace(1, 0, steps + 1, device=dev)
-        for i in range(steps):
-            s = grid[i].expand(b)
-            if guidance == 1.0:
-                v = self(x, s, text)
-            else:
-                vc, vu = self(torch.cat([x, x]), torch.cat([s, s]), text).chunk(2)
-                v = vu + guidance * (vc - vu)
-            x = x + (grid[i + 1] - grid[i]) * v
-        return self.denormalize(x)
+        return self.denormalize(euler_sample(noise, lambda x, s, _drop: self(x, s, text), steps, guidance))
 
     @torch.no_grad()
     def generate(self, prompts: str | Sequence[str], tokenizer, steps: int = 8, guidance: float = 3.0,

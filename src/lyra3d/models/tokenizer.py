@@ -60,6 +60,7 @@ class VideoTokenizer(Pretrained):
 
     config_class = TokenizerConfig
     model_type = "lyra3d-video-tokenizer"
+    part = "tokenizer"
 
     def __init__(self, config: TokenizerConfig):
         super().__init__()

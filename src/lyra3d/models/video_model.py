@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lyra3d.errors import InputError
+from lyra3d.models.flow import euler_sample
 from lyra3d.models.layers import (
     _Block,
     positions_3d,
@@ -46,6 +47,7 @@ class VideoDiffusionModel(Pretrained):
 
     config_class = VideoModelConfig
     model_type = "lyra3d-video-dit"
+    part = "video_model"
 
     def __init__(self, config: VideoModelConfig):
         super().__init__()
@@ -130,22 +132,17 @@ def sample(model: VideoDiffusionModel, first: Tensor, cache: Tensor, mask: Tenso
            guidance: float = 2.0, seed: int = 0) -> Tensor:
     """Latents ``(B, T', C, h, w)`` by Euler steps from noise (s = 1) to data (s = 0) with classifier-free
     guidance ``v = v_u + guidance · (v_c − v_u)``; frame 0 is the input's latent. Deterministic per seed."""
-    if steps < 1:
-        raise InputError(f"steps must be >= 1, got {steps}")
-    b = cache.shape[0]
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(cache.shape, generator=gen).to(cache.device, cache.dtype)
-    grid = torch.linspace(1, 0, steps + 1, device=cache.device)
-    both = lambda t: torch.cat([t, t])  # noqa: E731
-    drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(cache.device)
-    for i in range(steps):
+    noise = torch.randn(cache.shape, generator=gen).to(cache.device, cache.dtype)
+
+    def velocity(x: Tensor, s: Tensor, drop: Tensor | None) -> Tensor:
+        if drop is None:
+            return model(x, s, cache, mask, first, rays)
+        both = lambda t: torch.cat([t, t])  # noqa: E731  (the conditioned and the unconditional half)
+        return model(x, s, both(cache), both(mask), both(first), both(rays), drop)
+
+    def pin(x: Tensor) -> Tensor:
         x[:, 0] = first
-        s = grid[i].expand(b)
-        if guidance == 1.0:
-            v = model(x, s, cache, mask, first, rays)
-        else:
-            vc, vu = model(both(x), both(s), both(cache), both(mask), both(first), both(rays), drop).chunk(2)
-            v = vu + guidance * (vc - vu)
-        x = x + (grid[i + 1] - grid[i]) * v
-    x[:, 0] = first
-    return x
+        return x
+
+    return euler_sample(noise, velocity, steps, guidance, pin)

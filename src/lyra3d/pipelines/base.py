@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -16,12 +15,12 @@ from lyra3d.models.modeling import CONFIG_NAME, shipped_weights
 from lyra3d.models.tokenizer import check_trajectory_frames
 from lyra3d.pipelines.config import GenerateConfig
 from lyra3d.pipelines.weights import (
-    PIPELINE_CONFIG_NAME,
     _file_digest,
     _model_type,
     _save_part,
     resolve_weights,
 )
+from lyra3d.pipelines.weights import write_pipeline_json
 
 #: Stages of the image → 3D pipeline, in order (``progress(stage)`` is called as each one ends).
 IMAGE_STAGES = ("depth", "cache", "encode", "sample", "decoder", "input_view")
@@ -147,19 +146,12 @@ class TeacherPipeline:
         depth = getattr(t.depth, "model", None)
         if depth is None:
             raise InputError(f"cannot save the depth part: {type(t.depth).__name__} is not a trained network")
-        for name, model in (("depth", depth), ("tokenizer", t.tokenizer), ("video_model", t.video_model),
-                            (self.decoder_part, self.decoder)):
+        parts = {"depth": depth, "tokenizer": t.tokenizer, "video_model": t.video_model,
+                 self.decoder_part: self.decoder}
+        for name, model in parts.items():
             _save_part(model, directory / name, self.sources.get(name))
-        self._write_pipeline_config(directory)
+        write_pipeline_json(directory, type(self).__name__, parts, self.config)
         return directory
-
-    def _write_pipeline_config(self, directory: Path) -> None:
-        from lyra3d.core.files import atomic_path
-
-        record = self.config.to_dict()
-        record.pop("device")  # where to run is the loader's choice
-        with atomic_path(directory / PIPELINE_CONFIG_NAME) as tmp:
-            tmp.write_text(json.dumps(record, indent=1) + "\n")
 
     # -- settings -------------------------------------------------------------------------------------------------
     def _call_config(self, seed: int | None, overrides: dict) -> GenerateConfig:
@@ -187,11 +179,12 @@ class TeacherPipeline:
         return self.STAGES + (("teacher_frames",) if cfg.keep_frames else ())
 
     def _set_teacher(self, cfg: GenerateConfig, num_frames: int) -> None:
-        """The teacher's settings for a call: ``cfg``'s sampler and trajectories, ``num_frames`` per trajectory."""
-        from lyra3d.pipelines.teacher import TeacherConfig
-
-        self.teacher.config = TeacherConfig(num_frames=num_frames, steps=cfg.steps, guidance=cfg.guidance,
-                                            movement_factor=cfg.movement_factor, trajectories=cfg.trajectories)
+        """The teacher's settings for a call: ``cfg``'s sampler and trajectories, ``num_frames`` per trajectory.
+        Only these fields change: what else a user set on ``teacher.config`` (``encode_precision``,
+        ``far_ratio``, ...) stays."""
+        self.teacher.config = dataclasses.replace(
+            self.teacher.config, num_frames=num_frames, steps=cfg.steps, guidance=cfg.guidance,
+            movement_factor=cfg.movement_factor, trajectories=tuple(cfg.trajectories))
 
     # -- provenance -----------------------------------------------------------------------------------------------
     def model_versions(self) -> dict[str, dict]:

@@ -17,6 +17,7 @@ from lyra3d.pipelines.config import GenerateConfig
 from lyra3d.pipelines.image_to_3d import ImageTo3DPipeline
 from lyra3d.pipelines.outputs import Scene
 from lyra3d.pipelines.weights import _missing_text_to_image, _save_part, resolve_weights
+from lyra3d.pipelines.weights import write_pipeline_json
 
 
 # -- text → 3D ----------------------------------------------------------------------------------------------------
@@ -73,8 +74,13 @@ class TextTo3DPipeline:
 
     def save_pretrained(self, directory: str | Path) -> Path:
         directory = Path(directory)
-        self.image_to_3d.save_pretrained(directory)
+        inner = self.image_to_3d
+        inner.save_pretrained(directory)
         _save_part(self.text_to_image, directory / "text_to_image", self.sources.get("text_to_image"))
+        t = inner.teacher
+        parts = {"depth": t.depth.model, "tokenizer": t.tokenizer, "video_model": t.video_model,
+                 inner.decoder_part: inner.decoder, "text_to_image": self.text_to_image}
+        write_pipeline_json(directory, type(self).__name__, parts, self.config)
         return directory
 
     def stages(self, **overrides) -> tuple[str, ...]:

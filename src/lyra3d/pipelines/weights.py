@@ -7,21 +7,11 @@ import json
 from pathlib import Path
 
 from lyra3d.errors import InputError
-from lyra3d.models.modeling import CONFIG_NAME, WEIGHTS_NAME, Pretrained
+from lyra3d.models.modeling import CONFIG_NAME, WEIGHTS_NAME, Pretrained, model_class_of
 
 #: The parts of a weights folder, in the order they are loaded.
 PARTS = ("depth", "tokenizer", "video_model", "decoder", "decoder4d", "text_to_image")
-
-
-#: ``model_type`` of each part's own checkpoint (a folder that is one part's checkpoint is taken as that part).
-_PART_MODEL_TYPES = {"lyra3d-depth-unet": "depth", "lyra3d-video-tokenizer": "tokenizer",
-                     "lyra3d-video-dit": "video_model", "lyra3d-3dgs-decoder": "decoder",
-                     "lyra3d-4dgs-decoder": "decoder4d", "lyra3d-text-to-image": "text_to_image"}
-
-
 PIPELINE_CONFIG_NAME = "pipeline.json"
-
-
 _LAYOUT = "depth/, tokenizer/, video_model/, decoder/, decoder4d/ or text_to_image/"
 
 
@@ -45,21 +35,15 @@ def resolve_weights(weights: str | Path | None) -> tuple[dict[str, Path], dict |
         raise InputError(f"weights folder not found: {root}; {fix}")
     if not root.is_dir():
         raise InputError(f"--weights must be a folder, but {root} is a file; {fix}")
-    own = _PART_MODEL_TYPES.get(_model_type(root) or "")
+    own = model_class_of(root)
     if own is not None:  # the folder is one part's checkpoint
-        return {own: root}, None
+        return {own.part: root}, None
     parts = {name: root / name for name in PARTS if (root / name).is_dir()}
     for name, folder in parts.items():
         if not (folder / CONFIG_NAME).is_file():
             raise InputError(f"{folder} has no {CONFIG_NAME}; put a saved {name} model there (config.json + "
                              f"{WEIGHTS_NAME}) or remove the folder to use the shipped one")
-    settings = None
-    if (root / PIPELINE_CONFIG_NAME).is_file():
-        from lyra3d.core.files import read_json
-
-        settings = read_json(root / PIPELINE_CONFIG_NAME, "pipeline config")
-        if not isinstance(settings, dict):
-            raise InputError(f"{root / PIPELINE_CONFIG_NAME} is not a JSON object; remove it or re-save the pipeline")
+    settings = read_pipeline_json(root, parts) if (root / PIPELINE_CONFIG_NAME).is_file() else None
     if not parts:
         raise InputError(f"{root} holds none of the model folders {_LAYOUT}; save a pipeline there "
                          "(save_pretrained), or leave out --weights for the shipped models")
@@ -92,3 +76,40 @@ def _save_part(model, folder: Path, source: Path | None) -> None:
         model.vae.save_pretrained(str(folder))
     else:
         raise InputError(f"cannot save the {folder.name} part ({type(model).__name__} has no save_pretrained)")
+
+
+def write_pipeline_json(directory: Path, pipeline_class: str, parts: dict, config) -> Path:
+    """``pipeline.json`` of a saved pipeline: the pipeline's class, the lyra3d version, the class of each part
+    (``{"decoder": "GaussianDecoder", ...}``) and the default settings (a :class:`GenerateConfig`, less the
+    device: where to run is the loader's choice)."""
+    from lyra3d import __version__
+    from lyra3d.core.files import atomic_path
+
+    settings = config.to_dict()
+    settings.pop("device")
+    record = {"_class_name": pipeline_class, "_lyra3d_version": __version__,
+              "parts": {name: type(getattr(m, "vae", m)).__name__ for name, m in parts.items()}, "settings": settings}
+    with atomic_path(Path(directory) / PIPELINE_CONFIG_NAME) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    return Path(directory) / PIPELINE_CONFIG_NAME
+
+
+def read_pipeline_json(root: Path, parts: dict[str, Path]) -> dict:
+    """The default settings of a saved pipeline's ``pipeline.json``, after checking that every part it names
+    is in the folder. (A file of settings alone, as written before parts were named, is read as settings.)"""
+    from lyra3d.core.files import read_json
+
+    path = root / PIPELINE_CONFIG_NAME
+    record = read_json(path, "pipeline config")
+    if not isinstance(record, dict):
+        raise InputError(f"{path} is not a JSON object; remove it or re-save the pipeline")
+    if "settings" not in record:
+        return record
+    named = record.get("parts") or {}
+    missing = sorted(set(named) - set(parts)) if isinstance(named, dict) else ["(parts is not an object)"]
+    if missing:
+        raise InputError(f"{path} names parts that {root} does not hold: {', '.join(missing)}; re-save the "
+                         "pipeline or remove pipeline.json")
+    if not isinstance(record["settings"], dict):
+        raise InputError(f"{path}: settings is not a JSON object; remove it or re-save the pipeline")
+    return record["settings"]

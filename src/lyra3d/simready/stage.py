@@ -52,13 +52,9 @@ as PhysX's ``approximation = "none"``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +68,7 @@ from lyra3d.simready.config import SimReadyConfig
 from lyra3d.simready.drop_test import GRAVITY, DropTestResult, drop_test
 from lyra3d.simready.ground import leveling_transform
 from lyra3d.simready.mesh import SIM_INSTALL, MeshResult, extract_mesh
+from lyra3d.core.files import staged_dir
 
 #: What :func:`export_simready` writes into its output folder.
 SIMREADY_FILES = ("scene.usd", "mesh.glb", "mesh.obj", "simready.json")
@@ -296,39 +293,6 @@ def _transform_cameras(cameras: Cameras, m: np.ndarray, scale: float) -> Cameras
     return Cameras(rigid_inverse(out).float(), cameras.intrinsics.float(), cameras.width, cameras.height)
 
 
-@contextlib.contextmanager
-def _staging_dir(out_dir: Path, force: bool):
-    """A temporary folder beside ``out_dir``, renamed to it on success (replacing it with ``force``)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise InputError(f"{out_dir} exists; pass --force to overwrite it")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir} is a file; the simready export writes a folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    except PermissionError:
-        raise InputError(f"cannot write to {out_dir.parent} (permission denied)") from None
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
-        old = None
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def export_simready(scene_dir: str | Path, out_dir: str | Path, config: SimReadyConfig = SimReadyConfig(),
                     force: bool = False, progress=None) -> SimReadyResult:
     """Write a sim-ready folder for a generated scene (see the module notes).
@@ -396,7 +360,7 @@ def export_simready(scene_dir: str | Path, out_dir: str | Path, config: SimReady
         "voxelSize": float(mesh.voxel_size * scale), "groundFound": mesh.ground is not None,
     }
     say("writing USD, glb, obj")
-    with _staging_dir(out_dir, force) as tmp:
+    with staged_dir(out_dir, force=force) as tmp:
         _write_stage(tmp / "scene.usd", g_stage, cams_stage, verts, mesh.faces, mesh.colors, config,
                      ground_size, report)
         write_obj(tmp / "mesh.obj", verts, mesh.faces, mesh.colors)

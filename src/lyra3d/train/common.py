@@ -3,6 +3,7 @@ resumable run folder (``OUT/model`` = config + safetensors, ``OUT/trainer.pt`` =
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -44,7 +45,9 @@ def initial_model(cls, config, init_from: str, device: torch.device):
     """A fresh model of ``cls`` from ``config``, or the weights saved in ``init_from`` (fine-tuning)."""
     if init_from:
         model = cls.from_pretrained(init_from, device)
-        if model.config != config:
+        facts = {"trained_frames"}  # facts about earlier training, not the architecture
+        have = {k: v for k, v in dataclasses.asdict(model.config).items() if k not in facts}
+        if have != {k: v for k, v in dataclasses.asdict(config).items() if k not in facts}:
             raise InputError(f"--init-from {init_from} holds a model with another config: {model.config}")
         return model
     return cls(config).to(device)

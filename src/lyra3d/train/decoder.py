@@ -266,10 +266,13 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
             any(s["input_latents"] is None or s["input"] is None for s in data + val):
         raise InputError(f"this 4D decoder reads the input video's latents, which {config.data} does not hold: "
                          "write the clip SDG again with this version (lyra3d sdg --clips N)")
+    frames = sorted({int(s["frames"].shape[1]) for s in data + val})
+    # the saved config records what the decoder was trained on (generate warns outside it)
+    decoder.config = dataclasses.replace(decoder.config, trained_frames=sorted({*decoder.config.trained_frames,
+                                                                                *frames}))
     if main:
         run.log({"train_samples": len(train_dirs), "val_samples": len(val_dirs), "static_samples": len(static_data),
-                 "frames_per_trajectory": sorted({int(s["frames"].shape[1]) for s in data + val}),
-                 "data_s": round(time.time() - start_wall, 1)})
+                 "frames_per_trajectory": frames, "data_s": round(time.time() - start_wall, 1)})
     gen = torch.Generator().manual_seed(1234 + run.step * acc.num_processes + acc.process_index)
     num_v = data[0]["latents"].shape[0]
 
