@@ -15,7 +15,7 @@ procedural world 1,000,007 (held out) rendered at the preset's size, unless ``--
 ``--random-decoder`` times a randomly initialised decoder of the default configuration, for when no trained
 decoder exists yet (same cost, meaningless picture). Prints a Markdown table.
 
-``--video`` times video → 4D (:class:`lyra3d.pipelines4d.VideoTo4DPipeline` and its output folder) on a video
+``--video`` times video → 4D (:class:`lyra3d.pipelines.video_to_4d.VideoTo4DPipeline` and its output folder) on a video
 file, by default held-out dynamic world 1,000,001 filmed as a 17-frame clip (320×176, still camera) and
 written as an MP4 first (reading it is part of the end-to-end time); ``--times N`` decodes N output times
 instead of one per frame. ``decoder`` and ``input view`` then cover every output time.

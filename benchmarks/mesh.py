@@ -5,11 +5,11 @@ extraction time and file sizes.
     python benchmarks/mesh.py --generated [--device cuda] --out benchmarks/results/mesh_generated.md
 
 For each world (seeds >= 1,000,000 are evaluation worlds, never trained on), a stand-in for a generated scene
-is written (:func:`lyra3d.mesh.write_world_scene`: one layer of flat Gaussians on the true surface, seen by
+is written (:func:`lyra3d.simready.mesh.write_world_scene`: one layer of flat Gaussians on the true surface, seen by
 Lyra's six trajectories of ``--frames`` frames at 320x176, plus ``cameras.json``), then
-:func:`lyra3d.simready.export_simready` runs with its defaults (mesh extraction, USD stage, glb, obj, the
+:func:`lyra3d.simready.stage.export_simready` runs with its defaults (mesh extraction, USD stage, glb, obj, the
 PyBullet drop test) and the mesh is compared with the world's exact geometry
-(:func:`lyra3d.mesh.evaluate_mesh`): Chamfer distance (mean of accuracy, mesh → truth, and completeness,
+(:func:`lyra3d.simready.mesh.evaluate_mesh`): Chamfer distance (mean of accuracy, mesh → truth, and completeness,
 truth seen by the cameras → mesh), also as a fraction of the scene size (the diagonal of the seen truth's
 bounding box), and the fitted floor's height and tilt errors. Prints a markdown table and writes it to
 ``--out``. With ``--generated`` the scene is the one ``lyra3d generate`` makes from the world's input view
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from lyra3d.simready import mesh, stage as simready
+from lyra3d.simready.stage import mesh, stage as simready
 from lyra3d.data import worlds
 from lyra3d.core.cameras import Cameras
 from lyra3d.evaluation.mesh import evaluate_mesh, write_world_scene

@@ -1,10 +1,10 @@
-"""Benchmark lyra3d.render.rasterize: ms per frame by Gaussian count × resolution × backend.
+"""Benchmark lyra3d.core.render.rasterize: ms per frame by Gaussian count × resolution × backend.
 
     python benchmarks/render.py                                   # CPU: torch and cpu backends
     python benchmarks/render.py --device cuda --backends gsplat,torch --gaussians 1000000 --sizes 704x1280
     python benchmarks/render.py --out results.json
 
-The scene imitates a 3DGS decoder's output (DESIGN §4), generated deterministically from a seed:
+The scene imitates a 3DGS decoder's output (docs/design.md §4), generated deterministically from a seed:
 
 - 4 source frames: the reference camera (60° horizontal field of view, 16:9-ish 320:176 aspect, at the
   origin looking down +z) and three cameras moved left, right and up by 0.2–0.3 units, all facing the

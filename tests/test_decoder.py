@@ -185,3 +185,5 @@ def test_training_reads_several_sdg_folders_of_different_frame_counts(tmp_path):
     data = next(e for e in log if "train_samples" in e)
     assert (data["train_samples"], data["val_samples"], data["frames_per_trajectory"]) == (2, 2, [5, 9])
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    # the saved config records the frame counts it was trained on (what generate's warning reads)
+    assert GaussianDecoder.from_pretrained(tmp_path / "run" / "model").config.trained_frames == [5, 9]

@@ -135,3 +135,11 @@ def test_the_input_view_joins_as_one_more_view_with_its_own_embedding():
     old = GaussianDecoder4D(Decoder4DConfig(**dataclasses.asdict(SMALL)))  # without input_view: inputs are ignored
     assert len(old.decode(lat[0, :2], cams[:2 * t], TIMES, 1.0, input_latents=lat[0, 2],
                           input_cameras=cams[2 * t:])) == 2 * t * 8 * 16
+
+
+def test_the_time_code_spans_the_procedural_clips_horizon():
+    """The 4D decoder's time unit is its own config value; it must match the clips it was trained on."""
+    from lyra3d.data.worlds import DYNAMIC_HORIZON
+    from lyra3d.models.decoder4d import Decoder4DConfig
+
+    assert Decoder4DConfig().time_scale == pytest.approx(1.0 / DYNAMIC_HORIZON)

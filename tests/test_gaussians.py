@@ -129,3 +129,19 @@ def test_rigid_transform_moves_means_and_covariances(make_gaussians):
 
     assert torch.allclose(cov(t), 4 * r @ cov(g) @ r.T, atol=1e-5)
     assert torch.equal(t.sh, g.sh) and torch.equal(t.opacities, g.opacities)
+
+
+def test_rotmat_to_quat_inverts_quat_to_rotmat_batched_and_single():
+    from lyra3d.core.gaussians import rotmat_to_quat
+
+    gen = torch.Generator().manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(500, 4, dtype=torch.float64, generator=gen), dim=-1)
+    q[:4] = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]], dtype=torch.float64)  # 180° turns
+    r = quat_to_rotmat(q)
+    back = rotmat_to_quat(r)
+    assert back.shape == (500, 4) and back.dtype == torch.float64
+    assert torch.allclose(quat_to_rotmat(back), r, atol=1e-12)
+    assert torch.allclose((back * q).sum(-1).abs(), torch.ones(500, dtype=torch.float64), atol=1e-12)  # ±q
+    one = rotmat_to_quat(r[7].float())
+    assert one.shape == (4,) and one.dtype == torch.float32
+    assert torch.allclose(quat_to_rotmat(one), r[7].float(), atol=1e-6)

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -58,3 +60,21 @@ def test_lpips_is_reported_as_unavailable_without_weights(monkeypatch, tmp_path)
     monkeypatch.setenv("LYRA3D_LPIPS_DIR", str(tmp_path))
     reason = lpips_unavailable_reason()
     assert reason and ("not installed" in reason or str(tmp_path) in reason)
+
+
+def test_mean_psnr_averages_images_and_pooled_psnr_pools_pixels():
+    from lyra3d.core.metrics import mean_psnr, pooled_psnr
+
+    target = torch.zeros(2, 3, 4, 4)
+    pred = target.clone()
+    pred[0] += 0.1  # image 0: MSE 0.01 → 20 dB; image 1: MSE 1e-4 → 40 dB
+    pred[1] += 0.01
+    assert mean_psnr(pred, target) == pytest.approx(30.0, abs=1e-4)
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[0, :, 0, 0] = 1  # one pixel of image 0, all of image 1
+    mask[1] = 1
+    assert mean_psnr(pred, target, mask) == pytest.approx(30.0, abs=1e-4)  # each image over its own pixels
+    pooled = -10 * math.log10((0.01 * 1 + 1e-4 * 16) / 17)  # all masked pixels together
+    assert pooled_psnr(pred, target, mask) == pytest.approx(pooled, abs=1e-4)
+    assert math.isnan(mean_psnr(pred, target, torch.zeros_like(mask)))
+    assert math.isnan(pooled_psnr(pred, target, torch.zeros_like(mask)))

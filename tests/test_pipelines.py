@@ -144,6 +144,52 @@ def test_weights_folders(tmp_path, weights, pipe):
         sa, sb = a.state_dict(), b.state_dict()
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert back.model_versions()["decoder"]["sha256"] == pipe.model_versions()["decoder"]["sha256"]
+    # pipeline.json names the pipeline and each part's class; a settings-only file (older saves) still loads
+    record = json.loads((saved / "pipeline.json").read_text())
+    assert record["_class_name"] == "ImageTo3DPipeline" and record["settings"]["preset"] == "test-tiny"
+    assert record["parts"] == {"depth": "DepthNet", "tokenizer": "VideoTokenizer",
+                               "video_model": "VideoDiffusionModel", "decoder": "GaussianDecoder"}
+    assert "device" not in record["settings"]
+    (saved / "pipeline.json").write_text(json.dumps(record["settings"]))
+    assert pl.ImageTo3DPipeline.from_pretrained(saved).config == pipe.config
+    record["parts"]["text_to_image"] = "TextToImageModel"  # names a part the folder does not hold
+    (saved / "pipeline.json").write_text(json.dumps(record))
+    with pytest.raises(InputError, match="names parts that .* does not hold: text_to_image"):
+        pl.ImageTo3DPipeline.from_pretrained(saved)
+
+
+def test_a_users_teacher_settings_survive_a_call(pipe):
+    """A call sets the sampler and trajectories of the teacher; what else a Python user set stays."""
+    pipe.teacher.config.encode_precision = "fp32"
+    pipe.teacher.config.far_ratio = 7.5
+    try:
+        pipe(world_image(128, 64), seed=0, trajectories=("left",), steps=2)
+        assert pipe.teacher.config.encode_precision == "fp32" and pipe.teacher.config.far_ratio == 7.5
+        assert pipe.teacher.config.trajectories == ("left",) and pipe.teacher.config.steps == 2
+    finally:
+        pipe.teacher.config.encode_precision, pipe.teacher.config.far_ratio = "auto", 20.0
+
+
+def test_a_photo_as_a_path_and_as_a_tensor_gives_identical_model_inputs(tmp_path, pipe):
+    """One resampler for files and tensors: the same PNG, read by the pipeline from its path or handed over as
+    the decoded ``uint8 / 255`` tensor, gives bit-identical model inputs, cropped and padded."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((150, 230, 3)) * 255).astype(np.uint8)  # another size and aspect than the preset
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    tensor = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+    fitted = {}
+    for fit in ("crop", "pad"):
+        cfg = pipe.config.replace(fit=fit)
+        from_path, info_path = fitted[fit] = pipe.prepare_image(tmp_path / "photo.png", cfg)
+        from_tensor, info_tensor = pipe.prepare_image(tensor, cfg)
+        assert from_path.shape == (3, 64, 128) and torch.equal(from_path, from_tensor), fit
+        assert (info_path.box, info_path.pad_color) == (info_tensor.box, info_tensor.pad_color)
+    # floats that are not 8-bit values take the same Lanczos resampler at float precision
+    shifted, _ = pipe.prepare_image((tensor * 0.9 + 0.05), pipe.config.replace(fit="crop"))
+    assert (shifted - (fitted["crop"][0] * 0.9 + 0.05)).abs().max() < 0.02
 
 
 def test_a_decoder_for_other_latents_is_refused(pipe):

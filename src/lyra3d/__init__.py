@@ -1,20 +1,50 @@
 """lyra3d: generative 3D scene reconstruction by video-diffusion self-distillation.
 
-The public API is grouped by concept, one module each:
+The code is layered (README "How the code is laid out"; the contract is in pyproject.toml)::
 
-- :mod:`lyra3d.cameras`    camera batches, intrinsics, Plücker rays, Lyra's trajectories, fly-throughs
-- :mod:`lyra3d.gaussians`  3D Gaussians, spherical harmonics and the standard 3DGS PLY
-- :mod:`lyra3d.render`     ``rasterize(gaussians, cameras, ...)``: torch reference, CPU kernel, gsplat
-- :mod:`lyra3d.worlds`     procedural 3D worlds with exact ground truth; :mod:`lyra3d.datasets` on disk
-- :mod:`lyra3d.cache3d`    the 3D cache: unproject, z-buffered warp, multi-trajectory conditioning
-- :mod:`lyra3d.depth`      monocular depth: the estimator interface, the shipped network, depth files
-- :mod:`lyra3d.metrics`    PSNR, SSIM, depth errors, LPIPS (when weights are on disk)
-- :mod:`lyra3d.export`     PLY, .splat, USD/USDZ; :mod:`lyra3d.viewer` the web viewer; :mod:`lyra3d.video`
-- :mod:`lyra3d.checkpoint` ``save_pretrained`` / ``from_pretrained`` (config.json + model.safetensors)
-- :mod:`lyra3d.pipelines`  ``ImageTo3DPipeline`` / ``TextTo3DPipeline``: an image or a prompt → Gaussians
-  (what ``lyra3d generate`` runs)
+    core/        cameras, trajectories, Gaussians + PLY, the 3D cache, rasterize, metrics, files
+    models/      the nn.Modules: depth, tokenizer, video model, 3DGS / 4D decoder, text-to-image
+    pipelines/   image → 3D, text → 3D, video → 4D (and the teacher they share)
+    data/        procedural worlds, clips, datasets, SDG;  evaluation/, train/ above them
+    io/          images, videos, prompts in; .splat and USD out;  simready/, viewer/, cli/
+
+The names most scripts need are importable from here, lazily (``import lyra3d`` loads no torch)::
+
+    from lyra3d import ImageTo3DPipeline, Gaussians, Cameras, rasterize
 """
+
+from __future__ import annotations
+
+import importlib
+
+from lyra3d.errors import InputError, LyraError
 
 __version__ = "0.1.0"
 
-from lyra3d.errors import InputError, LyraError
+#: The top-level names and the module each comes from (imported on first use).
+_LAZY = {
+    "Cameras": "lyra3d.core.cameras",
+    "Gaussians": "lyra3d.core.gaussians",
+    "load_ply": "lyra3d.core.gaussians",
+    "save_ply": "lyra3d.core.gaussians",
+    "rasterize": "lyra3d.core.render",
+    "ImageTo3DPipeline": "lyra3d.pipelines",
+    "TextTo3DPipeline": "lyra3d.pipelines",
+    "VideoTo4DPipeline": "lyra3d.pipelines",
+    "GenerateConfig": "lyra3d.pipelines",
+    "save_scene": "lyra3d.pipelines",
+}
+
+__all__ = ["InputError", "LyraError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # the next access is a plain attribute
+        return value
+    raise AttributeError(f"module 'lyra3d' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -27,15 +27,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
 err = Console(stderr=True)
-
-
 # frames per trajectory of the shipped 3DGS decoder's training data (its model card: other counts decode rougher)
 SHIPPED_DECODER_FRAMES = (9, 17)
-
-
 # frames of the clips the shipped 4D decoder was trained on (its model card: 9-frame clips decode several dB worse)
 SHIPPED_DECODER4D_FRAMES = (17,)
 
@@ -290,7 +284,8 @@ def render(
     cams = fly.camera_path(start, depth, config)
     with progress_bar(quiet) as bar:
         task = bar.add_task(f"rendering {path}", total=len(cams))
-        video = fly.render_frames(scene, cams, backend=backend, on_frames=lambda n: bar.advance(task, n))
+        video = fly.render_frames(scene, cams, backend=backend, on_frames=lambda n: bar.advance(task, n),
+                                  renderer=lambda w, c: worlds.render(w, c).rgb)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_video(video, out, fps=fps)
     if not quiet:

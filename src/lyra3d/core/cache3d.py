@@ -1,4 +1,4 @@
-"""The 3D cache (GEN3C, DESIGN §1/§3): unproject an image with its z-depth into coloured points, and
+"""The 3D cache (GEN3C, docs/design.md §1/§3): unproject an image with its z-depth into coloured points, and
 forward-warp those points into any camera with a z-buffer.
 
 The warp is what the video model sees of the input in every target frame: warped rgb where the input
@@ -281,7 +281,7 @@ def multi_trajectory_conditioning(image: Tensor, depth: Tensor, camera: Cameras,
                                   movement_factor: float = 1.0, center_depth: float | None = None,
                                   names: tuple[str, ...] = LYRA_TRAJECTORIES,
                                   generator: torch.Generator | None = None) -> dict[str, TrajectoryCondition]:
-    """Lyra's multi-trajectory conditioning: the six trajectories (DESIGN §3) from the input ``camera``,
+    """Lyra's multi-trajectory conditioning: the six trajectories (docs/design.md §3) from the input ``camera``,
     scaled by the scene's centre depth (from ``depth`` unless given) and ``movement_factor``, each with the
     input's cache warped into every frame.
 

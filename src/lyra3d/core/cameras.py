@@ -1,4 +1,9 @@
-"""TODO(restructure): describe this module."""
+"""Cameras: a batched pinhole camera, its rays and Plücker embeddings.
+
+Conventions (docs/design.md §2): OpenCV camera axes (x right, y down, z forward), a ``world_to_camera`` 4×4
+matrix per camera, pinhole intrinsics ``fx, fy, cx, cy`` in pixels with pixel centres at ``+0.5``, and one
+``width × height`` for the whole batch. The world frame of a generated scene is the input camera's frame,
+so the world's "up" is ``-y``. Camera paths live in :mod:`lyra3d.core.trajectories`."""
 
 from __future__ import annotations
 
@@ -214,7 +219,7 @@ def pixel_rays(cameras: Cameras) -> tuple[Tensor, Tensor]:
 
 
 def plucker_rays(cameras: Cameras) -> Tensor:
-    """Plücker ray embedding ``(B, 6, H, W)``: unit direction ``d`` and moment ``o × d`` (DESIGN §2)."""
+    """Plücker ray embedding ``(B, 6, H, W)``: unit direction ``d`` and moment ``o × d`` (docs/design.md §2)."""
     o, d = pixel_rays(cameras)
     return torch.cat([d, torch.linalg.cross(o, d)], dim=-1).permute(0, 3, 1, 2).contiguous()
 

@@ -1,4 +1,5 @@
-"""TODO(restructure): describe this module."""
+"""Where work runs: one check of a device name (a one-line error when it is unknown or its GPU is absent),
+and the facts a report records about the run (versions, threads, peak memory)."""
 
 from __future__ import annotations
 

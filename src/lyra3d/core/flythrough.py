@@ -29,7 +29,7 @@ class FlythroughConfig:
     fov_y_degrees: float = 50.0
     movement_factor: float = 1.0
     fps: float = 24.0
-    backend: str = "auto"  # Gaussians only: see lyra3d.render.rasterize
+    backend: str = "auto"  # Gaussians only: see lyra3d.core.render.rasterize
     seed: int = 0  # for the random waypoints of "flythrough"
 
 
@@ -53,10 +53,15 @@ def gaussians_center_depth(gaussians: Gaussians, camera: Cameras) -> float:
 
 
 def render_frames(scene, cameras: Cameras, backend: str = "auto", chunk: int = 4,
-                  on_frames: Callable[[int], None] | None = None) -> Tensor:
-    """Render ``scene`` (:class:`Gaussians` or a procedural ``World``) at every camera: ``(T, 3, H, W)``."""
+                  on_frames: Callable[[int], None] | None = None,
+                  renderer: Callable[[object, Cameras], Tensor] | None = None) -> Tensor:
+    """Render ``scene`` at every camera: ``(T, 3, H, W)``. ``scene`` is :class:`Gaussians` (rasterized with
+    ``backend``), or anything that ``renderer(scene, cameras) → (B, 3, H, W)`` renders (e.g. a procedural
+    world: ``renderer=lambda w, c: lyra3d.data.worlds.render(w, c).rgb``)."""
     from lyra3d.core.render import rasterize
-    from lyra3d.data import worlds
+
+    if not isinstance(scene, Gaussians) and renderer is None:
+        raise InputError(f"render_frames renders Gaussians; for a {type(scene).__name__} pass renderer=")
 
     out = []
     for i in range(0, len(cameras), chunk):
@@ -65,7 +70,7 @@ def render_frames(scene, cameras: Cameras, backend: str = "auto", chunk: int = 4
             if isinstance(scene, Gaussians):
                 rgb = rasterize(scene, cams.to(scene.device), backend=backend).rgb
             else:
-                rgb = worlds.render(scene, cams).rgb
+                rgb = renderer(scene, cams)
         out.append(rgb.cpu())
         if on_frames:
             on_frames(len(cams))

@@ -1,6 +1,6 @@
 """3D Gaussians: the scene representation, and the standard 3DGS PLY on disk.
 
-Conventions (DESIGN §2): ``means (N, 3)``, ``scales (N, 3)`` as log-scales, ``quats (N, 4)`` in ``wxyz``,
+Conventions (docs/design.md §2): ``means (N, 3)``, ``scales (N, 3)`` as log-scales, ``quats (N, 4)`` in ``wxyz``,
 ``opacities (N,)`` as logits, ``sh (N, K, 3)`` spherical-harmonic colour coefficients with
 ``K = (degree + 1)²``, optional ``times (N,)`` for dynamic scenes. These are exactly the quantities the
 INRIA 3DGS PLY stores (``x y z nx ny nz f_dc_0..2 f_rest_* opacity scale_0..2 rot_0..3``), so files written
@@ -22,14 +22,8 @@ from lyra3d.core.files import atomic_path
 from lyra3d.errors import InputError
 
 SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi))
-
-
 _SH_C1 = 0.4886025119029199
-
-
 _SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-
-
 _SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
           1.445305721320277, -0.5900435899266435)
 
@@ -92,7 +86,7 @@ def sh_degree_of(k: int) -> int:
 
 @dataclass
 class Gaussians:
-    """A set of ``N`` 3D Gaussians (DESIGN §2). All tensors share one device and dtype."""
+    """A set of ``N`` 3D Gaussians (docs/design.md §2). All tensors share one device and dtype."""
 
     means: Tensor  # (N, 3)
     scales: Tensor  # (N, 3) log-scales
@@ -183,7 +177,7 @@ class Gaussians:
 
         Args:
             min_opacity: drop Gaussians whose opacity (0..1) is below this.
-            keep_fraction: keep this fraction, the most opaque first (DESIGN §4 opacity-rank pruning) ...
+            keep_fraction: keep this fraction, the most opaque first (docs/design.md §4 opacity-rank pruning) ...
             random_fraction: ... plus this fraction of the rest drawn at random.
         """
         keep = torch.ones(len(self), dtype=torch.bool, device=self.device)

@@ -1,4 +1,4 @@
-"""Image and depth quality metrics (DESIGN §7).
+"""Image and depth quality metrics (docs/design.md §7).
 
 All image metrics take tensors ``(..., 3, H, W)`` in [0, 1] and return one value per leading index (or a
 scalar for a single image). An optional ``mask (..., 1, H, W)`` restricts PSNR and the depth errors to

@@ -11,7 +11,7 @@ import torch
 
 class StageClock:
     """``clock(stage)`` (or ``clock.mark(stage)``) ends a stage: its seconds add to ``seconds[stage]`` and
-    ``progress(stage)`` is told, if given. Fits the ``progress`` callback of :class:`lyra3d.teacher.Teacher`."""
+    ``progress(stage)`` is told, if given. Fits the ``progress`` callback of :class:`lyra3d.pipelines.teacher.Teacher`."""
 
     def __init__(self, device: torch.device | str = "cpu", progress: Callable[[str], None] | None = None):
         self.device, self.progress = torch.device(device), progress

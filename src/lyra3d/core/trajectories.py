@@ -1,12 +1,8 @@
-"""Cameras: a batched pinhole camera, rays, Plücker embeddings and camera trajectories.
+"""Camera trajectories: a :class:`~lyra3d.core.cameras.Cameras` batch with one camera per frame.
 
-Conventions (DESIGN §2): OpenCV camera axes (x right, y down, z forward), a ``world_to_camera`` 4×4
-matrix per camera, pinhole intrinsics ``fx, fy, cx, cy`` in pixels with pixel centres at ``+0.5``, and one
-``width × height`` for the whole batch. The world frame of a generated scene is the input camera's frame,
-so the world's "up" is ``-y``.
-
-A *trajectory* is simply a :class:`Cameras` batch with one camera per frame.
-"""
+Lyra's six (docs/design.md §3: left, right, up, zoom_out, zoom_in, spiral), extra presets (down, orbit,
+dolly, static) and a smooth seeded fly-through; each starts at the input camera and turns to face a centre
+point at the scene's centre depth, moving by a fraction of that depth times ``movement_factor``."""
 
 from __future__ import annotations
 
@@ -19,11 +15,9 @@ from torch import Tensor
 from lyra3d.core.cameras import Cameras, look_at
 from lyra3d.errors import InputError
 
-#: Lyra's multi-trajectory set (DESIGN §3), in order.
+#: Lyra's multi-trajectory set (docs/design.md §3), in order.
 LYRA_TRAJECTORIES = ("left", "right", "up", "zoom_out", "zoom_in", "spiral")
-
-
-#: Movement ranges of the six, as fractions of the scene's centre depth (DESIGN §3).
+#: Movement ranges of the six, as fractions of the scene's centre depth (docs/design.md §3).
 LYRA_MOVEMENT_RANGES = {
     "left": (0.2, 0.3),
     "right": (0.2, 0.3),
@@ -32,8 +26,6 @@ LYRA_MOVEMENT_RANGES = {
     "zoom_in": (0.3, 0.4),
     "spiral": (0.4, 0.6),
 }
-
-
 #: Every named path :func:`trajectory` knows: the six plus extra presets.
 TRAJECTORY_NAMES = LYRA_TRAJECTORIES + ("down", "orbit", "dolly", "static")
 
@@ -62,7 +54,7 @@ def trajectory(name: str, camera: Cameras, num_frames: int, center_depth: float,
             ``center + center_depth * forward`` and movements scale with it.
         movement: movement as a fraction of ``center_depth`` (a radius for ``spiral``, an angle fraction of
             a half turn for ``orbit``); defaults to the middle of Lyra's range for the six.
-        movement_factor: a user factor on the movement (DESIGN §3).
+        movement_factor: a user factor on the movement (docs/design.md §3).
 
     Returns:
         ``Cameras`` with ``num_frames`` cameras and the input camera's intrinsics.
@@ -118,7 +110,7 @@ def trajectory(name: str, camera: Cameras, num_frames: int, center_depth: float,
 def lyra_trajectories(camera: Cameras, num_frames: int, center_depth: float, movement_factor: float = 1.0,
                       generator: torch.Generator | None = None,
                       names: Sequence[str] = LYRA_TRAJECTORIES) -> dict[str, Cameras]:
-    """Lyra's six trajectories (DESIGN §3) from one input camera.
+    """Lyra's six trajectories (docs/design.md §3) from one input camera.
 
     With a ``generator`` each movement is drawn uniformly from its range (as in training); without one the
     middle of each range is used (deterministic inference).

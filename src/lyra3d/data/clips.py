@@ -1,4 +1,11 @@
-"""TODO(restructure): describe this module."""
+"""Dynamic clips: monocular input videos of procedural worlds with moving objects, for video → 4D.
+
+:func:`make_clip` renders one (:func:`lyra3d.data.worlds.make_world` with ``dynamic=True``): 17 frames at
+320×176 by default, a static or slowly moving camera, frame times spread over
+:data:`lyra3d.data.worlds.DYNAMIC_HORIZON`. The clip keeps its world so that the ground truth at any (time,
+camera) can be ray cast, for evaluation only (:meth:`DynamicClip.truth`, :func:`moving_mask`).
+:func:`reverse_clip` / :func:`with_reversed` give the time-reversed copy that doubles the time coverage of
+4D training data."""
 
 from __future__ import annotations
 
@@ -15,13 +22,9 @@ from lyra3d.errors import InputError
 
 #: Frames of a clip by default (``1 + 4·4``: what the tokenizer compresses to 5 latent frames).
 CLIP_FRAMES = 17
-
-
 #: Camera paths of a clip: a still camera, or a slow move along one of Lyra's six (whose paths the
-#: moving objects of :func:`~lyra3d.worlds.make_world` keep clear of).
+#: moving objects of :func:`~lyra3d.data.worlds.make_world` keep clear of).
 CAMERA_MOTIONS = ("static",) + LYRA_TRAJECTORIES
-
-
 #: Movement of a "slowly moving" camera over the whole clip, as a fraction of the scene's centre depth.
 SLOW_MOVEMENT = 0.05
 
@@ -61,7 +64,7 @@ class DynamicClip:
 
 def clip_times(num_frames: int = CLIP_FRAMES, duration: float = DYNAMIC_HORIZON, start: float = 0.0) -> Tensor:
     """``(T,)`` frame times spread evenly over ``[start, start + duration]`` seconds (within the horizon for
-    which :func:`~lyra3d.worlds.make_world` keeps moving objects clear of the camera paths)."""
+    which :func:`~lyra3d.data.worlds.make_world` keeps moving objects clear of the camera paths)."""
     if num_frames < 2:
         raise InputError(f"a clip needs at least 2 frames, got {num_frames}")
     if not (duration > 0 and start >= 0 and start + duration <= DYNAMIC_HORIZON + 1e-9):
@@ -106,7 +109,7 @@ def reverse_clip(clip: DynamicClip) -> DynamicClip:
 
 def with_reversed(clip: DynamicClip) -> list[DynamicClip]:
     """``[clip, reversed copy]``: each starts at one end of the time span, where the video teacher is best
-    (its first frame is the input's), so together they cover both ends (DESIGN §4 "Dynamic")."""
+    (its first frame is the input's), so together they cover both ends (docs/design.md §4 "Dynamic")."""
     return [clip, reverse_clip(clip)]
 
 
@@ -137,7 +140,7 @@ def moving_mask(world: World, cameras: Cameras, times: float | Tensor, reference
 
 def dynamic_eval_seeds(n: int, offset: int = 0, min_fraction: float = 0.01, width: int = 160,
                        height: int = 88) -> list[int]:
-    """The first ``n`` held-out seeds (from :data:`~lyra3d.worlds.EVAL_SEED_START` + ``offset``) whose dynamic
+    """The first ``n`` held-out seeds (from :data:`~lyra3d.data.worlds.EVAL_SEED_START` + ``offset``) whose dynamic
     world visibly moves in the default view over the horizon (at least ``min_fraction`` of the pixels change
     between time 0 and the end)."""
     out, seed = [], worlds.EVAL_SEED_START + offset

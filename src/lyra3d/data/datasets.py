@@ -1,4 +1,4 @@
-"""Datasets of procedural worlds on disk: a resumable, parallel writer and a reader (DESIGN §6).
+"""Datasets of procedural worlds on disk: a resumable, parallel writer and a reader (docs/design.md §6).
 
 Layout of a dataset folder::
 
@@ -44,8 +44,6 @@ from lyra3d.data.worlds import center_depth, make_world, render, train_seeds
 from lyra3d.errors import InputError
 
 FORMAT = "lyra3d-worlds/1"
-
-
 _TMP_PREFIX = ".tmp-"
 
 
@@ -207,8 +205,8 @@ def write_dataset(out_dir: str | Path, seeds: int | Sequence[int], trajectories:
         out_dir: dataset folder (created). A folder that already holds samples is resumed: finished samples
             are skipped, so an interrupted run can simply be started again.
         seeds: world seeds, or a count ``n`` for the first ``n`` training seeds.
-        trajectories: names from :data:`~lyra3d.cameras.TRAJECTORY_NAMES`, one ``V`` entry each; they
-            start at the default camera and face the world's :func:`~lyra3d.worlds.center_depth`.
+        trajectories: names from :data:`~lyra3d.core.trajectories.TRAJECTORY_NAMES`, one ``V`` entry each; they
+            start at the default camera and face the world's :func:`~lyra3d.data.worlds.center_depth`.
         num_frames: frames ``T`` per trajectory.
         width, height: frame size.
         workers: processes (default: all CPU cores; each uses one torch thread). 1 renders in this process.
@@ -218,7 +216,7 @@ def write_dataset(out_dir: str | Path, seeds: int | Sequence[int], trajectories:
         depth_dtype: ``"float16"`` (half the size; relative error < 5e-4) or ``"float32"``.
         random_movement: draw each trajectory's movement from Lyra's range with a generator seeded by the
             world seed (as in training); otherwise the middle of each range.
-        movement_factor: a factor on every movement (DESIGN §3).
+        movement_factor: a factor on every movement (docs/design.md §3).
 
     Returns:
         The number of samples written by this call (samples already present are not counted).

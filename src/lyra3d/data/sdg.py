@@ -1,4 +1,4 @@
-"""Synthetic data generation (DESIGN §6): run the teacher over inputs and write what the 3DGS decoder
+"""Synthetic data generation (docs/design.md §6): run the teacher over inputs and write what the 3DGS decoder
 learns from: the latents of every trajectory, the teacher's decoded frames, their estimated depth, the
 cameras. No ground truth of any world is written or used: inputs are images (a procedural world's render
 at the default camera, or any image file), and everything else comes from the teacher.
@@ -19,7 +19,7 @@ Layout of an SDG folder::
                                     also holds its "input_cameras" (T): the input camera at each frame time
 
 Inputs are single images (the teacher), or videos (:func:`clip_inputs`: dynamic clips of procedural
-training worlds and their time-reversed copies, run through :func:`lyra3d.dynamic.video_teacher`), never
+training worlds and their time-reversed copies, run through :func:`lyra3d.pipelines.teacher.video_teacher`), never
 both in one folder (``sdg.json`` records which).
 
 A sample is written into a hidden temporary folder and renamed when complete; a rerun skips finished
@@ -120,9 +120,9 @@ def clip_camera(seed: int, camera: str = "mixed") -> str:
 
 def clip_inputs(seeds: list[int], device: str | torch.device = "cpu", num_frames: int = 17, width: int = 320,
                 height: int = 176, camera: str = "mixed") -> Iterator[SDGInput]:
-    """Dynamic clips of procedural **training** worlds as video inputs (:func:`lyra3d.dynamic.make_clip`,
+    """Dynamic clips of procedural **training** worlds as video inputs (:func:`lyra3d.data.clips.make_clip`,
     frames ray-cast on ``device``), each followed by its time-reversed copy
-    (:func:`lyra3d.dynamic.with_reversed`): ids ``world_XXXXXXX`` and ``world_XXXXXXX_rev``. Only the
+    (:func:`lyra3d.data.clips.with_reversed`): ids ``world_XXXXXXX`` and ``world_XXXXXXX_rev``. Only the
     video, its cameras and frame times go in; the world's truth never does. Seeds from 1,000,000 (held out)
     are refused."""
     from lyra3d.data.clips import make_clip, with_reversed
@@ -305,7 +305,7 @@ def sample_dirs(out: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lyra3d.sdg --out DIR --worlds N | --clips N | --images DIR [--first-seed S] [--shard i
+    """``python -m lyra3d.data.sdg --out DIR --worlds N | --clips N | --images DIR [--first-seed S] [--shard i
     --num-shards n]``."""
     import argparse
 

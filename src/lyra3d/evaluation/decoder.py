@@ -1,10 +1,5 @@
-"""Quality, measured on held-out procedural worlds (seeds >= 1,000,000) against their ray-cast truth
-(DESIGN §7): the teacher (issue "teacher"), the 3DGS decoder (issue "self-distillation") and the 4D
-decoder on held-out dynamic clips (issue "Video → 4D").
-
-Every function returns per-world rows (dicts of floats); :func:`summarize` averages them and
-:func:`table` prints them.
-"""
+"""The 3DGS decoder on held-out worlds: student vs teacher frames, the input view, held-out cameras between
+trajectories vs the ray-cast truth, and the depth of the Gaussians; at several opacity-pruning fractions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO(restructure): describe this module."""
+"""The 4D decoder on held-out dynamic clips: novel cameras and the input camera at several times vs the
+ray-cast truth, overall and on the pixels that move, beside the static decoder on frame 0."""
 
 from __future__ import annotations
 
@@ -20,16 +21,16 @@ from lyra3d.pipelines.teacher import Teacher
 def evaluate_decoder4d(teacher: Teacher, decoder4d, seeds: list[int], static_decoder: GaussianDecoder | None = None,
                        frames: tuple[int, ...] | None = None, backend: str = "auto", width: int = 320,
                        height: int = 176, cpu_time: bool = True, progress=None, num_frames: int = 17) -> list[dict]:
-    """Per held-out dynamic world (:func:`lyra3d.dynamic.make_clip`, a still camera; seeds from
-    :func:`~lyra3d.dynamic.dynamic_eval_seeds`): the video teacher's latents of the clip, then per evaluated
+    """Per held-out dynamic world (:func:`lyra3d.data.clips.make_clip`, a still camera; seeds from
+    :func:`~lyra3d.data.clips.dynamic_eval_seeds`): the video teacher's latents of the clip, then per evaluated
     time ``times[f]`` (``frames``, default ``0, T/4, T/2, 3T/4, T − 1``) the 4D decoder's Gaussians at that
-    time (:meth:`~lyra3d.decoder4d.GaussianDecoder4D.decode`; one with ``input_view`` also reads the clip's
+    time (:meth:`~lyra3d.models.decoder4d.GaussianDecoder4D.decode`; one with ``input_view`` also reads the clip's
     own latents), rendered at
 
     (a) novel cameras: frame ``f`` of every trajectory (``traj_*``) and the held-out cameras between the
         trajectories (``between_*``, :func:`between_cameras`), vs the ray-cast truth at that time: PSNR
         (``novel_psnr``: mean over images and times) and PSNR of the moving pixels (``novel_moving_psnr``:
-        the truth differs from time 0, :func:`~lyra3d.dynamic.moving_mask`, pooled over images and times);
+        the truth differs from time 0, :func:`~lyra3d.data.clips.moving_mask`, pooled over images and times);
     (b) the input camera vs input frame ``f`` (``input_view_psnr``, ``input_view_moving_psnr``).
 
     ``static_decoder``: the same numbers (``static_*``) for a static decoder decoding the same latents

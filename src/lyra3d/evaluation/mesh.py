@@ -1,4 +1,8 @@
-"""TODO(restructure): describe this module."""
+"""Meshes measured on procedural worlds, whose geometry is exact: :func:`world_surface_distance` (analytic
+unsigned distance to a world's surfaces), :func:`world_surface_samples` (ray-cast surface points seen by
+cameras), :func:`point_mesh_distance`, :func:`evaluate_mesh` (Chamfer distance, floor height and tilt
+errors) and :func:`write_world_scene`, which turns a world into the stand-in for a generated scene folder
+(``scene.ply`` + ``cameras.json``)."""
 
 from __future__ import annotations
 
@@ -93,7 +97,7 @@ def chamfer_distance(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]
 # -- procedural worlds: exact geometry for evaluation ----------------------------------------------------------------
 def world_surface_distance(world, points: np.ndarray) -> np.ndarray:
     """Exact unsigned distance from ``points (P, 3)`` to the surfaces of a static
-    :class:`lyra3d.worlds.World` (at time 0): floors and walls (bounded planes), spheres, yawed boxes and
+    :class:`lyra3d.data.worlds.World` (at time 0): floors and walls (bounded planes), spheres, yawed boxes and
     capped vertical cylinders."""
     p = np.asarray(points, np.float64)
     best = np.full(len(p), np.inf)
@@ -281,7 +285,7 @@ def write_world_scene(world, out_dir: str | Path, frames: int = 9, width: int = 
                       stride: int = 2, shadows: bool = True) -> Path:
     """Write the stand-in for a generated scene folder from a procedural world: ``scene.ply`` (Gaussians from
     :func:`gaussians_from_world`) and ``cameras.json`` (Lyra's six trajectories, :func:`world_cameras`).
-    ``world`` is a :class:`~lyra3d.worlds.World` or a seed."""
+    ``world`` is a :class:`~lyra3d.data.worlds.World` or a seed."""
     from lyra3d.core.gaussians import save_ply
     from lyra3d.data import worlds
 

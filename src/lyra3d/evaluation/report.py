@@ -1,4 +1,5 @@
-"""TODO(restructure): describe this module."""
+"""Rows to results: the mean of each metric (:func:`summarize`), a printed table (:func:`table`) and a JSON
+file with the settings, seeds, summary and rows (:func:`write_results`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO(restructure): describe this module."""
+"""The teacher on held-out worlds: its decoded frames vs the ray-cast truth (overall, per trajectory, on the
+disoccluded pixels, the cache alone), and how well its frames reproject into each other with the true depth."""
 
 from __future__ import annotations
 

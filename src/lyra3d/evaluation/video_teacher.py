@@ -1,20 +1,9 @@
-"""Video → 4D, the data and the teacher (DESIGN §1 "Dynamic", issue 9).
+"""The video teacher on held-out dynamic clips (docs/design.md §1 "Dynamic").
 
-* **Dynamic clips**: :func:`make_clip` renders a monocular input video of a procedural world with moving
-  objects (:func:`lyra3d.worlds.make_world` with ``dynamic=True``): 17 frames at 320×176 by default, a
-  static or slowly moving camera, frame times spread over :data:`lyra3d.worlds.DYNAMIC_HORIZON`. The clip
-  keeps its world so that the ground truth at any (time, camera) can be ray cast, for evaluation only
-  (:meth:`DynamicClip.truth`, :func:`moving_mask`). :func:`reverse_clip` / :func:`with_reversed` give the
-  time-reversed copy that doubles the time coverage of 4D training data.
-* **The video teacher**: :func:`video_teacher` is the teacher with one 3D cache per input frame
-  (:func:`lyra3d.cache3d.per_frame_trajectory_conditioning`): each input frame is lifted with its own
-  estimated depth and warped into the camera at the same index of every trajectory, so frame ``t`` of each
-  of the six trajectories shows the scene at the time of input frame ``t``. The first-frame latent is input
-  frame 0 and the shipped video model samples, exactly as for one image.
-* **Measured**: :func:`evaluate_video_teacher` compares the video teacher's decoded frames with the
-  ray-cast truth at the trajectory cameras at the right times, overall and on the pixels that move, against
-  the static teacher run on frame 0 alone (which cannot move anything). ``python -m lyra3d.dynamic``.
-"""
+:func:`evaluate_video_teacher` compares the video teacher's decoded frames
+(:func:`lyra3d.pipelines.teacher.video_teacher`) with the ray-cast truth at the trajectory cameras at the
+right times, overall and on the pixels that move, against the static teacher run on frame 0 alone (which
+cannot move anything)."""
 
 from __future__ import annotations
 
@@ -126,13 +115,13 @@ def evaluate_video_teacher(teacher: Teacher, seeds: list[int], num_frames: int =
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lyra3d.dynamic --worlds N [--json FILE]``: the video teacher vs the static teacher on held-out
+    """``python -m lyra3d.data.clips --worlds N [--json FILE]``: the video teacher vs the static teacher on held-out
     dynamic worlds; prints a table."""
     import argparse
 
     from lyra3d.evaluation.report import summarize, table, write_results
 
-    p = argparse.ArgumentParser(prog="python -m lyra3d.dynamic", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m lyra3d.data.clips", description=main.__doc__)
     p.add_argument("--worlds", type=int, default=4, help="held-out dynamic worlds (seeds from 1,000,000)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the teacher's)")
     p.add_argument("--guidance", type=float, default=None)

@@ -2,7 +2,7 @@
 
 ``export_gaussians(gaussians, path)`` picks the format from the file suffix:
 
-- ``ply`` (``.ply``): the standard 3DGS PLY (:func:`lyra3d.gaussians.save_ply`); lossless, any SH degree.
+- ``ply`` (``.ply``): the standard 3DGS PLY (:func:`lyra3d.core.gaussians.save_ply`); lossless, any SH degree.
 - ``splat`` (``.splat``): the 32-byte-per-Gaussian layout common web viewers read: position and linear
   scale as float32, RGBA and the rotation as bytes; degree-0 colour only.
 - ``usd`` (``.usd .usda .usdc``): OpenUSD (needs ``usd-core``, ``pip install lyra3d[usd]``): a
@@ -51,20 +51,12 @@ from lyra3d.errors import InputError
 
 #: Formats :func:`export_gaussians` knows, and the suffixes that select them.
 FORMATS = ("ply", "splat", "spz", "usd", "usdz")
-
-
 SUFFIX_FORMATS = {".ply": "ply", ".splat": "splat", ".spz": "spz", ".usd": "usd", ".usda": "usd",
                   ".usdc": "usd", ".usdz": "usdz"}
-
-
 SPZ_UNSUPPORTED = ("the .spz format is not supported: no well-kept Python package writes it; "
                    "export .ply or .splat instead (Niantic's spz tools convert a 3DGS .ply to .spz)")
-
-
 #: Bytes per Gaussian in a ``.splat`` file.
 SPLAT_RECORD_BYTES = 32
-
-
 _SPLAT_DTYPE = np.dtype([("position", "<f4", (3,)), ("scale", "<f4", (3,)), ("rgba", "u1", (4,)),
                          ("rotation", "u1", (4,))])
 
@@ -77,11 +69,7 @@ USD_AXIS_ROTATIONS = {
     "Z": ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0)),  # X = x, Y = z, Z = -y
     "Y": ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0)),  # X = x, Y = -y, Z = -z
 }
-
-
 _USD_INSTALL = "pip install lyra3d[usd]"
-
-
 _OPTIONS = {"ply": set(), "splat": set(), "usd": {"cameras", "up_axis", "points"},
             "usdz": {"cameras", "up_axis", "points"}}
 

@@ -1,4 +1,4 @@
-"""User inputs of ``lyra3d generate``: images, videos and prompts, read like a careful tool.
+"""User images, read like a careful tool (videos: :mod:`lyra3d.io.video`, which shares the fitting here).
 
 :func:`load_image` reads any common still image (PNG, JPEG, WebP, TIFF, GIF, BMP, AVIF; RGBA, LA and
 palette transparency, 1/8/16-bit and float grayscale, CMYK, colour profiles, EXIF orientation) into a
@@ -6,7 +6,7 @@ palette transparency, 1/8/16-bit and float grayscale, CMYK, colour profiles, EXI
 center-cropped (``fit="crop"``) or padded (``fit="pad"``) to the target aspect, then resampled with a
 Lanczos filter; :class:`ImageInfo` records everything that was done, in source pixels, for the report.
 
-:func:`load_video` does the same for every frame of a video (MP4/MOV/WebM/... through ffmpeg; GIF,
+:func:`lyra3d.io.video.load_video` does the same for every frame of a video (MP4/MOV/WebM/... through ffmpeg; GIF,
 animated WebP/PNG through Pillow) or of a folder of frame images. Its size is checked from the file's
 header before any frame is decoded, and frames are resampled one by one, so memory holds the output only.
 
@@ -79,30 +79,16 @@ def fit_image_tensor(image: Tensor, width: int, height: int, fit: str = "crop") 
 
 #: How an input of another aspect is brought to the target aspect.
 FITS = ("crop", "pad")
-
-
 #: Colour that transparent pixels are composited over: a neutral mid gray (sRGB values in [0, 1]).
 NEUTRAL_BACKGROUND: tuple[float, float, float] = (0.5, 0.5, 0.5)
-
-
 #: Smallest accepted width and height of an image or video frame, in pixels.
 MIN_IMAGE_SIDE = 16
-
-
 #: Largest accepted image, in pixels (a 150-megapixel photo decodes to about 450 MB of 8-bit RGB).
 MAX_IMAGE_PIXELS = 150_000_000
-
-
 #: File suffixes taken as frames when a folder is given as a video.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
-
-
 _FORMATS_HINT = "give a PNG, JPEG, WebP or TIFF"
-
-
 _EXIF_ORIENTATION = 0x0112
-
-
 _RESAMPLE_GAP = 3.0  # Pillow reduces by whole factors first when downscaling more than this (fast, same look)
 
 

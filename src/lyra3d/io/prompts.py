@@ -1,4 +1,4 @@
-"""TODO(restructure): describe this module."""
+"""Text prompts: one check for every command that takes one."""
 
 from __future__ import annotations
 

@@ -34,8 +34,6 @@ from lyra3d.io.images import (
 
 #: Largest accepted video frame side, in pixels (8K UHD is 7680 x 4320); checked before decoding.
 MAX_VIDEO_SIDE = 8192
-
-
 #: Most frames :func:`load_video` reads when ``max_frames`` is not given.
 MAX_VIDEO_FRAMES = 2000
 

@@ -1,4 +1,4 @@
-"""The 3DGS decoder (DESIGN §4): the latents of all trajectories + their Plücker rays → one set of 3D
+"""The 3DGS decoder (docs/design.md §4): the latents of all trajectories + their Plücker rays → one set of 3D
 Gaussians, in a single forward pass.
 
 Tokens: each trajectory's latents ``(T', C, h, w)`` are cut into ``1×p×p`` latent patches (linear patch

@@ -1,7 +1,7 @@
-"""The time-conditioned 3DGS decoder (DESIGN §4 "Dynamic", issue 9): the latents of a video teacher's
+"""The time-conditioned 3DGS decoder (docs/design.md §4 "Dynamic", issue 9): the latents of a video teacher's
 trajectories + their rays + **two times** → the Gaussians of the scene at a requested target time.
 
-It is :class:`~lyra3d.decoder.GaussianDecoder` with two time embeddings joining the tokens, right where the
+It is :class:`~lyra3d.models.decoder.GaussianDecoder` with two time embeddings joining the tokens, right where the
 latent, ray, position and trajectory embeddings are summed (before the first transformer block):
 
 * the **source time** of each token: the time of the frames its latent frame covers (frame 0 alone, then
@@ -10,7 +10,7 @@ latent, ray, position and trajectory embeddings are summed (before the first tra
 * the **target time**: one per sample, added to every token, so every block knows which moment to output.
 
 With ``input_view`` (:class:`Decoder4DConfig`), the input video itself joins as one more view after the
-trajectories: its latents (the tokenizer's, :attr:`lyra3d.dynamic.VideoTeacherSample.input_latents`), its
+trajectories: its latents (the tokenizer's, :attr:`lyra3d.pipelines.teacher.VideoTeacherSample.input_latents`), its
 cameras and its frame times, marked by the last trajectory embedding (``max_views − 1``, which no trajectory
 uses). The trajectories show every time only as the video model imagined it; the input video is the one
 view seen as it was, at every time: its pixels get Gaussians like every other view's.
@@ -72,7 +72,7 @@ def append_input_view(latents: Tensor, cameras: Cameras, input_latents: Tensor |
     t = len(cameras) // latents.shape[0]
     if input_latents is None or input_cameras is None:
         raise InputError("this 4D decoder also reads the input video: pass input_latents (T', C, h, w) and "
-                         "input_cameras (T) (lyra3d.dynamic.video_teacher returns both)")
+                         "input_cameras (T) (lyra3d.pipelines.teacher.video_teacher returns both)")
     if tuple(input_latents.shape) != tuple(latents.shape[1:]) or len(input_cameras) != t:
         raise InputError(f"the input video's latents {tuple(input_latents.shape)} and {len(input_cameras)} "
                          f"cameras do not match one trajectory's {tuple(latents.shape[1:])} and {t}")

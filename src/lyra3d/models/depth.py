@@ -1,6 +1,6 @@
 """Monocular depth: the estimator interface, a small U-Net trained by this project, and depth-map files.
 
-Scale convention (DESIGN §2): depth is z-depth in metres where the source is metric (a depth file, or the
+Scale convention (docs/design.md §2): depth is z-depth in metres where the source is metric (a depth file, or the
 shipped network on procedural worlds, whose sizes are metric), otherwise in the scene's own units.
 :func:`normalize_scene_scale` sets a non-metric scene's scale from its median depth, so the rest of the
 pipeline always sees a median input depth of ``target_median``.

@@ -1,4 +1,5 @@
-"""TODO(restructure): describe this module."""
+"""Building blocks the models share: sinusoidal time embeddings, 3D (frame, row, column) position
+embeddings, Plücker-ray patch tokens aligned with the latent grid, and the adaLN transformer block."""
 
 from __future__ import annotations
 

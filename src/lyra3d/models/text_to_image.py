@@ -1,11 +1,11 @@
-"""Text → image (DESIGN §1, ``text ─text→image``): a small latent diffusion transformer that turns a
+"""Text → image (docs/design.md §1, ``text ─text→image``): a small latent diffusion transformer that turns a
 caption into one 176×320 image, which the image → 3D pipeline then takes as its input view.
 
 Parts:
 
 - :class:`WordTokenizer`: word-level, lower case, commas are tokens, ``<unk>`` for words outside the
   vocabulary. The vocabulary (:func:`lyra3d.data.worlds.caption_vocabulary`) is the procedural-world generator's
-  (:mod:`lyra3d.worlds` captions: colours, textures, shapes, counts, skies and the few glue words) and is
+  (:mod:`lyra3d.data.worlds` captions: colours, textures, shapes, counts, skies and the few glue words) and is
   saved in the model's ``config.json``, so a checkpoint is self-contained.
 - :class:`TextEncoder`: a small pre-LN transformer over the word tokens (learned positions), trained here
   from scratch jointly with the image model. Why not a pretrained sentence encoder: no registry package
@@ -15,13 +15,13 @@ Parts:
   for is denoising the image, so the diffusion loss is the right objective and needs no second dataset.
 - :class:`TextToImageModel`: a DiT over ONE latent frame of the video tokenizer (``C × h × w``, 16 × 22 × 40
   at 176×320), tokens of ``p × p`` latent patches with a fixed sinusoidal position code. It reuses the video
-  model's adaLN-Zero block (:class:`lyra3d.video_model._Block`, imported) and adds, after each block, a
+  model's adaLN-Zero block (:class:`lyra3d.models.video_model._Block`, imported) and adds, after each block, a
   cross-attention from the image tokens to the text tokens (zero-initialised output, so training starts
   from the unconditional DiT) with a padding mask, so a prompt's image does not depend on what it is
   batched with. The pooled (masked mean) text embedding joins the flow-time embedding in the adaLN
   condition. This cross-attention wrapper is the one generalisation of the video model's blocks, and it
   lives here (the video model is unchanged).
-- Training: rectified flow as in :mod:`lyra3d.video_model` (``x_s = (1 − s)·x₀ + s·ε``, the network
+- Training: rectified flow as in :mod:`lyra3d.models.video_model` (``x_s = (1 − s)·x₀ + s·ε``, the network
   predicts ``ε − x₀``), with flow times drawn logit-normal (more weight on the middle times, as in SD3),
   on latents normalised per channel (statistics of the training latents, kept in the config). The text is
   dropped (replaced by a learned null token) with probability ``drop_prob`` for classifier-free guidance.
@@ -45,8 +45,6 @@ from lyra3d.models.layers import _Block, positions_3d, timestep_embedding
 from lyra3d.models.modeling import Pretrained
 
 PAD, UNK = "<pad>", "<unk>"
-
-
 _WORD_RE = re.compile(r"[a-z]+|[0-9]+|,")
 
 

@@ -1,4 +1,4 @@
-"""The video tokenizer: a causal video autoencoder (DESIGN §3 ``tokenizer``), and the adapter that puts a
+"""The video tokenizer: a causal video autoencoder (docs/design.md §3 ``tokenizer``), and the adapter that puts a
 diffusers video VAE (e.g. ``AutoencoderKLCosmos``, Lyra's Cosmos tokenizer) behind the same interface.
 
 ``T = 1 + k·m`` frames ``(B, T, 3, H, W)`` in [0, 1] become latents ``(B, 1 + m, C, H/8, W/8)``: the first

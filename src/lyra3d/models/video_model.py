@@ -1,10 +1,10 @@
-"""The camera-controlled latent video diffusion model (GEN3C-style; DESIGN §3 ``video_model``).
+"""The camera-controlled latent video diffusion model (GEN3C-style; docs/design.md §3 ``video_model``).
 
 A diffusion transformer over the latents of one trajectory, ``(T', C, h, w)``, trained by flow matching
 (rectified flow: ``x_s = (1 − s)·x₀ + s·ε``, the network predicts the velocity ``ε − x₀``). Flow matching
 because its straight paths sample well in few Euler steps, which is what a CPU default needs.
 
-Conditioning, per token (DESIGN §3): the tokenizer latents of the warped cache renders and of their
+Conditioning, per token (docs/design.md §3): the tokenizer latents of the warped cache renders and of their
 masks (the mask as a 3-channel image in [-1, 1], encoded by the same tokenizer), concatenated to the noisy
 latents along channels; the input image's latent at frame 0 (replaced into the sample at every step,
 so the first frame is the input); Plücker rays of every frame, embedded per token by a zero-initialised

@@ -1,4 +1,6 @@
-"""TODO(restructure): describe this module."""
+"""What the pipelines share (:class:`TeacherPipeline`): the teacher (depth → 3D cache → video model) plus
+one Gaussian decoder, loaded from a weights folder or the shipped models, saved back, moved between
+devices, and the settings of each call checked against the models before any work."""
 
 from __future__ import annotations
 
@@ -30,12 +32,12 @@ IMAGE_STAGES = ("depth", "cache", "encode", "sample", "decoder", "input_view")
 class TeacherPipeline:
     """The teacher (depth → 3D cache → video model) plus one Gaussian decoder, with default settings: loading
     from a weights folder or the shipped models, saving, moving to a device, checking settings against the
-    models, provenance. :class:`ImageTo3DPipeline` and :class:`lyra3d.pipelines4d.VideoTo4DPipeline` are
+    models, provenance. :class:`ImageTo3DPipeline` and :class:`lyra3d.pipelines.video_to_4d.VideoTo4DPipeline` are
     this with their own ``__call__``.
 
     Args:
-        teacher: depth estimator + tokenizer + video model (:class:`lyra3d.teacher.Teacher`).
-        decoder: the pipeline's decoder (a :class:`lyra3d.decoder.GaussianDecoder` or subclass).
+        teacher: depth estimator + tokenizer + video model (:class:`lyra3d.pipelines.teacher.Teacher`).
+        decoder: the pipeline's decoder (a :class:`lyra3d.models.decoder.GaussianDecoder` or subclass).
         config: default settings of every call.
     """
 

@@ -1,4 +1,5 @@
-"""TODO(restructure): describe this module."""
+"""Typed settings of the pipelines: :class:`GenerateConfig` (everything that shapes a generated scene;
+each call may override fields) and the resolution presets (:data:`PRESETS`)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ class GenerateConfig:
 
     Attributes:
         preset: resolution preset (:data:`PRESETS`).
-        trajectories: camera trajectories the teacher generates and the decoder reads (DESIGN §3: Lyra's six).
+        trajectories: camera trajectories the teacher generates and the decoder reads (docs/design.md §3: Lyra's six).
         movement_factor: scale of the trajectories' camera motion (Lyra's ``movement_factor``).
         steps: Euler steps of the video model's sampler.
         guidance: classifier-free guidance of the video model (1 = off, half the cost).
@@ -76,9 +77,9 @@ class GenerateConfig:
         keep_fraction: opacity-rank pruning: keep this share of the Gaussians, the most opaque (1 = all).
         fit: an image of another aspect is center-cropped (``"crop"``) or padded (``"pad"``).
         num_frames: frames per trajectory; ``None``: the preset's.
-        backend: rasterizer for the input-view render (:func:`lyra3d.render.rasterize`).
+        backend: rasterizer for the input-view render (:func:`lyra3d.core.render.rasterize`).
         text_steps, text_guidance: sampler steps and guidance of the text-to-image model.
-        output_times: video → 4D (:mod:`lyra3d.pipelines4d`): the scene at this many times spread evenly
+        output_times: video → 4D (:mod:`lyra3d.pipelines.video_to_4d`): the scene at this many times spread evenly
             from the first to the last frame used (1: the middle); ``None``: one per frame used.
     """
 

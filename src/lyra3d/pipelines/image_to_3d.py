@@ -1,4 +1,9 @@
-"""TODO(restructure): describe this module."""
+"""Image → 3D Gaussians (docs/design.md §1): the teacher generates every trajectory's latents from the
+image, the 3DGS decoder turns them into Gaussians in one pass, pruned by opacity rank (docs/design.md §4),
+and the Gaussians rendered at the input camera measure how faithfully they keep the input (PSNR)::
+
+    pipe = ImageTo3DPipeline.from_pretrained()      # the shipped models, or a weights folder
+    scene = pipe("photo.jpg", seed=0)               # a path, or an image tensor (3, H, W) in [0, 1]"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from lyra3d.pipelines.outputs import Scene
 # -- inputs -----------------------------------------------------------------------------------------------------
 def load_input_image(path: str | Path, preset: str | Preset = "default", fit: str = "crop"
                      ) -> tuple[Tensor, ImageInfo]:
-    """An image file at the preset's size (:func:`lyra3d.inputs.load_image`: one-line errors)."""
+    """An image file at the preset's size (:func:`lyra3d.io.images.load_image`: one-line errors)."""
     from lyra3d.io.images import load_image
 
     p = PRESETS[preset] if isinstance(preset, str) else preset
@@ -29,7 +34,7 @@ def load_input_image(path: str | Path, preset: str | Preset = "default", fit: st
 # -- image → 3D ---------------------------------------------------------------------------------------------------
 class ImageTo3DPipeline(TeacherPipeline):
     """Image → 3D Gaussians: the teacher's multi-trajectory latents, then the 3DGS decoder
-    (:class:`lyra3d.decoder.GaussianDecoder`). Loading, saving and settings: :class:`TeacherPipeline`."""
+    (:class:`lyra3d.models.decoder.GaussianDecoder`). Loading, saving and settings: :class:`TeacherPipeline`."""
 
     def prepare_image(self, image: Tensor | str | Path, config: GenerateConfig | None = None
                       ) -> tuple[Tensor, ImageInfo]:

@@ -1,4 +1,6 @@
-"""TODO(restructure): describe this module."""
+"""What a pipeline returns and writes: :class:`Scene` (image/text → 3D) and :class:`Scene4D` (video → 4D),
+and their output folders, written whole or not at all (:func:`save_scene`, :func:`save_scene4d`):
+Gaussians as PLY, a fly-through video, the input view, the cameras and a report."""
 
 from __future__ import annotations
 
@@ -123,7 +125,7 @@ OUTPUT_FILES = ("scene.ply", "flythrough.mp4", "input_view.png", "cameras.json",
 def save_scene(scene: Scene, out: str | Path, force: bool = False, flythrough_frames: int = 48,
                flythrough_path: str = "flythrough", fps: float = 24.0, report: dict | None = None,
                progress: Callable[[str, int, int], None] | None = None, started: float | None = None) -> dict:
-    """Write a generate output folder, whole or not at all (:func:`lyra3d.files.staged_dir`):
+    """Write a generate output folder, whole or not at all (:func:`lyra3d.core.files.staged_dir`):
     ``scene.ply`` (standard 3DGS PLY), ``flythrough.mp4`` (the Gaussians rendered along a smooth camera path
     from the input camera), ``input_view.png`` (the input image as the models saw it), ``cameras.json``
     (:meth:`Scene.cameras_record`), ``report.json`` (:meth:`Scene.report` + ``report``, timings of the
@@ -164,7 +166,7 @@ def save_scene(scene: Scene, out: str | Path, force: bool = False, flythrough_fr
     return record
 
 
-# -- pieces of an output folder (shared with lyra3d.pipelines4d) --------------------------------------------------
+# -- pieces of an output folder (shared with lyra3d.pipelines.video_to_4d) --------------------------------------------------
 def check_flythrough(path: str, frames: int) -> None:
     """A one-line error for an unknown fly-through camera path or fewer than 2 frames."""
     from lyra3d.core import flythrough as fly
@@ -177,7 +179,7 @@ def check_flythrough(path: str, frames: int) -> None:
 
 def flythrough_cameras(scene: Scene, path: str, frames: int) -> Cameras:
     """The ``frames`` cameras of a fly-through along ``path`` from the scene's input camera, at its size
-    (:func:`lyra3d.flythrough.camera_path`; the ``"flythrough"`` path is seeded by the scene's seed)."""
+    (:func:`lyra3d.core.flythrough.camera_path`; the ``"flythrough"`` path is seeded by the scene's seed)."""
     from lyra3d.core import flythrough as fly
 
     p = scene.preset or scene.config.resolution
@@ -250,12 +252,8 @@ def finish_report(tmp: Path, record: dict, timings: dict[str, float], files: Seq
 
 #: Frame rate of a video given as a tensor without ``fps`` (and of a file that does not say).
 DEFAULT_FPS = 24.0
-
-
 #: The bullet-time camera swings from −this to +this of a half turn about the scene centre (±18°).
 BULLET_TIME_SWING = 0.1
-
-
 #: Columns of ``input_view.png``: the input at up to this many output times over the render there.
 STRIP_TIMES = 5
 
@@ -382,7 +380,7 @@ class Scene4D:
 def bullet_time_cameras(start: Cameras, center_depth: float, frames: int, swing: float = BULLET_TIME_SWING
                         ) -> Cameras:
     """``frames`` cameras swinging about the scene centre (``center_depth`` in front of ``start``) from
-    ``−swing`` to ``+swing`` of a half turn (:func:`lyra3d.cameras.trajectory` ``"orbit"``); the middle one of
+    ``−swing`` to ``+swing`` of a half turn (:func:`lyra3d.core.trajectories.trajectory` ``"orbit"``); the middle one of
     an odd count is ``start``."""
     if frames < 2:
         raise InputError(f"a bullet-time video needs at least 2 frames, got {frames}")
@@ -403,7 +401,7 @@ def _strip(scene: Scene4D, columns: int = STRIP_TIMES) -> Tensor:
 def save_scene4d(scene: Scene4D, out: str | Path, force: bool = False, flythrough_frames: int = 48,
                  flythrough_path: str = "flythrough", fps: float = 24.0, report: dict | None = None,
                  progress: Callable[[str, int, int], None] | None = None, started: float | None = None) -> dict:
-    """Write a video → 4D output folder, whole or not at all (:func:`lyra3d.files.staged_dir`):
+    """Write a video → 4D output folder, whole or not at all (:func:`lyra3d.core.files.staged_dir`):
 
     * ``gaussians/scene_t000.ply ...``: the Gaussians at each output time (standard 3DGS PLYs, plus a ``t``
       property with the time in seconds, which viewers ignore);

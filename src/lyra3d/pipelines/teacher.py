@@ -1,9 +1,12 @@
 """The teacher: depth → 3D cache → the camera-controlled video model along several trajectories → latents
-(DESIGN §1). It is what synthetic data generation runs and what the image-to-3D pipeline runs before the
+(docs/design.md §1). It is what synthetic data generation runs and what the image-to-3D pipeline runs before the
 3DGS decoder. The RGB decoder (the tokenizer's ``decode``) turns its latents into the teacher's frames.
 
 A :class:`Teacher` holds three swappable parts: a depth estimator, a tokenizer and a video model, each
-loaded from a folder (``from_pretrained``) or the shipped defaults.
+loaded from a folder (``from_pretrained``) or the shipped defaults. :func:`video_teacher` is the same
+teacher for a video (video → 4D): one 3D cache per input frame, each lifted with its own depth and warped
+into the camera at the same index of every trajectory, so frame ``t`` of each trajectory shows the scene at
+the time of input frame ``t``.
 """
 
 from __future__ import annotations
@@ -29,8 +32,6 @@ from lyra3d.models.tokenizer import Tokenizer, load_tokenizer
 from lyra3d.models.video_model import VideoDiffusionModel, sample
 
 DEFAULT_TOKENIZER_WEIGHTS = "tokenizer"
-
-
 DEFAULT_VIDEO_MODEL_WEIGHTS = "video_model"
 
 
@@ -164,7 +165,7 @@ class Teacher:
     def generate(self, cond: dict[str, TrajectoryCondition], first: Tensor, seed: int = 0,
                  progress=None) -> tuple[tuple[str, ...], Tensor, Cameras, Tensor, Tensor]:
         """Encode a warped cache and sample: ``cond`` (trajectory name → its cameras and warped cache, e.g.
-        :func:`~lyra3d.cache3d.multi_trajectory_conditioning` or the per-frame cache of a video) and the first
+        :func:`~lyra3d.core.cache3d.multi_trajectory_conditioning` or the per-frame cache of a video) and the first
         frame ``first (3, H, W)`` → ``(names, latents (V, T', C, h, w), cameras (V·T, trajectory-major),
         cache_rgb (V, T, 3, H, W), cache_mask (V, T, 1, H, W))``. ``progress("encode")`` and
         ``progress("sample")`` after those stages."""
@@ -201,7 +202,7 @@ class Teacher:
 # -- the video teacher ---------------------------------------------------------------------------------------
 @dataclass
 class VideoTeacherSample(TeacherSample):
-    """A :class:`~lyra3d.teacher.TeacherSample` of a video: frame ``t`` of every trajectory shows the time of
+    """A :class:`~lyra3d.pipelines.teacher.TeacherSample` of a video: frame ``t`` of every trajectory shows the time of
     input frame ``t``. ``image``/``depth`` are input frame 0 and its depth (as for one image); ``video
     (T, 3, H, W)``, ``video_depth (T, 1, H, W)`` (sky dropped), ``input_cameras`` (T) and ``times (T,)``
     (seconds of the input frames when known, else the frame indices) describe the whole input;
@@ -246,7 +247,7 @@ def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int 
     ``teacher.config.num_frames`` says.
 
     Args:
-        frames: ``(T, 3, H, W)`` in [0, 1] (e.g. :func:`lyra3d.inputs.load_video`).
+        frames: ``(T, 3, H, W)`` in [0, 1] (e.g. :func:`lyra3d.io.video.load_video`).
         cameras: one camera per frame, or one for a still camera.
         depth: ``(T, 1, H, W)`` z-depth replacing the estimator's.
         times: ``(T,)`` seconds of the frames (recorded in the result; default the frame indices).

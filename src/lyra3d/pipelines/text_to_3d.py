@@ -1,4 +1,5 @@
-"""TODO(restructure): describe this module."""
+"""Text → 3D: the text-to-image model makes the input image (decoded by the teacher's tokenizer), then
+:class:`~lyra3d.pipelines.image_to_3d.ImageTo3DPipeline` makes the scene."""
 
 from __future__ import annotations
 

@@ -1,22 +1,22 @@
-"""Video → 4D (DESIGN §1 "Dynamic", issue 9): a monocular video to 3D Gaussians at chosen times.
+"""Video → 4D (docs/design.md §1 "Dynamic", issue 9): a monocular video to 3D Gaussians at chosen times.
 
 ::
 
-    from lyra3d.pipelines4d import VideoTo4DPipeline, save_scene4d
+    from lyra3d.pipelines import VideoTo4DPipeline, save_scene4d
 
     pipe = VideoTo4DPipeline.from_pretrained()          # the shipped models (or a weights folder)
     scene = pipe("clip.mp4", seed=0)                    # a path, or a video tensor (T, 3, H, W) in [0, 1]
     scene.gaussians[k], scene.times[k]                  # the scene at output time k (seconds of the video)
     save_scene4d(scene, "out")                          # what `lyra3d generate --video` writes
 
-:class:`VideoTo4DPipeline` reads the video (:func:`lyra3d.inputs.load_video`: any video ffmpeg reads, an
+:class:`VideoTo4DPipeline` reads the video (:func:`lyra3d.io.video.load_video`: any video ffmpeg reads, an
 animated GIF/WebP, or a folder of frames; every frame center-cropped or padded to the preset's size, like an
 image), chooses the frames the models read (:func:`choose_frames`), runs the video teacher (one 3D cache per
-frame, :func:`lyra3d.dynamic.video_teacher`) and then the time-conditioned decoder
-(:class:`lyra3d.decoder4d.GaussianDecoder4D`) once per output time (the shipped one also reads the input
+frame, :func:`lyra3d.pipelines.teacher.video_teacher`) and then the time-conditioned decoder
+(:class:`lyra3d.models.decoder4d.GaussianDecoder4D`) once per output time (the shipped one also reads the input
 video's own latents as a seventh view, ``input_view``), prunes each time's Gaussians by opacity
 rank and renders them at the input camera against the input frame (PSNR). Loading, saving, devices and
-settings are :class:`lyra3d.pipelines.TeacherPipeline`'s; the decoder is the weights folder's ``decoder4d/``
+settings are :class:`lyra3d.pipelines.base.TeacherPipeline`'s; the decoder is the weights folder's ``decoder4d/``
 part (default: the shipped one, ``lyra3d/weights/decoder4d``).
 
 Choices (each one is recorded in the scene's report):
@@ -36,7 +36,7 @@ Choices (each one is recorded in the scene's report):
   range (the 4 s of procedural motion it was trained on), so every clip looks alike to it. Output times
   default to one per distinct frame read; ``output_times=N`` (``--times N``) spreads N over the span,
   ``times=`` names them.
-* **Result.** A :class:`Scene4D`: one :class:`~lyra3d.gaussians.Gaussians` per output time (each with
+* **Result.** A :class:`Scene4D`: one :class:`~lyra3d.core.gaussians.Gaussians` per output time (each with
   ``times`` filled), not one set with per-Gaussian times: the decoder outputs a whole scene per time, and a
   scene per time is what any 3DGS viewer opens. :func:`save_scene4d` writes them as
   ``gaussians/scene_t000.ply ...`` (standard 3DGS PLYs, plus a ``t`` property that viewers ignore).
@@ -70,9 +70,9 @@ VIDEO_STAGES = ("read_video",) + IMAGE_STAGES
 def load_input_video(path: str | Path, preset: Preset, fit: str = "crop", max_frames: int | None = None
                      ) -> tuple[Tensor, VideoInfo]:
     """A video file or a folder of frames at the preset's size: ``(N, 3, H, W)`` and what was done
-    (:func:`lyra3d.inputs.load_video`: one-line errors for a missing, empty, corrupt or unreadable file, zero
-    frames, a single frame, frames over :data:`lyra3d.inputs.MAX_VIDEO_SIDE` px or more than
-    :data:`lyra3d.inputs.MAX_VIDEO_FRAMES` frames). ``max_frames``: read only the first N."""
+    (:func:`lyra3d.io.video.load_video`: one-line errors for a missing, empty, corrupt or unreadable file, zero
+    frames, a single frame, frames over :data:`lyra3d.io.video.MAX_VIDEO_SIDE` px or more than
+    :data:`lyra3d.io.video.MAX_VIDEO_FRAMES` frames). ``max_frames``: read only the first N."""
     from lyra3d.io.video import load_video
 
     return load_video(path, preset.width, preset.height, max_frames=max_frames, fit=fit)
@@ -93,7 +93,7 @@ def choose_frames(available: int, wanted: int, temporal_factor: int = 4, what: s
 class VideoTo4DPipeline(TeacherPipeline):
     """Video → 4D Gaussians: the video teacher's multi-trajectory latents (one 3D cache per frame), then the
     time-conditioned decoder once per output time. Loading, saving and settings:
-    :class:`~lyra3d.pipelines.TeacherPipeline` (the decoder is the weights folder's ``decoder4d/``)."""
+    :class:`~lyra3d.pipelines.base.TeacherPipeline` (the decoder is the weights folder's ``decoder4d/``)."""
 
     decoder_part = "decoder4d"
     decoder_name = "4D decoder"

@@ -1,4 +1,15 @@
-"""TODO(restructure): describe this module."""
+"""Weights folders: one sub-folder per part (every part optional; a missing one is the shipped default)::
+
+    WEIGHTS/depth/          config.json + model.safetensors (lyra3d train depth)
+    WEIGHTS/tokenizer/      (lyra3d train tokenizer, or a diffusers video VAE)
+    WEIGHTS/video_model/    (lyra3d train video-model)
+    WEIGHTS/decoder/        (lyra3d train decoder)
+    WEIGHTS/decoder4d/      (lyra3d train decoder --dynamic 1; video → 4D only)
+    WEIGHTS/text_to_image/  (lyra3d train text-to-image; text → 3D only)
+    WEIGHTS/pipeline.json   the pipeline's class, the class of each part and the default settings
+
+A folder that is itself one part's checkpoint (e.g. ``runs/decoder/model``) is taken as that part: its
+``config.json`` names its class (:func:`lyra3d.models.modeling.model_class_of`), and the class its part."""
 
 from __future__ import annotations
 

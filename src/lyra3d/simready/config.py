@@ -1,4 +1,5 @@
-"""TODO(restructure)"""
+"""Settings of the sim-ready export: surface extraction (:class:`ExtractionConfig`), the drop test
+(:class:`DropTestConfig`) and the export as a whole (:class:`SimReadyConfig`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 from lyra3d.errors import InputError
 
-#: What to install for the optional dependencies of this module and :mod:`lyra3d.simready`.
+#: What to install for the optional dependencies of this module and :mod:`lyra3d.simready.stage`.
 SIM_INSTALL = "pip install lyra3d[sim]"
 
 
@@ -21,7 +22,7 @@ class ExtractionConfig:
         render_width: width of the depth renders in pixels (height keeps the aspect); ``0`` renders at the
             cameras' own size. Small cameras are rendered larger: finer depth samples fuse into a better surface.
         min_alpha: accumulated opacity from which a pixel counts as surface.
-        edge_tolerance: :func:`~lyra3d.cache3d.depth_edges` tolerance; pixels at occlusion edges are dropped.
+        edge_tolerance: :func:`~lyra3d.core.cache3d.depth_edges` tolerance; pixels at occlusion edges are dropped.
             ``0`` keeps them.
         max_depth_spread: pixels whose inverse depth spreads more than this (relative standard deviation
             along the pixel's ray, see :func:`render_depths`) are dropped: mixed or see-through pixels.
@@ -43,7 +44,7 @@ class ExtractionConfig:
         fill_floor: when a ground plane is found, make the space under it solid within the scene's footprint
             before the final marching cubes (:func:`fill_under_ground`): holes and dips in the floor are
             closed at the plane's height, geometry above it is kept.
-        backend: rasterizer backend for the depth renders (see :func:`lyra3d.render.rasterize`).
+        backend: rasterizer backend for the depth renders (see :func:`lyra3d.core.render.rasterize`).
         seed: seeds the RANSAC and the surface samples (the result is deterministic).
     """
 
@@ -160,13 +161,13 @@ class SimReadyConfig:
     """Parameters of :func:`export_simready`.
 
     Attributes:
-        extraction: the surface extraction (:class:`lyra3d.mesh.ExtractionConfig`).
+        extraction: the surface extraction (:class:`lyra3d.simready.config.ExtractionConfig`).
         scene_scale: metres per scene unit; ``None``: ``meta.json``'s ``meters_per_unit`` if the scene
             folder has one, else 1 (lyra3d's depth is metric).
         ground_size: edge of the square ground plane in metres; ``None``: four times the mesh's larger
             horizontal extent, at least 20 m.
         friction, restitution: of the physics material bound to both colliders.
-        points: also write the Gaussians' ``UsdGeom.Points`` fallback (see :func:`lyra3d.export.save_usd`).
+        points: also write the Gaussians' ``UsdGeom.Points`` fallback (see :func:`lyra3d.io.export.save_usd`).
         check: run :func:`drop_test` on the written mesh and record it in ``simready.json`` (skipped, and
             said so, when PyBullet is not installed).
         drop_test: its configuration.

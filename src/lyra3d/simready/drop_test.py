@@ -1,4 +1,8 @@
-"""TODO(restructure): describe this module."""
+"""The physics check: load the collision mesh as a static concave triangle mesh into PyBullet (a registry
+package, no Isaac Sim), drop spheres and boxes onto it and report whether they come to rest on the
+surface. PyBullet rather than MuJoCo: MuJoCo collides with the convex hull of a mesh, so a room would become
+a solid block; Bullet's BVH triangle mesh is the same kind of static collider as PhysX's
+``approximation = "none"``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO(restructure): describe this module."""
+"""The floor: a RANSAC ground plane (:func:`fit_ground_plane`), the transform that levels it
+(:func:`leveling_transform`), and the floor fill that closes its holes under the scene's footprint
+(:func:`fill_under_ground`; see :mod:`lyra3d.simready.mesh`, steps 4–5)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import numpy as np
 from lyra3d.errors import InputError
 from lyra3d.simready.tsdf import TSDFVolume, grow_grid
 
-#: The scene's up direction in its OpenCV world frame (DESIGN §2: y points down).
+#: The scene's up direction in its OpenCV world frame (docs/design.md §2: y points down).
 SCENE_UP = (0.0, -1.0, 0.0)
 
 

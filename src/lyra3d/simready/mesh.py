@@ -2,13 +2,13 @@
 
 :func:`extract_mesh` turns a scene (Gaussians + the cameras that generated it) into a mesh in six steps:
 
-1. **Depth renders** (:func:`render_depths`). The Gaussians are rasterized (:func:`lyra3d.render.rasterize`,
+1. **Depth renders** (:func:`render_depths`). The Gaussians are rasterized (:func:`lyra3d.core.render.rasterize`,
    the C kernel on CPU) at up to ``max_views`` of the trajectory cameras. Depth comes from the first two
    moments of *inverse* depth rendered as colour channels, not from the expected depth, which a surface of
    opacity 0.99 in front of a far background (a sky at 500 m) pulls metres backwards. A pixel counts as
    surface where its opacity is at least ``min_alpha``, its depth is at most ``max_depth`` (sky and far
    splats are dropped), its inverse depth spreads little along the ray (no see-through or mixed pixels) and it
-   is not at an occlusion edge (:func:`lyra3d.cache3d.depth_edges`).
+   is not at an occlusion edge (:func:`lyra3d.core.cache3d.depth_edges`).
 2. **TSDF fusion** (:func:`fuse_tsdf`): truncated-signed-distance fusion (Curless & Levoy) on a voxel grid,
    written here in numpy: every view updates each voxel in front of (or up to ``trunc`` behind) its observed
    depth with ``clamp(distance / trunc, -1, 1)`` as a weighted running mean, and the colour of voxels near the
@@ -22,7 +22,7 @@
    eight corners were observed, so unobserved space never produces a surface; small disconnected pieces
    (floaters) are dropped.
 4. **Ground plane** by RANSAC (:func:`fit_ground_plane`): the largest plane within ``ground_max_tilt_degrees``
-   of the scene's up direction (``-y``, DESIGN §2) that has no more of the surface under it than on it (the
+   of the scene's up direction (``-y``, docs/design.md §2) that has no more of the surface under it than on it (the
    floor is the scene's bottom), refined by least squares. :func:`leveling_transform` maps it to ``y = 0``
    (the exporter turns that into a Z-up floor at ``Z = 0``).
 5. **Floor fill** (``fill_floor``, on by default; :func:`fill_under_ground`): a generated floor has holes
@@ -43,13 +43,9 @@ above, and it would still need the robust depth of step 1; the fusion here is ab
 scikit-image (marching cubes) and fast-simplification (a C++ quadric decimator, 0.3 MB) are small, well kept
 and have wheels for every platform.
 
-Units are scene units (metres by DESIGN §2's convention); the mesh lives in the scene's OpenCV world frame.
+Units are scene units (metres by docs/design.md §2's convention); the mesh lives in the scene's OpenCV world frame.
 
-The second half of the module evaluates meshes on procedural worlds, whose geometry is exact:
-:func:`world_surface_distance` (analytic unsigned distance to a world's surfaces),
-:func:`world_surface_samples` (ray-cast surface points seen by cameras), :func:`point_mesh_distance`,
-:func:`evaluate_mesh` (Chamfer distance, floor height and tilt errors) and :func:`write_world_scene`, which
-turns a world into the stand-in for a generated scene folder (``scene.ply`` + ``cameras.json``).
+Meshes are measured on procedural worlds in :mod:`lyra3d.evaluation.mesh`.
 """
 
 from __future__ import annotations

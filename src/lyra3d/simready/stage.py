@@ -2,7 +2,7 @@
 in one USD stage a robot simulator (Isaac Sim, any UsdPhysics reader) loads, plus ``mesh.glb``/``mesh.obj``.
 
 ``export_simready(scene_dir, out_dir)`` reads a generated scene folder (``scene.ply`` + ``cameras.json``),
-extracts the surface (:func:`lyra3d.mesh.extract_mesh`), levels the scene on its detected floor and writes
+extracts the surface (:func:`lyra3d.simready.mesh.extract_mesh`), levels the scene on its detected floor and writes
 ``out_dir`` (atomically: a temporary folder renamed at the end)::
 
     scene.usd       the stage (binary crate): Z up, metres (metersPerUnit 1, kilogramsPerUnit 1)
@@ -14,7 +14,7 @@ extracts the surface (:func:`lyra3d.mesh.extract_mesh`), levels the scene on its
 
 Stage layout (``/World`` is the default prim)::
 
-    /World/Gaussians            ParticleField3DGaussianSplat  purpose "render" (lyra3d.export.save_usd)
+    /World/Gaussians            ParticleField3DGaussianSplat  purpose "render" (lyra3d.io.export.save_usd)
     /World/GaussiansPoints      Points fallback               purpose "proxy"
     /World/Cameras/cam_NNNN     Camera, one per generating camera
     /World/PhysicsScene         PhysicsScene: gravity -Z, 9.81 m/s²
@@ -31,23 +31,19 @@ guides on request; physics ignores purposes).
 Frames. The scene's world is its input camera's OpenCV frame (x right, y down, z forward). The stage is
 ``sim = R_zup · s · (L · p)``: ``L`` levels the fitted floor (smallest rotation of its normal onto ``-y``, then
 the floor moved to ``y = 0``), ``s`` is the scale in metres per scene unit, ``R_zup`` the export's fixed
-``X = x, Y = z, Z = -y`` (:data:`lyra3d.export.USD_AXIS_ROTATIONS`). So the floor is ``Z = 0``, the input
+``X = x, Y = z, Z = -y`` (:data:`lyra3d.io.export.USD_AXIS_ROTATIONS`). So the floor is ``Z = 0``, the input
 camera stands above the origin looking along ``+Y``. The full 4×4 is ``customLayerData.lyra3d.simready
 .sceneToStage`` (row-major, acting on column vectors).
 
-Scale: DESIGN §2 makes scene depth metric, so one scene unit is one metre (``s = 1``) unless the scene
+Scale: docs/design.md §2 makes scene depth metric, so one scene unit is one metre (``s = 1``) unless the scene
 folder's ``meta.json`` gives ``meters_per_unit`` or the caller sets ``scene_scale`` (``--scene-scale``) for a
 scene whose depth is not metric.
 
 The collision mesh's floor is closed at the fitted plane where the generated geometry has holes or dips
-(``ExtractionConfig.fill_floor``, on by default; see :mod:`lyra3d.mesh`), so that it holds what is dropped on
+(``ExtractionConfig.fill_floor``, on by default; see :mod:`lyra3d.simready.mesh`), so that it holds what is dropped on
 it without the ground plane's help.
 
-The physics check, :func:`drop_test`, loads the mesh as a static concave triangle mesh into PyBullet (a
-registry package, no Isaac Sim), drops spheres and boxes onto it and reports whether they come to rest on
-the surface. PyBullet is used rather than MuJoCo because MuJoCo collides with the convex hull of a mesh,
-so a room would become a solid block; Bullet's BVH triangle mesh is the same kind of static collider
-as PhysX's ``approximation = "none"``.
+The physics check is :func:`lyra3d.simready.drop_test.drop_test`.
 """
 
 from __future__ import annotations
@@ -221,7 +217,7 @@ def _add_physics(stage, vertices: np.ndarray, faces: np.ndarray, colors: np.ndar
 
 def _write_stage(path: Path, gaussians, cameras: Cameras | None, vertices: np.ndarray, faces: np.ndarray,
                  colors: np.ndarray, config: SimReadyConfig, ground_size: float, report: dict) -> None:
-    """The Gaussians and cameras through :func:`lyra3d.export.save_usd`, then the physics prims, flattened
+    """The Gaussians and cameras through :func:`lyra3d.io.export.save_usd`, then the physics prims, flattened
     into one binary stage at ``path``."""
     from pxr import Usd
 

@@ -1,4 +1,6 @@
-"""TODO(restructure): describe this module."""
+"""Truncated-signed-distance fusion (Curless & Levoy) of depth maps on a sparse voxel band, in numpy (see
+:mod:`lyra3d.simready.mesh`, step 2): distances to the observed surface's tangent plane, so grazing floors
+do not fall apart; only voxels within the truncation distance of an observed point are stored."""
 
 from __future__ import annotations
 

@@ -15,22 +15,22 @@ trajectories, then all of them; the last ``prune_from`` share adds the opacity t
 gradient clipping, resumable. ``accelerate launch --num_processes N -m lyra3d.train.decoder ...`` runs
 data-parallel on N GPUs (or CPU processes with gloo); the same command runs on one device without it.
 
-``--dynamic 1`` trains the time-conditioned :class:`~lyra3d.decoder4d.GaussianDecoder4D` on dynamic SDG
-(``lyra3d sdg --clips N``, DESIGN §4 "Dynamic"): each step picks a clip sample and a frame index ``f``;
+``--dynamic 1`` trains the time-conditioned :class:`~lyra3d.models.decoder4d.GaussianDecoder4D` on dynamic SDG
+(``lyra3d sdg --clips N``, docs/design.md §4 "Dynamic"): each step picks a clip sample and a frame index ``f``;
 the decoder reads the chosen trajectories' latents with their frame times and the target time
 ``times[f]``, and the same loss compares its render at the cameras of frame ``f`` of those trajectories
 with the teacher's frames there (which show the scene at that time), and, where the sample holds its input
 video (``input.npy``), its render at the input camera of frame ``f`` with input frame ``f``, weighted
 ``input_weight`` (no trajectory passes the input camera after time 0: without this term the input view is
 only seen at the first time). ``--input-view 1`` makes the 4D decoder read the input video's own latents
-as one more view (:class:`~lyra3d.decoder4d.Decoder4DConfig` ``input_view``; a model from ``--init-from``
+as one more view (:class:`~lyra3d.models.decoder4d.Decoder4DConfig` ``input_view``; a model from ``--init-from``
 that already does keeps doing so): its Gaussians join the render; clip SDG written before the input
 latents were stored (``input_latents``) is refused. ``--static-data DIR`` (an image SDG
 folder) adds static steps (a ``static_share`` of them: frame times and target time 0, ``render_frames``
 random frames), so the decoder keeps decoding still scenes. ``--init-from`` takes a static decoder folder
-(the 4D decoder starts as it, :meth:`~lyra3d.decoder4d.GaussianDecoder4D.from_static`) or a 4D one; the
+(the 4D decoder starts as it, :meth:`~lyra3d.models.decoder4d.GaussianDecoder4D.from_static`) or a 4D one; the
 model's config then comes from that folder. ``--gaussian-stride 2`` with ``--init-from`` fine-tunes that decoder at a
-finer stride (:meth:`~lyra3d.decoder.GaussianDecoder.with_stride`). Validation: PSNR vs the teacher frames at frames ``0``,
+finer stride (:meth:`~lyra3d.models.decoder.GaussianDecoder.with_stride`). Validation: PSNR vs the teacher frames at frames ``0``,
 ``T/2`` and ``T − 1`` (target time = their time) of the held-out clip samples.
 """
 
@@ -152,7 +152,7 @@ def sample_loss(model, decoder: GaussianDecoder, sample: dict, views: torch.Tens
                 target_time: float | None = None, input_frame: int | None = None) -> tuple[torch.Tensor, dict]:
     """Loss of one sample with input trajectories ``views`` rendered at ``frames`` (indices into views × T).
 
-    ``target_time``: a 4D decoder's (:class:`~lyra3d.decoder4d.GaussianDecoder4D`) target time in seconds; it
+    ``target_time``: a 4D decoder's (:class:`~lyra3d.models.decoder4d.GaussianDecoder4D`) target time in seconds; it
     also reads the sample's frame times (``sample["times"]``). ``None``: a static decoder. ``input_frame``:
     also render the input camera of that frame and compare with the input frame (``input_weight``; a
     sample holding its input video only). A 4D decoder with ``input_view`` also reads the sample's input

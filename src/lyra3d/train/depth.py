@@ -113,7 +113,7 @@ def evaluate(model: DepthNet, data: dict[str, torch.Tensor], max_depth: float, b
 
 def evaluate_estimator(estimator, seeds: list[int], views: int = 2, width: int = 320, height: int = 176,
                        max_depth: float = 100.0, seed: int = 99) -> dict[str, float]:
-    """Any :class:`~lyra3d.depth.DepthEstimator` on procedural worlds: mean per-image AbsRel, δ<1.25 and
+    """Any :class:`~lyra3d.models.depth.DepthEstimator` on procedural worlds: mean per-image AbsRel, δ<1.25 and
     RMSE after median scaling, over surface pixels (held-out seeds >= 1,000,000 for reported numbers)."""
     gen = torch.Generator().manual_seed(seed)
     rows = []

@@ -153,11 +153,7 @@ def turned_cameras(yaws_deg: Tensor, width: int, height: int) -> Cameras:
 
 # -- the judge ---------------------------------------------------------------------------------------------
 MULTI_HEADS = ("objects", "colors", "kinds")
-
-
 SINGLE_HEADS = ("floor_color", "floor_texture", "sky", "walls")
-
-
 IGNORE = 255  # colour-map value of cells that show no object
 
 

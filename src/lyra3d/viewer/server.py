@@ -34,11 +34,7 @@ from lyra3d.core.gaussians import Gaussians, load_ply, quat_to_rotmat, rotmat_to
 from lyra3d.errors import InputError
 
 _VIEWER_INSTALL = "pip install lyra3d[viewer]"
-
-
 _TIME_PLY = re.compile(r"^(?P<stem>.*?)[_-]?t(?P<t>\d+)\.ply$", re.IGNORECASE)
-
-
 #: The most distinct time steps shown on the slider for Gaussians with continuous ``times``.
 MAX_TIME_STEPS = 128
 

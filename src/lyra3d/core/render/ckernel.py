@@ -24,20 +24,10 @@ import threading
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "rasterize.c"
-
-
 _BASE_FLAGS = ["-O3", "-std=c99", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared"]
-
-
 _ABI = 2
-
-
 _lock = threading.Lock()
-
-
 _lib: ctypes.CDLL | None = None
-
-
 _error: str | None = None
 
 

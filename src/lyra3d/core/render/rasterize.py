@@ -6,7 +6,7 @@ One functional entry point, :func:`rasterize`, with three backends that give the
   expands Gaussian × pixel pairs inside each Gaussian's pixel box, sorts them by (pixel, depth rank), and
   composites with an exclusive segmented cumulative sum of ``log(1 - alpha)``.
 - ``"cpu"``: a compiled forward-only C kernel (``csrc/rasterize.c``), built on first use with the machine's
-  compiler (:mod:`lyra3d._ckernel`): the same projection and SH colours as the reference, written in C, a
+  compiler (:mod:`lyra3d.core.render.ckernel`): the same projection and SH colours as the reference, written in C, a
   radix sort by depth, 16×16 tiles with depth-ordered lists, per-pixel front-to-back compositing with early
   termination, OpenMP over Gaussians and tiles. For inference: 10-20× faster than the reference on CPU.
 - ``"gsplat"``: gsplat's CUDA rasterizer (``pip install lyra3d[cuda]``), differentiable.
@@ -49,29 +49,13 @@ from lyra3d.core.gaussians import SH_C0, Gaussians, quat_to_rotmat, sh_basis
 from lyra3d.errors import InputError
 
 BACKENDS = ("auto", "torch", "cpu", "gsplat")
-
-
 ALPHA_MIN = 1.0 / 255.0  # pairs below this alpha are skipped
-
-
 ALPHA_MAX = 0.999  # gsplat's clamp of a single Gaussian's alpha
-
-
 T_MIN = 1e-4  # a pixel stops before its transmittance would reach this
-
-
 _LOG_T_MIN = math.log(T_MIN)
-
-
 EPS2D = 0.3  # low-pass dilation of the 2D covariance, in pixels²
-
-
 BOX_EXTEND_MAX = 3.33  # gsplat's cap on the box half-size, in standard deviations
-
-
 _BOX_SLACK = 1e-3  # px; widens boxes so rounding never drops a pixel with alpha >= 1/255
-
-
 # Gaussian × pixel pairs per chunk of the torch backend. Small chunks on CPU let later chunks skip pixels that
 # are already opaque (and bound memory); large ones on GPUs keep the number of launches and syncs down.
 PAIR_BUDGET = {"cpu": 1 << 19, "cuda": 1 << 23}

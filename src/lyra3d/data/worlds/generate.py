@@ -1,4 +1,6 @@
-"""TODO(restructure)"""
+"""A procedural world from a seed (:func:`make_world`): objects, materials, floor, walls, sky and light drawn
+from the seed alone, placed clear of the six trajectories' camera paths; with ``dynamic=True`` some objects
+move (and keep clear of the cameras over the whole horizon)."""
 
 from __future__ import annotations
 

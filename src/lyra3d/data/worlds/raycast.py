@@ -1,4 +1,6 @@
-"""TODO(restructure): describe this module."""
+"""Exact renders of a procedural world by analytic ray casting in torch: colour, z-depth, normals and
+object ids at any camera and time (one ray per pixel centre, textures box-filtered over the pixel's
+footprint, soft shadows from the one light), and the scene's centre depth."""
 
 from __future__ import annotations
 
@@ -21,14 +23,8 @@ from lyra3d.data.worlds.scene import (
 from lyra3d.errors import InputError
 
 _EPS = 1e-4  # smallest accepted ray parameter (metres)
-
-
 _GROUND_EXTENT = 80.0  # radius of the ground disc; beyond it is sky
-
-
 _CENTER_DEPTH_SIZE = (160, 88)  # resolution at which center_depth and visibility are measured
-
-
 _SOFTNESS = 0.06  # every pattern edge is at least this soft (fraction of the pattern's size)
 
 

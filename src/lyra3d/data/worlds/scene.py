@@ -2,15 +2,15 @@
 
 A :class:`World` is a handful of textured primitives (spheres, yaw-rotated boxes, capped vertical
 cylinders) resting on a ground plane, optionally surrounded by walls, under a sky gradient and one
-directional light. :func:`render` casts one ray per pixel centre (DESIGN §2 cameras, via
-:func:`~lyra3d.cameras.pixel_rays`) and returns the shaded colour, the exact z-depth and a hit mask; it is
+directional light. :func:`render` casts one ray per pixel centre (docs/design.md §2 cameras, via
+:func:`~lyra3d.core.cameras.pixel_rays`) and returns the shaded colour, the exact z-depth and a hit mask; it is
 vectorised over cameras and pixels, so the same code renders training data on a GPU.
 
 The world frame is the OpenCV frame of the default input camera at the origin: x right, y down,
 z forward, so "up" is ``-y`` and the ground is the plane ``y = +ground_height``.
 
 Seeds: :func:`make_world` is a pure function of its seed. Seeds below :data:`TRAIN_SEEDS_END` are for
-training; seeds from :data:`EVAL_SEED_START` up are only ever evaluated (DESIGN §7).
+training; seeds from :data:`EVAL_SEED_START` up are only ever evaluated (docs/design.md §7).
 """
 
 from __future__ import annotations
@@ -25,20 +25,12 @@ from lyra3d.errors import InputError
 
 #: Seeds ``0 .. TRAIN_SEEDS_END - 1`` are training worlds.
 TRAIN_SEEDS_END = 1_000_000
-
-
 #: Seeds from here up are evaluation worlds, never trained on.
 EVAL_SEED_START = 1_000_000
-
-
 #: Depth written for sky pixels (``mask == 0``): far, finite, so careless arithmetic gives no NaN.
 SKY_DEPTH = 1000.0
-
-
 #: Largest time (seconds) for which :func:`make_world` keeps moving objects clear of the camera paths.
 DYNAMIC_HORIZON = 4.0
-
-
 #: Named colours (RGB in [0, 1]); captions use the names.
 PALETTE: dict[str, tuple[float, float, float]] = {
     "red": (0.80, 0.13, 0.11),
@@ -54,14 +46,10 @@ PALETTE: dict[str, tuple[float, float, float]] = {
     "gray": (0.50, 0.50, 0.50),
     "black": (0.09, 0.09, 0.10),
 }
-
-
 #: Surface patterns. ``checker``/``stripes`` alternate ``color`` and ``color2`` every ``scale`` metres;
 #: ``noise`` is smooth value noise of feature size ``scale``; ``gradient`` fades ``color`` into ``color2``
 #: over ``2 * scale`` along ``axis``.
 TEXTURES = ("plain", "checker", "stripes", "noise", "gradient")
-
-
 #: Sky gradients: (horizon colour, zenith colour).
 SKIES: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "blue": ((0.78, 0.86, 0.95), (0.25, 0.47, 0.85)),
@@ -69,17 +57,9 @@ SKIES: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] 
     "overcast": ((0.80, 0.81, 0.83), (0.58, 0.60, 0.64)),
     "dusk": ((0.62, 0.47, 0.66), (0.13, 0.15, 0.35)),
 }
-
-
 _KINDS = ("sphere", "box", "cylinder")
-
-
 _PLURAL = {"sphere": "spheres", "box": "boxes", "cylinder": "cylinders"}
-
-
 _NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
-
-
 Vec = tuple[Tensor, Tensor, Tensor]
 
 
