@@ -176,8 +176,9 @@ def test_a_photo_as_a_path_and_as_a_tensor_gives_identical_model_inputs(tmp_path
     import numpy as np
     from PIL import Image
 
-    rng = np.random.default_rng(0)
-    pixels = (rng.random((150, 230, 3)) * 255).astype(np.uint8)  # another size and aspect than the preset
+    y, x = np.mgrid[0:150, 0:230] / 40.0  # a smooth photo of another size and aspect than the preset
+    pixels = np.stack([0.5 + 0.4 * np.sin(x + c) * np.cos(y - c) for c in (0.0, 1.0, 2.0)], -1)
+    pixels = np.rint(pixels * 255).astype(np.uint8)
     Image.fromarray(pixels).save(tmp_path / "photo.png")
     tensor = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
     fitted = {}
@@ -189,7 +190,7 @@ def test_a_photo_as_a_path_and_as_a_tensor_gives_identical_model_inputs(tmp_path
         assert (info_path.box, info_path.pad_color) == (info_tensor.box, info_tensor.pad_color)
     # floats that are not 8-bit values take the same Lanczos resampler at float precision
     shifted, _ = pipe.prepare_image((tensor * 0.9 + 0.05), pipe.config.replace(fit="crop"))
-    assert (shifted - (fitted["crop"][0] * 0.9 + 0.05)).abs().max() < 0.02
+    assert (shifted - (fitted["crop"][0] * 0.9 + 0.05)).abs().max() < 2.5 / 255  # 8-bit rounding apart
 
 
 def test_a_decoder_for_other_latents_is_refused(pipe):
