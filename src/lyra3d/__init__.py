@@ -18,3 +18,5 @@ The public API is grouped by concept, one module each:
 __version__ = "0.1.0"
 
 from lyra3d.errors import InputError, LyraError
+
+__all__ = ["InputError", "LyraError", "__version__"]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor
 
 from lyra3d.core.cameras import Cameras, default_camera
 from lyra3d.core.gaussians import Gaussians
+from lyra3d.core.progress import Progress
 from lyra3d.core.trajectories import TRAJECTORY_NAMES, flythrough, trajectory
 from lyra3d.errors import InputError
 
@@ -53,8 +53,9 @@ def gaussians_center_depth(gaussians: Gaussians, camera: Cameras) -> float:
 
 
 def render_frames(scene, cameras: Cameras, backend: str = "auto", chunk: int = 4,
-                  on_frames: Callable[[int], None] | None = None) -> Tensor:
-    """Render ``scene`` (:class:`Gaussians` or a procedural ``World``) at every camera: ``(T, 3, H, W)``."""
+                  progress: Progress | None = None, stage: str = "render") -> Tensor:
+    """Render ``scene`` (:class:`Gaussians` or a procedural ``World``) at every camera: ``(T, 3, H, W)``.
+    ``progress(stage, frames done, len(cameras))`` after every ``chunk`` frames."""
     from lyra3d.core.render import rasterize
     from lyra3d.data import worlds
 
@@ -67,8 +68,8 @@ def render_frames(scene, cameras: Cameras, backend: str = "auto", chunk: int = 4
             else:
                 rgb = worlds.render(scene, cams).rgb
         out.append(rgb.cpu())
-        if on_frames:
-            on_frames(len(cams))
+        if progress is not None:
+            progress(stage, i + len(cams), len(cameras))
     return torch.cat(out)
 
 

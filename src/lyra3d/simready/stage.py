@@ -52,13 +52,9 @@ as PhysX's ``approximation = "none"``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +63,8 @@ import numpy as np
 import torch
 
 from lyra3d.core.cameras import Cameras, rigid_inverse
+from lyra3d.core.files import check_output, staged_dir
+from lyra3d.core.progress import Progress, no_progress
 from lyra3d.errors import InputError
 from lyra3d.simready.config import SimReadyConfig
 from lyra3d.simready.drop_test import GRAVITY, DropTestResult, drop_test
@@ -296,41 +294,8 @@ def _transform_cameras(cameras: Cameras, m: np.ndarray, scale: float) -> Cameras
     return Cameras(rigid_inverse(out).float(), cameras.intrinsics.float(), cameras.width, cameras.height)
 
 
-@contextlib.contextmanager
-def _staging_dir(out_dir: Path, force: bool):
-    """A temporary folder beside ``out_dir``, renamed to it on success (replacing it with ``force``)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise InputError(f"{out_dir} exists; pass --force to overwrite it")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir} is a file; the simready export writes a folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    except PermissionError:
-        raise InputError(f"cannot write to {out_dir.parent} (permission denied)") from None
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
-        old = None
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def export_simready(scene_dir: str | Path, out_dir: str | Path, config: SimReadyConfig = SimReadyConfig(),
-                    force: bool = False, progress=None) -> SimReadyResult:
+                    force: bool = False, progress: Progress | None = None) -> SimReadyResult:
     """Write a sim-ready folder for a generated scene (see the module notes).
 
     Args:
@@ -338,7 +303,9 @@ def export_simready(scene_dir: str | Path, out_dir: str | Path, config: SimReady
         out_dir: the folder to write (must not exist unless ``force``).
         config: :class:`SimReadyConfig`.
         force: replace an existing ``out_dir``.
-        progress: optional ``callable(stage: str)``.
+        progress: a :class:`~lyra3d.core.progress.Progress`, told ``(stage, 0, 1)`` as each stage starts and
+            ``(stage, 1, 1)`` as it ends: the mesh extraction's stages (:func:`extract_mesh`), then ``write``
+            (the USD stage, glb, obj) and ``drop_test`` (with ``config.check``).
 
     Returns:
         :class:`SimReadyResult`.
@@ -350,12 +317,10 @@ def export_simready(scene_dir: str | Path, out_dir: str | Path, config: SimReady
     from lyra3d.core.gaussians import load_ply
     from lyra3d.io.export import USD_AXIS_ROTATIONS, _pxr
 
-    say = progress or (lambda stage: None)
+    say = progress or no_progress
     t0 = time.perf_counter()
     scene_dir, ply, cams_path = _scene_files(Path(scene_dir))
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise InputError(f"{out_dir} exists; pass --force to overwrite it")
+    out_dir = check_output(out_dir, force, "folder")
     _pxr()  # fail early, before the extraction, when usd-core is missing
     for module in ("skimage", "fast_simplification", "trimesh"):
         try:
@@ -395,22 +360,24 @@ def export_simready(scene_dir: str | Path, out_dir: str | Path, config: SimReady
         "sceneToStage": m, "faces": int(mesh.num_faces), "vertices": int(len(mesh.vertices)),
         "voxelSize": float(mesh.voxel_size * scale), "groundFound": mesh.ground is not None,
     }
-    say("writing USD, glb, obj")
-    with _staging_dir(out_dir, force) as tmp:
+    say("write", 0, 1)
+    with staged_dir(out_dir, force) as tmp:
         _write_stage(tmp / "scene.usd", g_stage, cams_stage, verts, mesh.faces, mesh.colors, config,
                      ground_size, report)
         write_obj(tmp / "mesh.obj", verts, mesh.faces, mesh.colors)
         write_glb(tmp / "mesh.glb", verts, mesh.faces, mesh.colors)
         seconds["write"] = time.perf_counter() - t
+        say("write", 1, 1)
         check, note = None, "not run"
         if config.check:
-            say("drop test")
+            say("drop_test", 0, 1)
             t = time.perf_counter()
             try:
                 check = drop_test(verts, mesh.faces, config.drop_test)
             except InputError as e:  # no pybullet, or no place to drop anything: say so, keep the export
                 note = f"not run: {e}"
             seconds["drop_test"] = time.perf_counter() - t
+            say("drop_test", 1, 1)
         seconds["total"] = time.perf_counter() - t0
         files = {name: (tmp / name).stat().st_size for name in SIMREADY_FILES if (tmp / name).exists()}
         summary = {
