@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from lyra3d.cli.app import Typer, app
+from lyra3d.core.device import check_device
 from lyra3d.errors import InputError
 
 eval_app = Typer(help="Evaluate the teacher or a decoder on held-out procedural worlds against their ray-cast "
@@ -29,6 +30,8 @@ TrainWorldsFrom = Annotated[Optional[int], typer.Option(
                                                 "without looking at the held-out worlds).")]
 DecoderDir = Annotated[Optional[str], typer.Option("--decoder", help="3DGS decoder folder (default: the shipped "
                                                                      "one).")]
+Decoder4DDir = Annotated[Optional[str], typer.Option("--decoder4d", help="4D decoder folder (required; one from "
+                                                                         "`lyra3d train decoder --dynamic 1`).")]
 Backend = Annotated[str, typer.Option(help="Rasterizer: auto, gsplat or torch.")]
 Device = Annotated[str, typer.Option(help="cpu or cuda.")]
 JsonOut = Annotated[Optional[str], typer.Option("--json", help="Also write the settings, seeds, summary and "
@@ -40,7 +43,7 @@ def _teacher(tokenizer: str | None, video_model: str | None, device: str, steps:
     from lyra3d.models.tokenizer import check_trajectory_frames
     from lyra3d.pipelines.teacher import Teacher
 
-    teacher = Teacher.from_pretrained(tokenizer, video_model, device=device)
+    teacher = Teacher.from_pretrained(tokenizer, video_model, device=check_device(device))
     if steps is not None:
         teacher.config.steps = steps
     if guidance is not None:
@@ -65,8 +68,10 @@ def _report(ctx: typer.Context, rows: list[dict], seeds: list[int], title: str, 
 
     summary = summarize(rows)
     print(table(summary, title))
-    if json_path:
-        write_results(json_path, {"what": ctx.info_name, **ctx.params}, seeds, summary, rows)
+    if json_path:  # the settings by option name (--json → json, --no-baseline → no_baseline)
+        names = {p.name: p.opts[0].lstrip("-").replace("-", "_") for p in ctx.command.params if p.opts}
+        settings = {"what": ctx.info_name, **{names.get(k, k): v for k, v in ctx.params.items()}}
+        write_results(json_path, settings, seeds, summary, rows)
 
 
 @eval_app.command("teacher")
@@ -120,9 +125,7 @@ def eval_decoder(ctx: typer.Context, worlds: Annotated[int, typer.Option(help="W
 
 @eval_app.command("decoder4d")
 def eval_decoder4d(ctx: typer.Context,
-                   decoder4d: Annotated[Optional[str], typer.Option(help="4D decoder folder (required; one from "
-                                                                         "`lyra3d train decoder --dynamic 1`).")]
-                   = None,
+                   decoder4d: Decoder4DDir = None,
                    worlds: Annotated[int, typer.Option(help="Held-out dynamic worlds (seeds from 1,000,000).")] = 8,
                    decoder: DecoderDir = None,
                    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the static decoder "

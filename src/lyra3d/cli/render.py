@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from lyra3d.cli.app import StageBars, app, err, progress_bar
+from lyra3d.core.device import check_device
 from lyra3d.core.files import check_output
 from lyra3d.errors import InputError
 
@@ -46,7 +47,7 @@ def render(
     config = fly.FlythroughConfig(path=path, num_frames=frames, width=width, height=height, fov_y_degrees=fov,
                                   movement_factor=movement, fps=fps, backend=backend)
     if ply is not None:
-        scene = load_ply(ply).validate().to(device)
+        scene = load_ply(ply).validate().to(check_device(device))
         if cameras is None and (ply.parent / "cameras.json").is_file():
             cameras = ply.parent / "cameras.json"
         start = fly.default_start_camera(config, cameras)
