@@ -162,12 +162,12 @@ def main(argv: list[str] | None = None) -> None:
 
             pipe = pl4.VideoTo4DPipeline.from_pretrained(weights, device=args.device, config=config)
             mark("load_models")
-            scene = pipe(video, progress=mark)
+            scene = pipe(video, progress=lambda stage, done, total: mark(stage) if done == total else None)
             save = save_scene4d
         else:
             pipe = pl.ImageTo3DPipeline.from_pretrained(weights, device=args.device, config=config)
             mark("load_models")
-            scene = pipe(image, progress=mark)
+            scene = pipe(image, progress=lambda stage, done, total: mark(stage) if done == total else None)
             save = pl.save_scene
         seen: list[str] = []
 

@@ -43,7 +43,7 @@ def main() -> None:
                 for _ in range(args.repeats):
                     marks = [("start", time.perf_counter())]
 
-                    def mark(stage):
+                    def mark(stage, done, total):  # lyra3d.core.progress.Progress: a stage ends at done == total
                         sync()
                         marks.append((stage, time.perf_counter()))
 

@@ -1,4 +1,4 @@
-"""Shared by test_distributed.py and test_decoder.py: small SDG folders (the layout of ``lyra3d.sdg``) made of
+"""Shared by test_distributed.py and test_decoder.py: small SDG folders (the layout of ``lyra3d.data.sdg``) made of
 world renders and their tokenizer latents, standing in for the teacher's output."""
 
 from __future__ import annotations

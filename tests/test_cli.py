@@ -89,9 +89,8 @@ def test_export_cli_and_help(tmp_path, make_gaussians):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "scene.splat").stat().st_size == 100 * 32
     assert_one_line_error(lyra3d("export", tmp_path / "scene.ply", "--format", "spz"), "spz")
-    for cmd in ("render", "worlds", "export", "view"):
-        h = lyra3d(cmd, "--help")
-        assert h.returncode == 0 and "Usage" in h.stdout
+    h = lyra3d("export", "--help")  # as a user runs it (every command's help: test_every_command_explains_itself)
+    assert h.returncode == 0 and "Usage" in h.stdout
 
 
 def test_worlds_cli_writes_a_dataset(tmp_path):
@@ -105,3 +104,123 @@ def test_worlds_cli_writes_a_dataset(tmp_path):
     s = load_sample(samples[0])
     assert s.meta["seed"] >= 1_000_000 and set(s.cameras) == {"left", "zoom_in"}
     assert tuple(s.rgb.shape[-2:]) == (24, 32) and torch.isfinite(s.depth.float()).all()
+
+
+# -- every command: help, one-line usage errors, the training commands' options ----------------------------------
+#: every command, with options its help must show
+COMMANDS = {
+    "generate": ["--image", "--text", "--video", "--out", "--flythrough-frames"],
+    "render": ["--world", "--path", "--frames"],
+    "worlds": ["--count", "--split", "--dynamic"],
+    "export": ["--format", "--out", "--target-faces"],
+    "view": ["--port", "--host"],
+    "sdg": ["--out", "--worlds", "--clips", "--images", "--num-shards", "--device"],
+    "train depth": ["--tiny", "--out", "--steps", "--views-per-world", "--base-channels"],
+    "train tokenizer": ["--tiny", "--crop", "--frames", "--base-channels"],
+    "train video-model": ["--tiny", "--tokenizer", "--drop-prob"],
+    "train text-to-image": ["--tiny", "--tokenizer", "--judge-steps", "--guidance", "--eval-only"],
+    "train decoder": ["--tiny", "--data", "--dynamic", "--input-view", "--init-from", "--time-limit-s"],
+    "eval teacher": ["--worlds", "--frames", "--train-worlds-from", "--json"],
+    "eval decoder": ["--worlds", "--decoder", "--keep-fraction", "--views"],
+    "eval decoder4d": ["--decoder4d", "--decoder", "--no-baseline", "--clip-frames"],
+    "eval video-teacher": ["--worlds", "--camera", "--trajectories", "--reversed"],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_explains_itself(command):
+    """``--help`` of every command exits 0 and shows its options; every option has a help text."""
+    import typer.main
+    from typer.testing import CliRunner
+
+    from lyra3d.cli import app
+
+    r = CliRunner().invoke(app, [*command.split(), "--help"], env={"COLUMNS": "160"})
+    assert r.exit_code == 0, r.output
+    assert f"Usage: lyra3d {command} [OPTIONS]" in r.output
+    for option in COMMANDS[command]:
+        assert option in r.output, (command, option)
+    click_command = typer.main.get_command(app)
+    for name in command.split():
+        click_command = click_command.commands[name]
+    unexplained = [p.name for p in click_command.params if not p.help]
+    assert not unexplained, (command, unexplained)
+
+
+def test_a_training_command_is_made_from_its_config():
+    """Options from the config's fields, their comments as help, the --tiny preset's values beside the
+    defaults; an option given on the command line changes the preset, the others keep it."""
+    from typer.testing import CliRunner
+
+    from lyra3d.cli import app
+    from lyra3d.cli.train import config_from_options, field_comments
+    from lyra3d.train.depth import DepthTrainConfig
+    from lyra3d.train.tokenizer import TokenizerTrainConfig
+
+    comments = field_comments(TokenizerTrainConfig)
+    assert comments["batch_size"] == "clips per step"  # the subclass's own comment wins
+    assert comments["time_limit_s"].startswith("> 0: save and stop")  # RunConfig's, inherited
+    help = CliRunner().invoke(app, ["train", "depth", "--help"], env={"COLUMNS": "200"}).output
+    assert "Optimiser steps (the schedule's length). --tiny: 30." in help and "[default: 6000]" in help
+
+    config = config_from_options(DepthTrainConfig, {"tiny": True, "out": "runs/x", "steps": 3, "lr": 0.5,
+                                                   "base_channels": 16}, given={"out", "steps", "base_channels"})
+    tiny = DepthTrainConfig.tiny("runs/x")
+    assert (config.out, config.steps, config.model.base_channels) == ("runs/x", 3, 16)
+    assert config.lr == tiny.lr and config.batch_size == tiny.batch_size == 4  # not given: the preset's
+    assert config.model.levels == tiny.model.levels == 3
+    full = config_from_options(DepthTrainConfig, {"tiny": False, "batch_size": 5}, given={"batch_size"})
+    assert full.batch_size == 5 and full.steps == DepthTrainConfig().steps == 6000
+
+
+def test_usage_errors_are_one_line_for_every_kind_of_command():
+    assert_one_line_error(lyra3d("train", "depth", "--tiny", "--bogus", 3), "No such option: --bogus",
+                          "lyra3d train depth --help")
+    assert_one_line_error(lyra3d("train", "decoder", "--steps", "many"), "Invalid value for '--steps'")
+    assert_one_line_error(lyra3d("train", "tokenizer", "--tiny", "--device", "tpu"), "unknown device 'tpu'")
+    assert_one_line_error(lyra3d("train", "painting"), "No such command 'painting'", "lyra3d train --help")
+    assert_one_line_error(lyra3d("sdg", "--worlds", 1), "Missing option '--out'")
+    assert_one_line_error(lyra3d("eval", "video-teacher", "--camera", "sideways"), "unknown --camera 'sideways'")
+
+
+def test_stage_bars_draw_one_row_per_stage():
+    """The CLI's consumer of the progress protocol: a row per stage, announced stages shown before they report,
+    a stage's counts followed, stages that were not announced get a row at their first report."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from lyra3d.cli.app import StageBars
+
+    bar = Progress(console=Console(file=io.StringIO()))
+    rows = StageBars(bar, ["depth", "decoder"], labels={"write": "writing files"})
+    assert [t.description for t in bar.tasks] == ["depth"]
+    rows("depth", 1, 1)
+    rows("decoder", 2, 5)
+    assert [(t.description, t.completed, t.total) for t in bar.tasks] == [("depth", 1, 1), ("decoder", 2, 5)]
+    rows("decoder", 5, 5)
+    rows("write", 0, 3)
+    rows("write", 3, 3)
+    assert [(t.description, t.completed, t.total) for t in bar.tasks] == \
+        [("depth", 1, 1), ("decoder", 5, 5), ("writing files", 3, 3)]
+
+
+def test_the_cli_is_the_top_layer():
+    """No module of the library imports lyra3d.cli (only ``python -m lyra3d`` runs it): the training, SDG and
+    evaluation code is a Python API the command line calls, never the other way round."""
+    import ast
+    from pathlib import Path
+
+    import lyra3d
+
+    root = Path(lyra3d.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.parent.name == "cli" or path.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith("lyra3d.cli")]
+    assert not offenders and len(list(root.rglob("train/*.py"))) >= 6

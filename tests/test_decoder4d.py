@@ -1,4 +1,4 @@
-"""The time-conditioned 3DGS decoder (lyra3d.decoder4d): shapes, that it starts as the static decoder,
+"""The time-conditioned 3DGS decoder (lyra3d.models.decoder4d): shapes, that it starts as the static decoder,
 that both times reach the output once trained, and checkpoints."""
 
 import dataclasses

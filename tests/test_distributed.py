@@ -1,5 +1,5 @@
-"""Decoder training on N processes (issue 10's CPU part): ``torchrun --nproc_per_node 2 -m
-lyra3d.train.decoder --device cpu`` runs data-parallel through accelerate with the gloo backend, both processes stop at the same step (also under a time-based
+"""Decoder training on N processes (issue 10's CPU part): ``torchrun --nproc_per_node 2 -m lyra3d train decoder
+--device cpu`` runs data-parallel through accelerate with the gloo backend, both processes stop at the same step (also under a time-based
 schedule, where each process measures its own time), and the run resumes from its checkpoint."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ T, W, H = 5, 96, 48
 
 @pytest.fixture(scope="module")
 def sdg_folder(tmp_path_factory):
-    """Four samples in the SDG layout (``lyra3d.sdg``): world renders and their tokenizer latents."""
+    """Four samples in the SDG layout (``lyra3d.data.sdg``): world renders and their tokenizer latents."""
     return write_sdg_folder(tmp_path_factory.mktemp("sdg"), range(4), T, W, H)
 
 
@@ -31,7 +31,7 @@ def _launch(out, data, *extra):
     # --standalone: a rendezvous on a free local port per launch, not the fixed 29500 that back-to-back launches
     # (and anything else on the machine) share
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "lyra3d.train.decoder", "--tiny",
+           "-m", "lyra3d", "train", "decoder", "--tiny",
            "--out", str(out), "--data", str(data), "--device", "cpu", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 

@@ -1,4 +1,4 @@
-"""Video → 4D data and teacher (lyra3d.dynamic): dynamic clips, reversed clips, moving masks, the per-frame
+"""Video → 4D data and teacher (lyra3d.data.clips): dynamic clips, reversed clips, moving masks, the per-frame
 3D cache, and the video teacher's quality on a held-out dynamic world."""
 
 import pytest

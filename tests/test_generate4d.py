@@ -1,4 +1,4 @@
-"""Video → 4D (lyra3d.pipelines4d and ``lyra3d generate --video``): real video files written with imageio, the
+"""Video → 4D (lyra3d.pipelines.video_to_4d and ``lyra3d generate --video``): real video files written with imageio, the
 shipped teacher with a small random 4D decoder for shapes, counts, determinism and errors, and the shipped 4D
 decoder for a quality floor on a held-out dynamic clip."""
 
@@ -96,11 +96,14 @@ def test_choose_frames():
 # -- the pipeline (small random 4D decoder, 128×64) ------------------------------------------------------------
 def test_scene4d_shapes_counts_and_determinism(pipe):
     video = moving_video(5)
-    seen, steps = [], []
-    scene = pipe(video, seed=3, progress=seen.append, step_progress=lambda *a: steps.append(a), num_frames=5)
-    assert seen == list(pipe.stages()) == list(pl4.VIDEO_STAGES)
-    assert steps[:5] == [("decoder", i, 5) for i in range(1, 6)] and steps[5:] == [("input_view", i, 5)
-                                                                                  for i in range(1, 6)]
+    seen = []
+    scene = pipe(video, seed=3, progress=lambda *report: seen.append(report), num_frames=5)
+    # each stage ends once (done == total), in order; decoding and rendering also count the 5 output times
+    assert [stage for stage, done, total in seen if done == total] == list(pipe.stages()) == list(pl4.VIDEO_STAGES)
+    assert [r for r in seen if r[0] == "decoder"] == [("decoder", i, 5) for i in range(1, 6)]
+    assert [r for r in seen if r[0] == "input_view"] == [("input_view", i, 5) for i in range(1, 6)]
+    assert [r[0] for r in seen] == ["read_video", "depth", "cache", "encode", "sample"] + ["decoder"] * 5 + \
+        ["input_view"] * 5
     assert len(scene) == 5 and scene.frame_indices == (0, 1, 2, 3, 4) and scene.frames_in_input == 5
     assert torch.allclose(scene.times, torch.arange(5) / 24.0) and torch.equal(scene.times, scene.frame_times)
     assert scene.input_video.shape == (5, 3, 64, 128) and torch.equal(scene.input_video, video[:5])

@@ -1,4 +1,4 @@
-"""lyra3d.inputs (images, videos, prompts) and lyra3d.files.staged_dir, on real files written here."""
+"""lyra3d.io.images (images, videos, prompts) and lyra3d.core.files.staged_dir, on real files written here."""
 
 import json
 import subprocess

@@ -1,4 +1,4 @@
-"""Surface extraction (lyra3d.mesh): the mesh of a held-out procedural world against its exact geometry, the
+"""Surface extraction (lyra3d.simready.mesh): the mesh of a held-out procedural world against its exact geometry, the
 RANSAC floor, decimation, colours, the distance functions, and one-line errors on bad input."""
 
 from __future__ import annotations

@@ -37,8 +37,9 @@ def pipe(weights):
 
 @pytest.fixture(scope="module")
 def progress_and_scene(pipe):
+    """A scene and what the call told its progress (lyra3d.core.progress.Progress): ``(stage, done, total)``."""
     seen = []
-    return seen, pipe(world_image(128, 64), seed=3, progress=seen.append)
+    return seen, pipe(world_image(128, 64), seed=3, progress=lambda *report: seen.append(report))
 
 
 def _same(a, b) -> bool:
@@ -54,7 +55,8 @@ def test_same_seed_same_scene_other_seed_other_scene(pipe, progress_and_scene):
     assert not torch.equal(first.gaussians.means, other.gaussians.means)
 
     # what the scene holds
-    assert seen == list(pipe.stages()) == list(IMAGE_STAGES)
+    # the progress protocol: each stage once, as it ends (done == total), in the order stages() says
+    assert seen == [(stage, 1, 1) for stage in pipe.stages()] and pipe.stages() == IMAGE_STAGES
     assert set(first.timings) == set(IMAGE_STAGES) | {"total"} and all(v >= 0 for v in first.timings.values())
     assert first.trajectories == ("left", "up") and first.frames_per_trajectory == 5
     assert len(first.cameras) == 10 and (first.cameras.width, first.cameras.height) == (128, 64)
@@ -207,8 +209,9 @@ def test_text_to_3d(weights, pipe):
     assert text.stages() == ("text_to_image",) + IMAGE_STAGES
     assert text.unknown_words("a red sphere and a purple zebra, zebra") == ("zebra",)
     stages = []
-    scene = text("  a red sphere on a gray   floor ", seed=2, trajectories=("left",), progress=stages.append)
-    assert stages == list(text.stages())
+    scene = text("  a red sphere on a gray   floor ", seed=2, trajectories=("left",),
+                 progress=lambda *report: stages.append(report))
+    assert stages == [(stage, 1, 1) for stage in text.stages()]
     assert scene.prompt == "a red sphere on a gray floor" and scene.info.fit == "crop"  # 320×176 → 128×64
     assert scene.input_image.shape == (3, 64, 128) and scene.input_image.std() > 0
     assert len(scene.gaussians) > 0 and scene.report()["input"]["kind"] == "text"
@@ -219,7 +222,12 @@ def test_text_to_3d(weights, pipe):
 def test_save_scene_writes_all_or_nothing(tmp_path, progress_and_scene, monkeypatch):
     scene = progress_and_scene[1]
     out = tmp_path / "nested" / "scene"
-    record = pl.save_scene(scene, out, flythrough_frames=3, report={"note": "x"})
+    reports = []
+    record = pl.save_scene(scene, out, flythrough_frames=6, report={"note": "x"},
+                           progress=lambda *report: reports.append(report))
+    # the progress protocol with steps: frames rendered (4 per batch), then files written; each stage ends once
+    assert reports == [("flythrough", 0, 6), ("flythrough", 4, 6), ("flythrough", 6, 6),
+                       ("write", 0, 4), ("write", 1, 4), ("write", 2, 4), ("write", 3, 4), ("write", 4, 4)]
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
     assert record["note"] == "x" and json.loads((out / "report.json").read_text()) == record
     assert record["files"]["scene.ply"] == (out / "scene.ply").stat().st_size

@@ -1,4 +1,4 @@
-"""lyra3d.render on CPU: the torch reference against independent formulas, and the compiled kernel against it."""
+"""lyra3d.core.render on CPU: the torch reference against independent formulas, and the compiled kernel against it."""
 
 import math
 

@@ -84,8 +84,8 @@ def test_drop_far_removes_the_sky():
 def test_sdg_writes_resumes_and_reads_back(small_teacher, tmp_path):
     inputs = list(world_inputs([11, 12], 128, 64))
     out = tmp_path / "sdg"
-    assert generate(small_teacher, inputs, out, progress=False) == 2
-    assert generate(small_teacher, inputs, out, progress=False) == 0  # resumed: nothing left
+    assert generate(small_teacher, inputs, out) == 2
+    assert generate(small_teacher, inputs, out) == 0  # resumed: nothing left
     assert finished_ids(out) == {"world_0000011", "world_0000012"}
     s = load_sample(sample_dirs(out)[0])
     assert s.latents.shape == (1, 2, 16, 8, 16)
@@ -96,7 +96,7 @@ def test_sdg_writes_resumes_and_reads_back(small_teacher, tmp_path):
     other = Teacher(small_teacher.depth, small_teacher.tokenizer, small_teacher.video_model,
                     TeacherConfig(num_frames=5, steps=2, trajectories=("left",)))
     with pytest.raises(InputError, match="other settings"):
-        generate(other, inputs, out, progress=False)
+        generate(other, inputs, out)
     assert json.loads((out / "sdg.json").read_text())["teacher"]["steps"] == 1
 
 
@@ -151,16 +151,17 @@ def test_between_cameras_look_at_the_scene_centre(small_teacher):
 
 
 def test_sdg_command_writes_samples_of_the_asked_frame_count(tmp_path):
-    """``lyra3d sdg --frames 5`` (teacher data for a decoder that decodes short trajectories); a count the
+    """``lyra3d sdg --frames 5`` (:func:`run_sdg`: teacher data for a decoder that decodes short trajectories); a count the
     tokenizer cannot take is a one-line error before any work."""
     import subprocess
     import sys
 
-    from lyra3d.data.sdg import main as sdg_main
+    from lyra3d.data.sdg import run_sdg
 
-    out = tmp_path / "sdg5"
-    sdg_main(["--out", str(out), "--worlds", "1", "--first-seed", "7", "--frames", "5", "--width", "128",
-              "--height", "64", "--steps", "1", "--device", "cpu", "--quiet"])
+    out, reports = tmp_path / "sdg5", []
+    assert run_sdg(out, worlds=1, first_seed=7, frames=5, width=128, height=64, steps=1, device="cpu",
+                   progress=lambda *r: reports.append(r)) == 1
+    assert reports == [("samples", 0, 1), ("samples", 1, 1)]
     s = load_sample(sample_dirs(out)[0])
     assert s.frames.shape == (6, 5, 3, 64, 128) and s.latents.shape == (6, 2, 16, 8, 16)
     assert json.loads((out / "sdg.json").read_text())["teacher"]["num_frames"] == 5

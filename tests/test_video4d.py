@@ -34,7 +34,7 @@ def teacher():
 def clip_sdg(teacher, tmp_path_factory):
     out = tmp_path_factory.mktemp("clips") / "sdg"
     inputs = clip_inputs([7], num_frames=5, width=96, height=48)
-    assert generate(teacher, inputs, out, progress=False, clips=CLIPS) == 2
+    assert generate(teacher, inputs, out, clips=CLIPS) == 2
     return out
 
 
@@ -65,9 +65,9 @@ def test_clip_sdg_writes_times_and_no_truth(teacher, clip_sdg):
     assert json.loads((clip_sdg / "sdg.json").read_text())["clips"] == CLIPS
     # A clip folder takes no image samples (and clips never go where images were).
     with pytest.raises(InputError, match="other settings"):
-        generate(teacher, world_inputs([3], 96, 48), clip_sdg, progress=False)
+        generate(teacher, world_inputs([3], 96, 48), clip_sdg)
     with pytest.raises(InputError, match="is a video"):
-        generate(teacher, clip_inputs([8], num_frames=5, width=96, height=48), clip_sdg.parent / "x", progress=False)
+        generate(teacher, clip_inputs([8], num_frames=5, width=96, height=48), clip_sdg.parent / "x")
     with pytest.raises(InputError, match="training seeds"):
         next(clip_inputs([1_000_000]))
 

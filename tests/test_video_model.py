@@ -75,7 +75,7 @@ def test_save_and_load(tmp_path):
 def test_tiny_training_run_builds_data_and_resumes(tmp_path):
     import json
 
-    from lyra3d.train.video_model import VideoModelTrainConfig, build_data, train
+    from lyra3d.train.video_model import VideoModelTrainConfig, train
 
     config = VideoModelTrainConfig.tiny(str(tmp_path / "run"))
     train(config)

@@ -225,7 +225,7 @@ def test_dynamic_worlds_move():
 def test_dataset_write_resume_and_reload(tmp_path: Path):
     out = tmp_path / "ds"
     seeds = [7, EVAL_SEED_START + 3]
-    kw = dict(trajectories=("left", "spiral"), num_frames=3, width=48, height=32, progress=False)
+    kw = dict(trajectories=("left", "spiral"), num_frames=3, width=48, height=32)
     assert write_dataset(out, seeds, workers=2, **kw) == 2
     entries = read_manifest(out)
     assert sorted(e["seed"] for e in entries) == sorted(seeds)
@@ -247,7 +247,9 @@ def test_dataset_write_resume_and_reload(tmp_path: Path):
     assert {p: p.stat().st_mtime_ns for p in out.glob("world_*/frames.npz")} == stamps
     assert len(read_manifest(out)) == 2
     # Extending the set writes only the new world (in this process).
-    assert write_dataset(out, seeds + [8], workers=1, **kw) == 1
+    reports = []
+    assert write_dataset(out, seeds + [8], workers=1, progress=lambda *r: reports.append(r), **kw) == 1
+    assert reports == [("worlds", 0, 1), ("worlds", 1, 1)]  # only the world still to write counts
     assert len(read_manifest(out)) == 3
     with pytest.raises(InputError, match="other settings"):
         write_dataset(out, seeds, workers=1, **{**kw, "num_frames": 4})
@@ -257,11 +259,11 @@ def test_dataset_bad_input(tmp_path: Path):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     with pytest.raises(InputError, match="is a file"):
-        write_dataset(a_file, 1, progress=False)
+        write_dataset(a_file, 1)
     with pytest.raises(InputError, match=">= 0"):
-        write_dataset(tmp_path / "d", -2, progress=False)
+        write_dataset(tmp_path / "d", -2)
     with pytest.raises(InputError, match="unknown trajectory"):
-        write_dataset(tmp_path / "d", [1], trajectories=("sideways",), progress=False)
+        write_dataset(tmp_path / "d", [1], trajectories=("sideways",))
     with pytest.raises(InputError, match="not found"):
         load_sample(tmp_path / "missing")
     (tmp_path / "empty").mkdir()

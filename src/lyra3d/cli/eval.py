@@ -1,88 +1,189 @@
-"""TODO(restructure): describe this module."""
+"""``lyra3d eval teacher|decoder|decoder4d|video-teacher``: evaluate on held-out procedural worlds against
+their ray-cast truth (:mod:`lyra3d.evaluation`), print a Markdown table, optionally write the rows as JSON."""
 
 from __future__ import annotations
 
-from lyra3d.data import worlds
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from lyra3d.cli.app import Typer, app
+from lyra3d.core.device import check_device
 from lyra3d.errors import InputError
-from lyra3d.evaluation.decoder import evaluate_decoder
-from lyra3d.evaluation.decoder4d import evaluate_decoder4d
-from lyra3d.evaluation.report import summarize, table, write_results
-from lyra3d.evaluation.teacher import evaluate_teacher
-from lyra3d.models.decoder import GaussianDecoder
-from lyra3d.models.tokenizer import check_trajectory_frames
-from lyra3d.pipelines.teacher import Teacher
+
+eval_app = Typer(help="Evaluate the teacher or a decoder on held-out procedural worlds against their ray-cast "
+                      "truth; prints a table.")
+app.add_typer(eval_app, name="eval")
+
+# options several evaluations share
+Steps = Annotated[Optional[int], typer.Option(help="The teacher's sampler steps (default: the teacher's, 4).")]
+Guidance = Annotated[Optional[float], typer.Option(help="The teacher's guidance scale (default: the teacher's, "
+                                                        "1 = none).")]
+TokenizerDir = Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer folder (default: the shipped "
+                                                                         "one).")]
+VideoModelDir = Annotated[Optional[str], typer.Option("--video-model", help="Video model folder (default: the "
+                                                                            "shipped one).")]
+Frames = Annotated[Optional[int], typer.Option(help="Frames per trajectory, 1 + 4·m (default: the teacher's, 17).")]
+TrainWorldsFrom = Annotated[Optional[int], typer.Option(
+    "--train-worlds-from", metavar="SEED", help="Score training worlds from this seed instead (to choose settings "
+                                                "without looking at the held-out worlds).")]
+DecoderDir = Annotated[Optional[str], typer.Option("--decoder", help="3DGS decoder folder (default: the shipped "
+                                                                     "one).")]
+Decoder4DDir = Annotated[Optional[str], typer.Option("--decoder4d", help="4D decoder folder (required; one from "
+                                                                         "`lyra3d train decoder --dynamic 1`).")]
+Backend = Annotated[str, typer.Option(help="Rasterizer: auto, gsplat or torch.")]
+Device = Annotated[str, typer.Option(help="cpu or cuda.")]
+JsonOut = Annotated[Optional[str], typer.Option("--json", help="Also write the settings, seeds, summary and "
+                                                               "per-world rows to this JSON file.")]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m lyra3d.evaluation teacher|decoder|decoder4d --worlds N [--json FILE]``: evaluate on held-out
-    worlds (dynamic ones for decoder4d, against the static decoder ``--decoder``) and print a table."""
-    import argparse
-    import json
+def _teacher(tokenizer: str | None, video_model: str | None, device: str, steps: int | None,
+             guidance: float | None, frames: int | None = None):
+    from lyra3d.models.tokenizer import check_trajectory_frames
+    from lyra3d.pipelines.teacher import Teacher
 
-    p = argparse.ArgumentParser(prog="lyra3d eval", description=main.__doc__)
-    p.add_argument("what", choices=["teacher", "decoder", "decoder4d"])
-    p.add_argument("--worlds", type=int, default=8, help="held-out worlds (seeds from 1,000,000)")
-    p.add_argument("--steps", type=int, default=None, help="teacher sampler steps (default: the teacher's)")
-    p.add_argument("--guidance", type=float, default=None)
-    p.add_argument("--tokenizer", default=None)
-    p.add_argument("--video-model", default=None)
-    p.add_argument("--decoder", default=None)
-    p.add_argument("--decoder4d", default=None, help="4D decoder folder (decoder4d)")
-    p.add_argument("--no-baseline", action="store_true", help="decoder4d: skip the static decoder baseline")
-    p.add_argument("--backend", default="auto", help="rasterizer: auto, gsplat or torch")
-    p.add_argument("--width", type=int, default=320, help="decoder4d: clip frame size")
-    p.add_argument("--height", type=int, default=176)
-    p.add_argument("--clip-frames", type=int, default=17, help="decoder4d: frames per clip (1 + 4·m)")
-    p.add_argument("--frames", type=int, default=None,
-                   help="teacher, decoder: frames per trajectory (1 + 4·m; default: the teacher's, 17)")
-    p.add_argument("--views", default="", help="comma-separated trajectory indices the decoder reads (ablation)")
-    p.add_argument("--keep-fraction", default="0.5",
-                   help="decoder: opacity-rank pruning share(s), comma-separated (the first is the main column)")
-    p.add_argument("--train-worlds-from", type=int, default=None, metavar="SEED",
-                   help="teacher, decoder: score training worlds from this seed instead (to choose settings "
-                        "without looking at the held-out worlds)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--json", default=None, help="also write the rows and summary here")
-    a = p.parse_args(argv)
+    teacher = Teacher.from_pretrained(tokenizer, video_model, device=check_device(device))
+    if steps is not None:
+        teacher.config.steps = steps
+    if guidance is not None:
+        teacher.config.guidance = guidance
+    if frames is not None:
+        check_trajectory_frames(frames, teacher.tokenizer.temporal_factor, "--frames")
+        teacher.config.num_frames = frames
+    return teacher
+
+
+def _seeds(worlds: int, train_worlds_from: int | None) -> tuple[list[int], str]:
+    from lyra3d.data import worlds as w
+
+    if train_worlds_from is not None:
+        return w.train_seeds(worlds, train_worlds_from), "training"
+    return w.eval_seeds(worlds), "held-out"
+
+
+def _report(ctx: typer.Context, rows: list[dict], seeds: list[int], title: str, json_path: str | None) -> None:
+    """Print the summary table of ``rows``; with ``json_path`` also write it with the settings and the rows."""
+    from lyra3d.evaluation.report import summarize, table, write_results
+
+    summary = summarize(rows)
+    print(table(summary, title))
+    if json_path:  # the settings by option name (--json → json, --no-baseline → no_baseline)
+        names = {p.name: p.opts[0].lstrip("-").replace("-", "_") for p in ctx.command.params if p.opts}
+        settings = {"what": ctx.info_name, **{names.get(k, k): v for k, v in ctx.params.items()}}
+        write_results(json_path, settings, seeds, summary, rows)
+
+
+@eval_app.command("teacher")
+def eval_teacher(ctx: typer.Context, worlds: Annotated[int, typer.Option(help="Worlds (held-out: seeds from "
+                                                                               "1,000,000).")] = 8,
+                 frames: Frames = None, train_worlds_from: TrainWorldsFrom = None, steps: Steps = None,
+                 guidance: Guidance = None, tokenizer: TokenizerDir = None, video_model: VideoModelDir = None,
+                 device: Device = "cpu", json_path: JsonOut = None) -> None:
+    """The teacher (depth → 3D cache → video model): its decoded frames vs the ray-cast truth along every
+    trajectory, overall and where the cache is empty, against the cache alone."""
+    from lyra3d.evaluation.teacher import evaluate_teacher
+
+    teacher = _teacher(tokenizer, video_model, device, steps, guidance, frames)
+    seeds, split = _seeds(worlds, train_worlds_from)
+    _report(ctx, evaluate_teacher(teacher, seeds), seeds, f"teacher on {len(seeds)} {split} worlds", json_path)
+
+
+@eval_app.command("decoder")
+def eval_decoder(ctx: typer.Context, worlds: Annotated[int, typer.Option(help="Worlds (held-out: seeds from "
+                                                                               "1,000,000).")] = 8,
+                 decoder: DecoderDir = None,
+                 views: Annotated[str, typer.Option(help="Comma-separated trajectory indices the decoder reads "
+                                                         "(an ablation; default: all).")] = "",
+                 keep_fraction: Annotated[str, typer.Option("--keep-fraction", help="Opacity-rank pruning "
+                                                            "share(s) in (0, 1], comma-separated (the first is "
+                                                            "the main column).")] = "0.5",
+                 frames: Frames = None, train_worlds_from: TrainWorldsFrom = None, steps: Steps = None,
+                 guidance: Guidance = None, tokenizer: TokenizerDir = None, video_model: VideoModelDir = None,
+                 backend: Backend = "auto", device: Device = "cpu", json_path: JsonOut = None) -> None:
+    """The 3DGS decoder on the teacher's latents: its renders vs the teacher's frames, the input view and the
+    ray-cast truth, also between the trajectories."""
+    from lyra3d.evaluation.decoder import evaluate_decoder
+    from lyra3d.models.decoder import GaussianDecoder
+
     try:
-        keep = tuple(float(f) for f in a.keep_fraction.split(","))
+        keep = tuple(float(f) for f in keep_fraction.split(","))
     except ValueError:
         keep = ()
     if not keep or not all(0 < f <= 1 for f in keep):
-        raise InputError(f"--keep-fraction takes numbers in (0, 1], comma-separated; got {a.keep_fraction!r}")
-    split = "held-out"
-    teacher = Teacher.from_pretrained(a.tokenizer, a.video_model, device=a.device)
-    if a.steps is not None:
-        teacher.config.steps = a.steps
-    if a.guidance is not None:
-        teacher.config.guidance = a.guidance
-    if a.frames is not None:
-        check_trajectory_frames(a.frames, teacher.tokenizer.temporal_factor, "--frames")
-        teacher.config.num_frames = a.frames
-    if a.what == "decoder4d":
-        from lyra3d.data.clips import dynamic_eval_seeds
-        from lyra3d.models.decoder4d import GaussianDecoder4D
+        raise InputError(f"--keep-fraction takes numbers in (0, 1], comma-separated; got {keep_fraction!r}")
+    try:
+        picked = [int(v) for v in views.split(",")] if views else None
+    except ValueError:
+        raise InputError(f"--views takes trajectory indices, comma-separated; got {views!r}") from None
+    teacher = _teacher(tokenizer, video_model, device, steps, guidance, frames)
+    seeds, split = _seeds(worlds, train_worlds_from)
+    model = GaussianDecoder.from_pretrained(decoder) if decoder else GaussianDecoder.default(device)
+    rows = evaluate_decoder(teacher, model.to(device), seeds, views=picked, keep_fraction=keep, backend=backend)
+    _report(ctx, rows, seeds, f"decoder on {len(seeds)} {split} worlds", json_path)
 
-        if not a.decoder4d:
-            raise InputError("eval decoder4d needs --decoder4d DIR (a 4D decoder: lyra3d train decoder --dynamic 1)")
-        seeds = dynamic_eval_seeds(a.worlds)
-        d4 = GaussianDecoder4D.from_pretrained(a.decoder4d, a.device).eval()
-        static = None if a.no_baseline else \
-            (GaussianDecoder.from_pretrained(a.decoder, a.device) if a.decoder else GaussianDecoder.default(a.device))
-        rows = evaluate_decoder4d(teacher, d4, seeds, static_decoder=static, backend=a.backend, width=a.width,
-                                  height=a.height, num_frames=a.clip_frames,
-                                  progress=lambda row: print(json.dumps(row), flush=True))
-    elif a.train_worlds_from is not None:
-        seeds, split = worlds.train_seeds(a.worlds, a.train_worlds_from), "training"
-    else:
-        seeds = worlds.eval_seeds(a.worlds)
-    if a.what == "teacher":
-        rows = evaluate_teacher(teacher, seeds)
-    elif a.what == "decoder":
-        decoder = GaussianDecoder.from_pretrained(a.decoder) if a.decoder else GaussianDecoder.default(a.device)
-        views = [int(v) for v in a.views.split(",")] if a.views else None
-        rows = evaluate_decoder(teacher, decoder.to(a.device), seeds, views=views, keep_fraction=keep)
-    summary = summarize(rows)
-    print(table(summary, f"{a.what} on {len(seeds)} {split} {'dynamic ' * (a.what == 'decoder4d')}worlds"))
-    if a.json:
-        write_results(a.json, vars(a), seeds, summary, rows)
+
+@eval_app.command("decoder4d")
+def eval_decoder4d(ctx: typer.Context,
+                   decoder4d: Decoder4DDir = None,
+                   worlds: Annotated[int, typer.Option(help="Held-out dynamic worlds (seeds from 1,000,000).")] = 8,
+                   decoder: DecoderDir = None,
+                   no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the static decoder "
+                                                                                    "baseline.")] = False,
+                   clip_frames: Annotated[int, typer.Option("--clip-frames", help="Frames per clip, 1 + 4·m.")] = 17,
+                   width: Annotated[int, typer.Option(help="Clip frame width.")] = 320,
+                   height: Annotated[int, typer.Option(help="Clip frame height.")] = 176,
+                   steps: Steps = None, guidance: Guidance = None, tokenizer: TokenizerDir = None,
+                   video_model: VideoModelDir = None, backend: Backend = "auto", device: Device = "cpu",
+                   json_path: JsonOut = None) -> None:
+    """The 4D decoder on the video teacher's latents of held-out dynamic clips: its renders at several times
+    vs the ray-cast truth at novel cameras and at the input camera, overall and on the moving pixels, against
+    the static decoder (--decoder). Prints each world's row as JSON as it is measured, then the table."""
+    from lyra3d.data.clips import dynamic_eval_seeds
+    from lyra3d.evaluation.decoder4d import evaluate_decoder4d
+    from lyra3d.models.decoder import GaussianDecoder
+    from lyra3d.models.decoder4d import GaussianDecoder4D
+
+    if not decoder4d:
+        raise InputError("eval decoder4d needs --decoder4d DIR (a 4D decoder: lyra3d train decoder --dynamic 1)")
+    teacher = _teacher(tokenizer, video_model, device, steps, guidance)
+    seeds = dynamic_eval_seeds(worlds)
+    d4 = GaussianDecoder4D.from_pretrained(decoder4d, device).eval()
+    static = None if no_baseline else \
+        (GaussianDecoder.from_pretrained(decoder, device) if decoder else GaussianDecoder.default(device))
+    rows = evaluate_decoder4d(teacher, d4, seeds, static_decoder=static, backend=backend, width=width,
+                              height=height, num_frames=clip_frames,
+                              on_row=lambda row: print(json.dumps(row), flush=True))
+    _report(ctx, rows, seeds, f"decoder4d on {len(seeds)} held-out dynamic worlds", json_path)
+
+
+@eval_app.command("video-teacher")
+def eval_video_teacher(ctx: typer.Context,
+                       worlds: Annotated[int, typer.Option(help="Held-out dynamic worlds (seeds from "
+                                                                "1,000,000).")] = 4,
+                       frames: Annotated[int, typer.Option(help="Frames per clip, 1 + 4·m.")] = 17,
+                       camera: Annotated[str, typer.Option(help="Camera motion of the input clips: static or a "
+                                                                "trajectory name.")] = "static",
+                       trajectories: Annotated[str, typer.Option(help="Comma-separated subset of the six "
+                                                                      "trajectories (default: all).")] = "",
+                       no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the static "
+                                                                                        "teacher.")] = False,
+                       reversed_clips: Annotated[bool, typer.Option("--reversed", help="Also run the video teacher "
+                                                                    "on the time-reversed clips.")] = False,
+                       steps: Steps = None, guidance: Guidance = None, tokenizer: TokenizerDir = None,
+                       video_model: VideoModelDir = None, device: Device = "cpu", json_path: JsonOut = None) -> None:
+    """The video teacher (one 3D cache per input frame) on held-out dynamic clips: its decoded frames vs the
+    ray-cast truth at each frame's time, overall and on the moving pixels, against the static teacher run on
+    frame 0 alone."""
+    from lyra3d.data.clips import CAMERA_MOTIONS, dynamic_eval_seeds
+    from lyra3d.evaluation.video_teacher import evaluate_video_teacher
+
+    if camera not in CAMERA_MOTIONS:
+        raise InputError(f"unknown --camera {camera!r}; choose from {', '.join(CAMERA_MOTIONS)}")
+    teacher = _teacher(tokenizer, video_model, device, steps, guidance)
+    if trajectories:
+        teacher.config.trajectories = tuple(t.strip() for t in trajectories.split(",") if t.strip())
+    seeds = dynamic_eval_seeds(worlds)
+    rows = evaluate_video_teacher(teacher, seeds, frames, camera_motion=camera, baseline=not no_baseline,
+                                  reverse=reversed_clips)
+    _report(ctx, rows, seeds, f"video teacher on {len(seeds)} held-out dynamic worlds (seeds {seeds})", json_path)

@@ -9,18 +9,21 @@ from lyra3d.errors import InputError
 
 
 def check_device(device: str | torch.device) -> torch.device:
-    """The torch device, or a one-line error when it is unknown or its GPU is not there."""
+    """The torch device, or a one-line error when it is unknown or its GPU is not there. ``"auto"``: the
+    first CUDA GPU when torch sees one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise InputError(f"unknown device {device!r}; use cpu or cuda") from None
+        raise InputError(f"unknown device {device!r}; use cpu, cuda or auto") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise InputError(f"device {device} asked for, but torch sees no CUDA GPU here; use --device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise InputError(f"device {device} does not exist: {torch.cuda.device_count()} CUDA GPU(s) here")
     elif dev.type != "cpu":
-        raise InputError(f"device {device} is not supported; use cpu or cuda")
+        raise InputError(f"device {device} is not supported; use cpu, cuda or auto")
     return dev
 
 

@@ -1,4 +1,5 @@
-"""Atomic file writes: a file (or an output folder) appears under its final name only once it is complete."""
+"""Atomic file writes: a file (or an output folder) appears under its final name only once it is complete;
+:func:`check_output`, the one "exists; pass --force" check of every writer."""
 
 from __future__ import annotations
 
@@ -11,6 +12,23 @@ from pathlib import Path
 from typing import Iterator
 
 from lyra3d.errors import InputError
+
+
+def check_output(path: str | Path, force: bool, kind: str = "file") -> Path:
+    """Check an output path before any work: an existing one is refused unless ``force`` (one line naming the
+    fix), and so is one of the other ``kind`` (``"file"`` or ``"folder"``: a folder where a file is to be
+    written, or a file where a folder is) whatever ``force`` says. A resumable output folder passes
+    ``force=True`` (it may exist). Returns ``path`` as a :class:`Path`."""
+    if kind not in ("file", "folder"):
+        raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not force:
+        raise InputError(f"{path} exists; pass --force to overwrite it")
+    if kind == "file" and path.is_dir():
+        raise InputError(f"{path} is a folder; give a file name")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise InputError(f"{path} is a file; give a folder name")
+    return path
 
 
 @contextlib.contextmanager
@@ -62,8 +80,7 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     out = Path(out)
     if out.name in ("", ".", ".."):
         raise InputError(f"output folder needs a name, got {str(out)!r}")
-    if (out.exists() or out.is_symlink()) and not force:
-        raise InputError(f"{out} exists; pass --force to overwrite")
+    check_output(out, force, "folder")
     parent = out.parent
     made = [p for p in (parent, *parent.parents) if not p.exists()]  # folders this call creates
     ok = False
@@ -80,8 +97,7 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
         _usual_mode(tmp, 0o777)  # mkdtemp makes it private (0700)
         yield tmp
         if out.exists() or out.is_symlink():
-            if not force:  # appeared while we worked
-                raise InputError(f"{out} exists; pass --force to overwrite")
+            check_output(out, force, "folder")  # it may have appeared while we worked
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=parent))
             try:
                 os.replace(out, old / out.name)  # move the old output aside in one rename

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from lyra3d.core.cameras import Cameras, default_camera
 from lyra3d.core.gaussians import Gaussians
+from lyra3d.core.progress import Progress
 from lyra3d.core.trajectories import TRAJECTORY_NAMES, flythrough, trajectory
 from lyra3d.errors import InputError
 
@@ -53,11 +54,12 @@ def gaussians_center_depth(gaussians: Gaussians, camera: Cameras) -> float:
 
 
 def render_frames(scene, cameras: Cameras, backend: str = "auto", chunk: int = 4,
-                  on_frames: Callable[[int], None] | None = None,
+                  progress: Progress | None = None, stage: str = "render",
                   renderer: Callable[[object, Cameras], Tensor] | None = None) -> Tensor:
     """Render ``scene`` at every camera: ``(T, 3, H, W)``. ``scene`` is :class:`Gaussians` (rasterized with
     ``backend``), or anything that ``renderer(scene, cameras) → (B, 3, H, W)`` renders (e.g. a procedural
-    world: ``renderer=lambda w, c: lyra3d.data.worlds.render(w, c).rgb``)."""
+    world: ``renderer=lambda w, c: lyra3d.data.worlds.render(w, c).rgb``). ``progress(stage, frames done,
+    len(cameras))`` after every ``chunk`` frames."""
     from lyra3d.core.render import rasterize
 
     if not isinstance(scene, Gaussians) and renderer is None:
@@ -72,8 +74,8 @@ def render_frames(scene, cameras: Cameras, backend: str = "auto", chunk: int = 4
             else:
                 rgb = renderer(scene, cams)
         out.append(rgb.cpu())
-        if on_frames:
-            on_frames(len(cams))
+        if progress is not None:
+            progress(stage, i + len(cams), len(cameras))
     return torch.cat(out)
 
 

@@ -34,7 +34,8 @@ from torch import Tensor
 
 import lyra3d
 from lyra3d.core.cameras import Cameras, default_camera
-from lyra3d.core.files import check_settings
+from lyra3d.core.files import check_output, check_settings
+from lyra3d.core.progress import Progress, no_progress
 from lyra3d.core.trajectories import (
     LYRA_TRAJECTORIES,
     TRAJECTORY_NAMES,
@@ -196,7 +197,7 @@ def _append_manifest(out: Path, entry: dict) -> None:
 
 def write_dataset(out_dir: str | Path, seeds: int | Sequence[int], trajectories: Sequence[str] = LYRA_TRAJECTORIES,
                   num_frames: int = 17, width: int = 320, height: int = 176, workers: int | None = None,
-                  progress: bool = True, dynamic: bool = False, *, fps: float = 8.0,
+                  progress: Progress | None = None, dynamic: bool = False, *, fps: float = 8.0,
                   depth_dtype: str = "float16", random_movement: bool = True,
                   movement_factor: float = 1.0) -> int:
     """Render worlds along camera trajectories and write one sample folder per world (see module doc).
@@ -210,7 +211,8 @@ def write_dataset(out_dir: str | Path, seeds: int | Sequence[int], trajectories:
         num_frames: frames ``T`` per trajectory.
         width, height: frame size.
         workers: processes (default: all CPU cores; each uses one torch thread). 1 renders in this process.
-        progress: show a progress bar.
+        progress: a :class:`~lyra3d.core.progress.Progress`, told ``("worlds", done, total)`` as the worlds
+            still to write are written.
         dynamic: moving objects; frame ``i`` of every trajectory shows time ``i / fps``.
         fps: frame rate of dynamic samples.
         depth_dtype: ``"float16"`` (half the size; relative error < 5e-4) or ``"float32"``.
@@ -221,9 +223,7 @@ def write_dataset(out_dir: str | Path, seeds: int | Sequence[int], trajectories:
     Returns:
         The number of samples written by this call (samples already present are not counted).
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"dataset folder {out} is a file; pass a folder path")
+    out = check_output(out_dir, True, "folder")  # an existing dataset folder is resumed
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         if seeds < 0:
             raise InputError(f"number of worlds must be >= 0, got {seeds}")
@@ -274,36 +274,25 @@ def write_dataset(out_dir: str | Path, seeds: int | Sequence[int], trajectories:
     if not todo:
         return 0
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    say = progress or no_progress
     written = 0
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        task = bar.add_task(f"worlds → {out.name}", total=len(todo))
-        if workers == 1 or len(todo) == 1:
-            for s in todo:
-                _append_manifest(out, _write_sample(str(out), s, settings))
+    say("worlds", 0, len(todo))
+    if workers == 1 or len(todo) == 1:
+        for s in todo:
+            _append_manifest(out, _write_sample(str(out), s, settings))
+            written += 1
+            say("worlds", written, len(todo))
+    else:
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"),
+                                   initializer=_init_worker)
+        try:
+            futures = [pool.submit(_write_sample, str(out), s, settings) for s in todo]
+            for fut in as_completed(futures):
+                _append_manifest(out, fut.result())
                 written += 1
-                bar.advance(task)
-        else:
-            pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"),
-                                       initializer=_init_worker)
-            try:
-                futures = [pool.submit(_write_sample, str(out), s, settings) for s in todo]
-                for fut in as_completed(futures):
-                    _append_manifest(out, fut.result())
-                    written += 1
-                    bar.advance(task)
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+                say("worlds", written, len(todo))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     return written
 
 

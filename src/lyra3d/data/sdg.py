@@ -43,8 +43,9 @@ from torch import Tensor
 
 import lyra3d
 from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.core.device import check_device
 from lyra3d.core.files import check_settings
-from lyra3d.core.progress import StageClock
+from lyra3d.core.progress import Progress, StageClock, no_progress
 from lyra3d.errors import InputError
 from lyra3d.pipelines.teacher import Teacher, TeacherConfig
 
@@ -176,21 +177,15 @@ def shard_of(items: list, shard: int, num_shards: int) -> list:
 
 
 def generate(teacher: Teacher, inputs: list[SDGInput] | Iterator[SDGInput], out: str | Path, seed: int = 0,
-             shard: int = 0, progress: bool = True, total: int | None = None, clips: dict | None = None) -> int:
+             shard: int = 0, progress: Progress | None = None, total: int | None = None,
+             clips: dict | None = None) -> int:
     """Run the teacher over ``inputs`` (one shard's: ``shard`` names its manifest) and write the samples;
     returns how many were written (finished samples are skipped).
 
-    ``clips``: the settings of video inputs (:func:`clip_inputs`: frames, size, camera), recorded in
+    ``progress`` (:class:`~lyra3d.core.progress.Progress`) is told ``("samples", done, total)`` as each input
+    is written or found finished; ``total`` is the number of inputs (default ``len(inputs)``; give it for an
+    iterator). ``clips``: the settings of video inputs (:func:`clip_inputs`: frames, size, camera), recorded in
     ``sdg.json`` so a folder never mixes clip and image samples; ``None`` for image inputs."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"teacher": asdict(teacher.config), "seed": seed, "lyra3d_version": lyra3d.__version__}
@@ -201,23 +196,21 @@ def generate(teacher: Teacher, inputs: list[SDGInput] | Iterator[SDGInput], out:
         shutil.rmtree(stale, ignore_errors=True)
     done = finished_ids(out)
     manifest = out / f"manifest-{shard:05d}.jsonl"
+    say = progress or no_progress
+    if progress is not None and total is None:
+        total = len(inputs)
     written = 0
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task(f"SDG shard {shard} → {out.name}", total=total)
-        for item in inputs:
-            if (item.video is not None) != (clips is not None):
-                raise InputError(f"input {item.id} is {'a video' if item.video is not None else 'an image'}, but "
-                                 f"this SDG run is for {'clips' if clips is not None else 'images'}")
-            if item.id in done:
-                bar.advance(task)
-                continue
+    say("samples", 0, total or 0)
+    for count, item in enumerate(inputs, 1):
+        if (item.video is not None) != (clips is not None):
+            raise InputError(f"input {item.id} is {'a video' if item.video is not None else 'an image'}, but "
+                             f"this SDG run is for {'clips' if clips is not None else 'images'}")
+        if item.id not in done:
             entry = write_sample(teacher, item, out, seed, shard)
             with open(manifest, "a") as f:
                 f.write(json.dumps(entry) + "\n")
             written += 1
-            bar.advance(task)
+        say("samples", count, total or 0)
     return written
 
 
@@ -304,62 +297,44 @@ def sample_dirs(out: str | Path) -> list[Path]:
     return [out / i for i in sorted(finished_ids(out))]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m lyra3d.data.sdg --out DIR --worlds N | --clips N | --images DIR [--first-seed S] [--shard i
-    --num-shards n]``."""
-    import argparse
+def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = None,
+            images: str | Path | None = None, frames: int = TeacherConfig.num_frames, clip_frames: int = 17,
+            camera: str = "mixed", width: int = 320, height: int = 176, first_seed: int = 0, shard: int = 0,
+            num_shards: int = 1, steps: int = TeacherConfig.steps, guidance: float = TeacherConfig.guidance,
+            seed: int = 0, tokenizer: str | Path | None = None, video_model: str | Path | None = None,
+            device: str = "auto", threads: int = 0, progress: Progress | None = None) -> int:
+    """One SDG run (``lyra3d sdg``): load the teacher, make this shard's inputs, :func:`generate`. Returns the
+    number of samples written.
 
-    p = argparse.ArgumentParser(prog="lyra3d sdg", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="SDG folder (resumed if it exists)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--worlds", type=int, help="this many procedural training worlds as inputs")
-    src.add_argument("--images", help="a folder of images as inputs")
-    src.add_argument("--clips", type=int, help="this many dynamic clips of procedural training worlds as video "
-                                               "inputs (each also reversed: 2 samples per clip)")
-    p.add_argument("--frames", type=int, default=TeacherConfig.num_frames,
-                   help="frames per trajectory (1 + 4·m; --worlds and --images)")
-    p.add_argument("--clip-frames", type=int, default=17, help="frames per clip (1 + 4·m)")
-    p.add_argument("--clip-camera", default="mixed", help="camera of the clips: mixed, static or a trajectory name")
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=176)
-    p.add_argument("--first-seed", type=int, default=0, help="first world seed (training seeds are < 1,000,000)")
-    p.add_argument("--shard", type=int, default=0)
-    p.add_argument("--num-shards", type=int, default=1)
-    p.add_argument("--steps", type=int, default=TeacherConfig.steps, help="sampler steps")
-    p.add_argument("--guidance", type=float, default=TeacherConfig.guidance)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: shipped)")
-    p.add_argument("--video-model", default=None, help="video model folder (default: shipped)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads of this process (default: the CPU count / --num-shards)")
-    p.add_argument("--quiet", action="store_true")
-    a = p.parse_args(argv)
-    torch.set_num_threads(a.threads or max(1, (os.cpu_count() or 1) // a.num_shards))
-    from lyra3d.train.common import pick_device
-
-    device = pick_device(a.device)
-    if device.type == "cuda":
+    Inputs, exactly one of: ``worlds`` procedural training worlds from seed ``first_seed``, ``clips`` dynamic
+    clips of them (``clip_frames`` frames, their ``camera``: mixed, static or a trajectory name; each
+    also time-reversed: 2 samples per clip), or the images of the folder ``images``. ``frames`` per trajectory
+    (1 + 4·m; images and worlds); ``width``/``height`` of the inputs; the teacher's sampler ``steps``,
+    ``guidance`` and ``seed``; ``tokenizer``/``video_model`` folders (default: the shipped ones); ``threads``:
+    CPU threads of this process (0: the CPU count / ``num_shards``). ``progress``: as :func:`generate`."""
+    if sum(x is not None for x in (worlds, clips, images)) != 1:
+        raise InputError("give exactly one input: --worlds N, --clips N or --images DIR")
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // max(1, num_shards)))
+    dev = check_device(device)
+    if dev.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 matmuls
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolutions once
-    teacher = Teacher.from_pretrained(a.tokenizer, a.video_model, device=device,
-                                      config=TeacherConfig(num_frames=a.frames, steps=a.steps, guidance=a.guidance))
-    teacher.tokenizer.latent_frames(a.frames)  # a frame count the tokenizer cannot take fails before any work
-    clips = None
-    if a.worlds is not None or a.clips is not None:
-        count = a.worlds if a.worlds is not None else a.clips
-        if a.first_seed < 0 or a.first_seed + count > 1_000_000:
+    teacher = Teacher.from_pretrained(tokenizer, video_model, device=dev,
+                                      config=TeacherConfig(num_frames=frames, steps=steps, guidance=guidance))
+    teacher.tokenizer.latent_frames(frames)  # a frame count the tokenizer cannot take fails before any work
+    clip_settings = None
+    if images is None:
+        count = worlds if worlds is not None else clips
+        if first_seed < 0 or first_seed + count > 1_000_000:
             raise InputError("SDG for training uses training seeds only (< 1,000,000)")
-        seeds = shard_of(list(range(a.first_seed, a.first_seed + count)), a.shard, a.num_shards)
-        if a.clips is not None:
-            clip_camera(0, a.clip_camera)  # a bad name fails before any work
-            clips = {"frames": a.clip_frames, "width": a.width, "height": a.height, "camera": a.clip_camera}
-            inputs, total = clip_inputs(seeds, device, a.clip_frames, a.width, a.height, a.clip_camera), 2 * len(seeds)
+        seeds = shard_of(list(range(first_seed, first_seed + count)), shard, num_shards)
+        if clips is not None:
+            clip_camera(0, camera)  # a bad name fails before any work
+            clip_settings = {"frames": clip_frames, "width": width, "height": height, "camera": camera}
+            inputs, total = clip_inputs(seeds, dev, clip_frames, width, height, camera), 2 * len(seeds)
         else:
-            inputs, total = world_inputs(seeds, a.width, a.height, device=device), len(seeds)
+            inputs, total = world_inputs(seeds, width, height, device=dev), len(seeds)
     else:
-        inputs = shard_of(list(image_inputs(a.images, a.width, a.height)), a.shard, a.num_shards)
+        inputs = shard_of(list(image_inputs(images, width, height)), shard, num_shards)
         total = len(inputs)
-    n = generate(teacher, inputs, a.out, a.seed, a.shard, progress=not a.quiet, total=total, clips=clips)
-    print(json.dumps({"written": n, "out": a.out}))
+    return generate(teacher, inputs, out, seed, shard, progress=progress, total=total, clips=clip_settings)

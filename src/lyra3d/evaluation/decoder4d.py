@@ -20,7 +20,7 @@ from lyra3d.pipelines.teacher import Teacher
 @torch.no_grad()
 def evaluate_decoder4d(teacher: Teacher, decoder4d, seeds: list[int], static_decoder: GaussianDecoder | None = None,
                        frames: tuple[int, ...] | None = None, backend: str = "auto", width: int = 320,
-                       height: int = 176, cpu_time: bool = True, progress=None, num_frames: int = 17) -> list[dict]:
+                       height: int = 176, cpu_time: bool = True, on_row=None, num_frames: int = 17) -> list[dict]:
     """Per held-out dynamic world (:func:`lyra3d.data.clips.make_clip`, a still camera; seeds from
     :func:`~lyra3d.data.clips.dynamic_eval_seeds`): the video teacher's latents of the clip, then per evaluated
     time ``times[f]`` (``frames``, default ``0, T/4, T/2, 3T/4, T − 1``) the 4D decoder's Gaussians at that
@@ -37,7 +37,8 @@ def evaluate_decoder4d(teacher: Teacher, decoder4d, seeds: list[int], static_dec
     (ignoring time: one scene rendered at every time). ``teacher_traj_*``: the video teacher's own decoded
     frames at those cameras (a reference). ``decoder_s``: seconds of one 4D decode on the decoder's device;
     ``cpu_decoder_s``: one decode by a CPU copy with 2 threads (first world only; NaN on the others).
-    ``progress(row)`` after each world, if given. ``num_frames``: of the clip (``1 + 4·m``).
+    ``on_row(row)``, if given, gets each world's row as soon as it is measured (results as they come, e.g.
+    to print them on a long run; not a progress callback). ``num_frames``: of the clip (``1 + 4·m``).
     """
     from lyra3d.data.clips import make_clip, moving_mask
     from lyra3d.evaluation.video_teacher import pooled_psnr
@@ -99,6 +100,6 @@ def evaluate_decoder4d(teacher: Teacher, decoder4d, seeds: list[int], static_dec
             row["cpu_decoder_s"] = row["decoder_s"] if dev.type == "cpu" else \
                 _cpu_decode_seconds(decoder4d, gen.latents, gen.cameras, times, float(clip.times[-1]), **inputs)
         rows.append(row)
-        if progress is not None:
-            progress(row)
+        if on_row is not None:
+            on_row(row)
     return rows

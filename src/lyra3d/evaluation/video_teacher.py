@@ -15,10 +15,8 @@ from torch import Tensor
 
 from lyra3d.core.metrics import mean_psnr, pooled_psnr, ssim
 from lyra3d.data.clips import (
-    CAMERA_MOTIONS,
     CLIP_FRAMES,
     DynamicClip,
-    dynamic_eval_seeds,
     make_clip,
     moving_mask,
     moving_object_mask,
@@ -112,38 +110,3 @@ def evaluate_video_teacher(teacher: Teacher, seeds: list[int], num_frames: int =
             row[f"psnr_{n}"] = mean_psnr(fwd.frames[i], fwd.truth[i])
         rows.append(row)
     return rows
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m lyra3d.data.clips --worlds N [--json FILE]``: the video teacher vs the static teacher on held-out
-    dynamic worlds; prints a table."""
-    import argparse
-
-    from lyra3d.evaluation.report import summarize, table, write_results
-
-    p = argparse.ArgumentParser(prog="python -m lyra3d.data.clips", description=main.__doc__)
-    p.add_argument("--worlds", type=int, default=4, help="held-out dynamic worlds (seeds from 1,000,000)")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the teacher's)")
-    p.add_argument("--guidance", type=float, default=None)
-    p.add_argument("--trajectories", default="", help="comma-separated subset of the six (default all)")
-    p.add_argument("--frames", type=int, default=CLIP_FRAMES)
-    p.add_argument("--camera", default="static", choices=CAMERA_MOTIONS, help="camera motion of the input clip")
-    p.add_argument("--no-baseline", action="store_true", help="skip the static teacher")
-    p.add_argument("--reversed", action="store_true", help="also run the video teacher on the reversed clips")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--json", default=None, help="also write the rows and summary here")
-    a = p.parse_args(argv)
-    teacher = Teacher.from_pretrained(device=a.device)
-    if a.steps is not None:
-        teacher.config.steps = a.steps
-    if a.guidance is not None:
-        teacher.config.guidance = a.guidance
-    if a.trajectories:
-        teacher.config.trajectories = tuple(a.trajectories.split(","))
-    seeds = dynamic_eval_seeds(a.worlds)
-    rows = evaluate_video_teacher(teacher, seeds, a.frames, camera_motion=a.camera, baseline=not a.no_baseline,
-                                  reverse=a.reversed)
-    summary = summarize(rows)
-    print(table(summary, f"video teacher on {len(seeds)} held-out dynamic worlds (seeds {seeds})"))
-    if a.json:
-        write_results(a.json, vars(a), seeds, summary, rows)

@@ -24,7 +24,7 @@ from lyra3d.pipelines.weights import (
 )
 from lyra3d.pipelines.weights import write_pipeline_json
 
-#: Stages of the image → 3D pipeline, in order (``progress(stage)`` is called as each one ends).
+#: Stages of the image → 3D pipeline, in order (``progress(stage, 1, 1)`` is called as each one ends).
 IMAGE_STAGES = ("depth", "cache", "encode", "sample", "decoder", "input_view")
 
 

@@ -8,13 +8,11 @@ and the Gaussians rendered at the input camera measure how faithfully they keep 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
-
 import torch
 from torch import Tensor
 
 from lyra3d.core.cameras import Cameras, default_camera
-from lyra3d.core.progress import StageClock
+from lyra3d.core.progress import Progress, StageClock
 from lyra3d.io.images import ImageInfo, fit_image_tensor
 from lyra3d.pipelines.base import TeacherPipeline
 from lyra3d.pipelines.config import PRESETS, GenerateConfig, Preset
@@ -47,7 +45,7 @@ class ImageTo3DPipeline(TeacherPipeline):
 
     @torch.no_grad()
     def __call__(self, image: Tensor | str | Path, seed: int | None = None,
-                 progress: Callable[[str], None] | None = None, *, camera: Cameras | None = None,
+                 progress: Progress | None = None, *, camera: Cameras | None = None,
                  depth: Tensor | None = None, info: ImageInfo | None = None, **overrides) -> Scene:
         """Generate the scene of one image.
 
@@ -55,7 +53,8 @@ class ImageTo3DPipeline(TeacherPipeline):
             image: a file path, or a tensor ``(3, H, W)`` in [0, 1] (another size is cropped/padded and
                 resampled to the preset's).
             seed: the sampler's seed (default ``config.seed``); the same seed gives the same scene.
-            progress: called with each stage's name (:meth:`stages`) as the stage ends.
+            progress: a :class:`~lyra3d.core.progress.Progress`, told ``(stage, 1, 1)`` as each stage of
+                :meth:`stages` ends, in that order.
             camera: the input camera (one, at the preset's size); default: identity pose, the preset's
                 field of view.
             depth: ``(1, H, W)`` z-depth of the input to use instead of the depth network's.
@@ -79,7 +78,7 @@ class ImageTo3DPipeline(TeacherPipeline):
         if camera is None:
             camera = default_camera(p.width, p.height, p.fov_y_degrees)
         self._set_teacher(cfg, cfg.frames)
-        gen = self.teacher(image, camera, depth=depth, seed=cfg.seed, progress=clock.mark)
+        gen = self.teacher(image, camera, depth=depth, seed=cfg.seed, progress=clock)
         raw = self.decoder.decode(gen.latents, gen.cameras)
         before = len(raw)
         g = raw.prune_by_opacity(keep_fraction=cfg.keep_fraction) if cfg.keep_fraction < 1 else raw

@@ -8,7 +8,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -16,6 +16,7 @@ from torch import Tensor
 from lyra3d.core.cameras import Cameras
 from lyra3d.core.device import peak_memory_mb
 from lyra3d.core.gaussians import Gaussians
+from lyra3d.core.progress import Progress, no_progress
 from lyra3d.core.trajectories import trajectory
 from lyra3d.errors import InputError
 from lyra3d.io.images import ImageInfo
@@ -124,22 +125,22 @@ OUTPUT_FILES = ("scene.ply", "flythrough.mp4", "input_view.png", "cameras.json",
 
 def save_scene(scene: Scene, out: str | Path, force: bool = False, flythrough_frames: int = 48,
                flythrough_path: str = "flythrough", fps: float = 24.0, report: dict | None = None,
-               progress: Callable[[str, int, int], None] | None = None, started: float | None = None) -> dict:
+               progress: Progress | None = None, started: float | None = None) -> dict:
     """Write a generate output folder, whole or not at all (:func:`lyra3d.core.files.staged_dir`):
     ``scene.ply`` (standard 3DGS PLY), ``flythrough.mp4`` (the Gaussians rendered along a smooth camera path
     from the input camera), ``input_view.png`` (the input image as the models saw it), ``cameras.json``
     (:meth:`Scene.cameras_record`), ``report.json`` (:meth:`Scene.report` + ``report``, timings of the
     fly-through and the writing, file sizes) and, when the scene kept them, ``teacher/<trajectory>.mp4``.
 
-    An existing ``out`` is refused unless ``force``. ``progress(what, done, total)`` is told about the
-    fly-through frames as they render (``what="flythrough"``) and each file written (``what="write"``).
+    An existing ``out`` is refused unless ``force``. ``progress`` (:class:`~lyra3d.core.progress.Progress`) is
+    told the fly-through's frames as they render (stage ``"flythrough"``), then each file written (``"write"``).
     ``started`` (a ``time.perf_counter()`` value) adds ``end_to_end`` seconds from then to the timings.
     Returns the report."""
     from lyra3d.core.files import staged_dir
     from lyra3d.io.export import export_gaussians
 
     check_flythrough(flythrough_path, flythrough_frames)
-    say = progress or (lambda what, done, total: None)
+    say = progress or no_progress
     files = ["scene.ply", "flythrough.mp4", "input_view.png", "cameras.json"]
     if scene.frames is not None:
         files += [f"teacher/{name}.mp4" for name in scene.trajectories]
@@ -150,19 +151,22 @@ def save_scene(scene: Scene, out: str | Path, force: bool = False, flythrough_fr
         t0 = time.perf_counter()
         cams = flythrough_cameras(scene, flythrough_path, flythrough_frames)
         film_path([scene.gaussians], [0] * len(cams), cams, tmp / "flythrough.mp4", fps, scene.config.backend,
-                  lambda done: say("flythrough", done, len(cams)))
+                  say, "flythrough")
         timings["flythrough"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        n = len(files)  # written in "write": all but flythrough.mp4, and report.json last
+        say("write", 0, n)
         export_gaussians(scene.gaussians.detach().to("cpu"), tmp / "scene.ply")
-        say("write", 1, len(files))
+        say("write", 1, n)
         write_png(scene.input_image, tmp / "input_view.png")
-        say("write", 2, len(files))
+        say("write", 2, n)
         (tmp / "cameras.json").write_text(json.dumps(scene.cameras_record(), indent=1) + "\n")
-        say("write", 3, len(files))
-        write_teacher_videos(scene, tmp, fps, lambda i: say("write", 4 + i, len(files)))
+        say("write", 3, n)
+        write_teacher_videos(scene, tmp, fps, say, 3, n)
         timings["write"] = time.perf_counter() - t0
         record["flythrough"] = {"path": flythrough_path, "frames": flythrough_frames, "fps": fps}
         record = finish_report(tmp, record, timings, files, started)
+        say("write", n, n)
     return record
 
 
@@ -189,28 +193,25 @@ def flythrough_cameras(scene: Scene, path: str, frames: int) -> Cameras:
 
 
 def film_path(scenes: Sequence[Gaussians], which: Sequence[int], cameras: Cameras, out: Path, fps: float,
-              backend: str = "auto", on_frames: Callable[[int], None] | None = None) -> Path:
+              backend: str = "auto", progress: Progress | None = None, stage: str = "flythrough") -> Path:
     """Render frame ``i`` of a video from ``scenes[which[i]]`` at ``cameras[i]`` and write it to ``out``: one
     scene throughout (a fly-through) or a scene per time (the time runs while the camera moves).
-    ``on_frames(done)`` after each batch of frames."""
+    ``progress(stage, frames done, len(cameras))`` as the frames render."""
     from lyra3d.core import flythrough as fly
     from lyra3d.io.video import write_video
 
     if len(which) != len(cameras):
         raise InputError(f"{len(which)} scene indices for {len(cameras)} cameras")
-    done, parts, i = [0], [], 0
-
-    def frames_done(n: int) -> None:
-        done[0] += n
-        if on_frames is not None:
-            on_frames(done[0])
-
+    say = progress or no_progress
+    say(stage, 0, len(cameras))
+    parts, i = [], 0
     while i < len(which):
         j = i
         while j < len(which) and which[j] == which[i]:
             j += 1
         g = scenes[which[i]]
-        parts.append(fly.render_frames(g, cameras[i:j].to(g.device), backend=backend, on_frames=frames_done))
+        parts.append(fly.render_frames(g, cameras[i:j].to(g.device), backend=backend,
+                                       progress=lambda _, done, __, before=i: say(stage, before + done, len(cameras))))
         i = j
     return write_video(torch.cat(parts), out, fps=fps)
 
@@ -224,8 +225,9 @@ def write_png(image: Tensor, path: Path) -> None:
     iio.imwrite(path, to_uint8(image[None])[0])
 
 
-def write_teacher_videos(scene, tmp: Path, fps: float, written: Callable[[int], None]) -> None:
-    """``teacher/<trajectory>.mp4`` from ``scene.frames (V, T, 3, H, W)``, when the scene kept them."""
+def write_teacher_videos(scene, tmp: Path, fps: float, progress: Progress, done: int, total: int) -> None:
+    """``teacher/<trajectory>.mp4`` from ``scene.frames (V, T, 3, H, W)``, when the scene kept them; each
+    video written is one more file of the ``"write"`` stage (``done`` before them, of ``total``)."""
     from lyra3d.io.video import write_video
 
     if scene.frames is None:
@@ -233,7 +235,7 @@ def write_teacher_videos(scene, tmp: Path, fps: float, written: Callable[[int], 
     (tmp / "teacher").mkdir()
     for i, name in enumerate(scene.trajectories):
         write_video(scene.frames[i], tmp / "teacher" / f"{name}.mp4", fps=fps)
-        written(i)
+        progress("write", done + i + 1, total)
 
 
 def finish_report(tmp: Path, record: dict, timings: dict[str, float], files: Sequence[str],
@@ -400,7 +402,7 @@ def _strip(scene: Scene4D, columns: int = STRIP_TIMES) -> Tensor:
 
 def save_scene4d(scene: Scene4D, out: str | Path, force: bool = False, flythrough_frames: int = 48,
                  flythrough_path: str = "flythrough", fps: float = 24.0, report: dict | None = None,
-                 progress: Callable[[str, int, int], None] | None = None, started: float | None = None) -> dict:
+                 progress: Progress | None = None, started: float | None = None) -> dict:
     """Write a video → 4D output folder, whole or not at all (:func:`lyra3d.core.files.staged_dir`):
 
     * ``gaussians/scene_t000.ply ...``: the Gaussians at each output time (standard 3DGS PLYs, plus a ``t``
@@ -415,14 +417,14 @@ def save_scene4d(scene: Scene4D, out: str | Path, force: bool = False, flythroug
       ``report``, timings of the videos and the writing, file sizes) and, when the scene kept them,
       ``teacher/<trajectory>.mp4``.
 
-    Arguments as :func:`lyra3d.pipelines.save_scene` (``progress(what, done, total)`` is told about the
-    frames of both videos as they render, ``what`` = ``"flythrough"`` / ``"bullet_time"``, and each file
-    written, ``"write"``). Returns the report."""
+    Arguments as :func:`lyra3d.pipelines.save_scene` (``progress`` is told the frames of both videos as they
+    render, stages ``"flythrough"`` and ``"bullet_time"``, then each file written, ``"write"``). Returns the
+    report."""
     from lyra3d.core.files import staged_dir
     from lyra3d.io.export import export_gaussians
 
     check_flythrough(flythrough_path, flythrough_frames)
-    say = progress or (lambda what, done, total: None)
+    say = progress or no_progress
     k = len(scene)
     width = max(3, len(str(k - 1)))
     plys = [f"gaussians/scene_t{i:0{width}d}.ply" for i in range(k)]
@@ -438,29 +440,31 @@ def save_scene4d(scene: Scene4D, out: str | Path, force: bool = False, flythroug
         start = scene.at(0)
         cams = flythrough_cameras(start, flythrough_path, flythrough_frames)
         which = [round(i * (k - 1) / (len(cams) - 1)) for i in range(len(cams))]
-        film_path(scene.gaussians, which, cams, tmp / "flythrough.mp4", fps, backend,
-                  lambda done: say("flythrough", done, len(cams)))
+        film_path(scene.gaussians, which, cams, tmp / "flythrough.mp4", fps, backend, say, "flythrough")
         timings["flythrough"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         cams = bullet_time_cameras(start.input_camera.to("cpu"), scene.center_depth, flythrough_frames)
-        film_path(scene.gaussians, [(k - 1) // 2] * len(cams), cams, tmp / "bullet_time.mp4", fps, backend,
-                  lambda done: say("bullet_time", done, len(cams)))
+        film_path(scene.gaussians, [(k - 1) // 2] * len(cams), cams, tmp / "bullet_time.mp4", fps, backend, say,
+                  "bullet_time")
         timings["bullet_time"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        n = len(files) - 1  # written in "write": all but the two videos, and report.json last
+        say("write", 0, n)
         (tmp / "gaussians").mkdir()
         for i, (g, name) in enumerate(zip(scene.gaussians, plys)):
             export_gaussians(g.detach().to("cpu"), tmp / name)
-            say("write", i + 1, len(files))
+            say("write", i + 1, n)
         write_png(_strip(scene), tmp / "input_view.png")
         (tmp / "cameras.json").write_text(json.dumps(scene.cameras_record(), indent=1) + "\n")
-        say("write", k + 2, len(files))
-        write_teacher_videos(scene, tmp, fps, lambda i: say("write", k + 3 + i, len(files)))
+        say("write", k + 2, n)
+        write_teacher_videos(scene, tmp, fps, say, k + 2, n)
         timings["write"] = time.perf_counter() - t0
         record["flythrough"] = {"path": flythrough_path, "frames": flythrough_frames, "fps": fps,
                                 "time_index_per_frame": which}
         record["bullet_time"] = {"frames": flythrough_frames, "fps": fps, "swing_half_turns": BULLET_TIME_SWING,
                                  "time_s": round(float(scene.times[(k - 1) // 2]), 6)}
         record = finish_report(tmp, record, timings, files, started)
+        say("write", n, n)
     return record
 
 

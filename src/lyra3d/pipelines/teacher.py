@@ -24,6 +24,7 @@ from lyra3d.core.cache3d import (
     scene_center_depth,
 )
 from lyra3d.core.cameras import Cameras, plucker_rays
+from lyra3d.core.progress import Progress, no_progress
 from lyra3d.core.trajectories import LYRA_TRAJECTORIES
 from lyra3d.errors import InputError
 from lyra3d.models.depth import DepthEstimator, NetworkDepth
@@ -136,13 +137,13 @@ class Teacher:
 
     @torch.no_grad()
     def __call__(self, image: Tensor, camera: Cameras, depth: Tensor | None = None, seed: int = 0,
-                 keep_cache: bool = False, progress=None) -> TeacherSample:
+                 keep_cache: bool = False, progress: Progress | None = None) -> TeacherSample:
         """Generate the latents of every trajectory for one ``image (3, H, W)`` seen by ``camera`` (one).
 
-        ``depth (1, H, W)`` replaces the estimator's (e.g. a user's depth file). ``progress(stage)`` is called
-        after each stage, if given."""
+        ``depth (1, H, W)`` replaces the estimator's (e.g. a user's depth file). ``progress`` (:class:`~lyra3d.core.progress.Progress`)
+        is told ``(stage, 1, 1)`` as each stage ends: ``depth``, ``cache``, ``encode``, ``sample``."""
         cfg, dev = self.config, self.device
-        say = progress or (lambda stage: None)
+        say = progress or no_progress
         if image.ndim != 3 or image.shape[0] != 3:
             raise InputError(f"image must be (3, H, W), got {tuple(image.shape)}")
         if len(camera) != 1 or (camera.width, camera.height) != (image.shape[-1], image.shape[-2]):
@@ -150,12 +151,12 @@ class Teacher:
         image, camera = image.to(dev), camera.to(dev)
         if depth is None:
             depth = self.depth(image[None], camera.intrinsics).depth[0]
-        say("depth")
+        say("depth", 1, 1)
         depth = self.clean_depth(depth)
         center = scene_center_depth(depth)
         cond = multi_trajectory_conditioning(image, depth[None], camera, cfg.num_frames, cfg.movement_factor,
                                              center_depth=center, names=cfg.trajectories)
-        say("cache")
+        say("cache", 1, 1)
         names, latents, cams, rgb, mask = self.generate(cond, image, seed, say)
         return TeacherSample(names, latents, cams, image, depth, center, rgb if keep_cache else None,
                              mask if keep_cache else None, {"seed": seed, "steps": cfg.steps, "guidance": cfg.guidance,
@@ -163,14 +164,14 @@ class Teacher:
 
     @torch.no_grad()
     def generate(self, cond: dict[str, TrajectoryCondition], first: Tensor, seed: int = 0,
-                 progress=None) -> tuple[tuple[str, ...], Tensor, Cameras, Tensor, Tensor]:
+                 progress: Progress | None = None) -> tuple[tuple[str, ...], Tensor, Cameras, Tensor, Tensor]:
         """Encode a warped cache and sample: ``cond`` (trajectory name → its cameras and warped cache, e.g.
         :func:`~lyra3d.core.cache3d.multi_trajectory_conditioning` or the per-frame cache of a video) and the first
         frame ``first (3, H, W)`` → ``(names, latents (V, T', C, h, w), cameras (V·T, trajectory-major),
-        cache_rgb (V, T, 3, H, W), cache_mask (V, T, 1, H, W))``. ``progress("encode")`` and
-        ``progress("sample")`` after those stages."""
+        cache_rgb (V, T, 3, H, W), cache_mask (V, T, 1, H, W))``. ``progress`` is told
+        ``("encode", 1, 1)`` and ``("sample", 1, 1)`` after those stages."""
         cfg = self.config
-        say = progress or (lambda stage: None)
+        say = progress or no_progress
         names = tuple(cond)
         rgb = torch.stack([c.warped.rgb * c.warped.mask for c in cond.values()])  # (V, T, 3, H, W)
         mask = torch.stack([c.warped.mask for c in cond.values()])
@@ -180,10 +181,10 @@ class Teacher:
         first_lat = self.encode(first[None, None])[:, 0]
         cams = Cameras.cat([c.cameras for c in cond.values()])
         rays = plucker_rays(cams).reshape(len(names), t, 6, *first.shape[-2:])
-        say("encode")
+        say("encode", 1, 1)
         latents = sample(self.video_model, first_lat.expand(len(names), -1, -1, -1), cache_lat, mask_lat, rays,
                          steps=cfg.steps, guidance=cfg.guidance, seed=seed)
-        say("sample")
+        say("sample", 1, 1)
         return names, latents, cams, rgb, mask
 
     @torch.no_grad()
@@ -235,7 +236,7 @@ def _check_video(teacher: Teacher, frames: Tensor, cameras: Cameras) -> Cameras:
 @torch.no_grad()
 def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int = 0, depth: Tensor | None = None,
                   times: Tensor | None = None, keep_cache: bool = False, encode_input: bool = True,
-                  progress=None) -> VideoTeacherSample:
+                  progress: Progress | None = None) -> VideoTeacherSample:
     """The teacher re-rendering a video along its trajectories, one 3D cache per frame.
 
     Per input frame: the teacher's depth estimate (far sky dropped as the teacher does); the frames'
@@ -254,10 +255,11 @@ def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int 
         keep_cache: keep the warped cache ``(V, T, ·, H, W)`` (evaluation).
         encode_input: encode the input video (``input_latents``; ``None`` without): only a 4D decoder with
             ``input_view`` and SDG read it.
-        progress: ``progress(stage)`` after each stage, if given.
+        progress: a :class:`~lyra3d.core.progress.Progress`, told ``(stage, 1, 1)`` as each stage ends
+            (those of :meth:`Teacher.__call__`).
     """
     cfg, dev = teacher.config, teacher.device
-    say = progress or (lambda stage: None)
+    say = progress or no_progress
     cameras = _check_video(teacher, frames, cameras)
     frames, cameras = frames.to(dev), cameras.to(dev)
     t = frames.shape[0]
@@ -267,12 +269,12 @@ def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int 
                            for i in range(0, t, step)])
     elif depth.shape != (t, 1, *frames.shape[-2:]):
         raise InputError(f"depth must be (T, 1, H, W) = {(t, 1, *frames.shape[-2:])}, got {tuple(depth.shape)}")
-    say("depth")
+    say("depth", 1, 1)
     depth = torch.stack([teacher.clean_depth(d) for d in depth])
     center = scene_center_depth(depth[0])
     cond = per_frame_trajectory_conditioning(frames, depth, cameras, cfg.movement_factor, center_depth=center,
                                              names=cfg.trajectories)
-    say("cache")
+    say("cache", 1, 1)
     input_latents = teacher.encode(frames[None])[0] if encode_input else None  # in the "encode" stage
     names, latents, cams, rgb, mask = teacher.generate(cond, frames[0], seed, say)  # as for one image
     times = torch.arange(t, dtype=torch.float32) if times is None else torch.as_tensor(times, dtype=torch.float32)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from lyra3d.core.device import check_device
-from lyra3d.core.progress import StageClock
+from lyra3d.core.progress import Progress, StageClock
 from lyra3d.errors import InputError
 from lyra3d.io.images import fit_image_tensor
 from lyra3d.models.modeling import CONFIG_NAME, shipped_weights
@@ -96,9 +95,10 @@ class TextTo3DPipeline:
         return tuple(dict.fromkeys(w for w in words.split(prompt) if w not in words.index))
 
     @torch.no_grad()
-    def __call__(self, prompt: str, seed: int | None = None, progress: Callable[[str], None] | None = None,
+    def __call__(self, prompt: str, seed: int | None = None, progress: Progress | None = None,
                  **overrides) -> Scene:
-        """Generate the scene of a text prompt (the image is ``scene.input_image``)."""
+        """Generate the scene of a text prompt (the image is ``scene.input_image``); ``progress`` is told
+        ``(stage, 1, 1)`` as each stage of :meth:`stages` ends."""
         from lyra3d.io.prompts import validate_prompt
 
         prompt = validate_prompt(prompt)

@@ -46,13 +46,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
 from lyra3d.core.cameras import Cameras, default_camera
-from lyra3d.core.progress import StageClock
+from lyra3d.core.progress import Progress, StageClock
 from lyra3d.errors import InputError
 from lyra3d.io.images import fit_image_tensor
 from lyra3d.io.video import VideoInfo
@@ -62,7 +62,7 @@ from lyra3d.pipelines.outputs import DEFAULT_FPS, Scene4D, _nearest
 
 #: Stages of a video → 4D call, in order: reading the video (decoding a file, fitting the frames to the preset,
 #: choosing them), then an image's stages, with ``decoder`` and ``input_view`` run once per output time
-#: (``step_progress`` counts them).
+#: (``progress`` is told their counts).
 VIDEO_STAGES = ("read_video",) + IMAGE_STAGES
 
 
@@ -185,17 +185,17 @@ class VideoTo4DPipeline(TeacherPipeline):
 
     @torch.no_grad()
     def __call__(self, video: Tensor | str | Path, seed: int | None = None,
-                 progress: Callable[[str], None] | None = None, *, times: Sequence[float] | Tensor | None = None,
+                 progress: Progress | None = None, *, times: Sequence[float] | Tensor | None = None,
                  cameras: Cameras | None = None, fps: float | None = None, info: VideoInfo | None = None,
-                 max_frames: int | None = None, step_progress: Callable[[str, int, int], None] | None = None,
-                 **overrides) -> Scene4D:
+                 max_frames: int | None = None, **overrides) -> Scene4D:
         """Generate the dynamic scene of one video.
 
         Args:
             video: a video file or a folder of frames, or a tensor ``(N, 3, H, W)`` in [0, 1] (another size is
                 cropped/padded and resampled to the preset's).
             seed: the sampler's seed (default ``config.seed``); the same seed gives the same scene.
-            progress: called with each stage's name (:meth:`stages`) as the stage ends.
+            progress: a :class:`~lyra3d.core.progress.Progress`, told each stage of :meth:`stages` as it
+                ends, in that order; ``decoder`` and ``input_view`` also count the output times on the way.
             times: output times, seconds of the video within the frames read (default: ``output_times``
                 spread evenly, else one per distinct frame read).
             cameras: the input cameras at the preset's size: one (a still camera) or one per video frame
@@ -203,8 +203,6 @@ class VideoTo4DPipeline(TeacherPipeline):
             fps: frames per second of a tensor (default 24); a file's own rate otherwise.
             info: what was done to an already prepared video tensor (kept in the scene's report).
             max_frames: read only the first N frames.
-            step_progress: ``step_progress(stage, done, total)`` as each output time is decoded
-                (``"decoder"``) and rendered (``"input_view"``).
             **overrides: any :class:`~lyra3d.pipelines.GenerateConfig` field for this call
                 (``num_frames``: frames read, ``output_times``, ``trajectories``, ``steps``, ...).
         """
@@ -214,7 +212,6 @@ class VideoTo4DPipeline(TeacherPipeline):
 
         cfg = self.check(self._call_config(seed, overrides))
         clock = StageClock(self.device, progress)
-        step = step_progress or (lambda stage, done, total: None)
         fps = DEFAULT_FPS if fps is None else fps
         if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
             raise InputError(f"fps must be a positive number, got {fps!r}")
@@ -230,7 +227,7 @@ class VideoTo4DPipeline(TeacherPipeline):
         self._set_teacher(cfg, len(idx))
         gen = video_teacher(self.teacher, frames, cams, seed=cfg.seed, times=model_frame_times,
                             encode_input=self.decoder.config.input_view,
-                            progress=clock.mark)
+                            progress=clock)
         scenes, before = [], 0
         for k, t in enumerate(out_times):
             g = self.decoder.decode(gen.latents, gen.cameras, model_frame_times,
@@ -240,8 +237,7 @@ class VideoTo4DPipeline(TeacherPipeline):
             g = g.prune_by_opacity(keep_fraction=cfg.keep_fraction) if cfg.keep_fraction < 1 else g
             g.times = torch.full((len(g),), float(t), device=g.device)
             scenes.append(g)
-            step("decoder", k + 1, len(out_times))
-        clock.mark("decoder")
+            clock("decoder", k + 1, len(out_times))  # the last one ends the stage
         cams_dev, video_dev = cams.to(self.device), gen.video
         renders, scores = [], []
         for k, g in enumerate(scenes):
@@ -249,8 +245,7 @@ class VideoTo4DPipeline(TeacherPipeline):
             render = rasterize(g, cams_dev[j], backend=cfg.backend).rgb[0].clamp(0, 1)
             scores.append(float(psnr(render, video_dev[j].to(render))))
             renders.append(render.cpu())
-            step("input_view", k + 1, len(out_times))
-        clock.mark("input_view")
+            clock("input_view", k + 1, len(out_times))
         teacher_frames = None
         if cfg.keep_frames:
             teacher_frames = self.teacher.decode(gen.latents).cpu()

@@ -59,6 +59,7 @@ from torch import Tensor
 
 from lyra3d.core.cameras import Cameras
 from lyra3d.core.gaussians import Gaussians
+from lyra3d.core.progress import Progress, no_progress
 from lyra3d.errors import InputError
 from lyra3d.simready.config import SIM_INSTALL, ExtractionConfig
 from lyra3d.simready.ground import (
@@ -247,14 +248,16 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 
 
 # -- the pipeline ----------------------------------------------------------------------------------------------------
 def extract_mesh(gaussians: Gaussians, cameras: Cameras, config: ExtractionConfig = ExtractionConfig(),
-                 progress=None) -> MeshResult:
+                 progress: Progress | None = None) -> MeshResult:
     """Extract a coloured, decimated triangle mesh of the scene's surface (see the module notes).
 
     Args:
         gaussians: the scene.
         cameras: the cameras that generated it (all trajectories); up to ``config.max_views`` are used.
         config: :class:`ExtractionConfig`.
-        progress: optional ``callable(stage: str)`` told when each stage starts.
+        progress: a :class:`~lyra3d.core.progress.Progress`, told ``(stage, 0, 1)`` as each stage that runs
+            starts and ``(stage, 1, 1)`` as it ends: ``render`` (depth maps), ``fuse`` (TSDF), ``surface``
+            (marching cubes), ``ground`` (the plane), ``floor`` (filled under the ground), ``decimate``.
 
     Returns:
         :class:`MeshResult` in the scene's frame (OpenCV axes) and units.
@@ -266,30 +269,37 @@ def extract_mesh(gaussians: Gaussians, cameras: Cameras, config: ExtractionConfi
     if len(gaussians) == 0:
         raise InputError("the scene holds no Gaussians")
     gaussians = gaussians.validate()
-    say = progress or (lambda stage: None)
+    say = progress or no_progress
     seconds: dict[str, float] = {}
     t0 = t = time.perf_counter()
+    started: set[str] = set()
+
+    def begin(name: str) -> None:
+        started.add(name)
+        say(name, 0, 1)
 
     def lap(name: str) -> None:
         nonlocal t
         now = time.perf_counter()
         seconds[name] = now - t
         t = now
+        if name in started:
+            say(name, 1, 1)
 
     views = select_views(len(cameras), config.max_views)
     cams = cameras[torch.from_numpy(views)]
-    say("rendering depth")
+    begin("render")
     depth, rgb, valid, max_depth = render_depths(gaussians, cams, config)
     lap("render")
-    say("fusing depth (TSDF)")
+    begin("fuse")
     volume = fuse_tsdf(depth, rgb, valid, cams, config)
     lap("fuse")
-    say("marching cubes")
+    begin("surface")
     verts, faces, raw_faces = _surface(volume, config.min_component_fraction)
     lap("surface")
     ground = None
     if config.ground:
-        say("ground plane")
+        begin("ground")
         thr = config.ground_threshold or 1.5 * volume.voxel_size
         samples, _ = sample_surface(verts, faces, min(50_000, 20 * len(faces)), seed=config.seed)
         ground = fit_ground_plane(samples, SCENE_UP, thr, config.ground_max_tilt_degrees,
@@ -299,11 +309,11 @@ def extract_mesh(gaussians: Gaussians, cameras: Cameras, config: ExtractionConfi
     if ground is not None and config.fill_floor:
         footprint = floor_footprint(np.concatenate([verts, cams.centers.double().numpy()]), ground)
     if footprint is not None:
-        say("filling the floor")
+        begin("floor")
         volume = fill_under_ground(volume, footprint, 2 * config.max_voxels)
         verts, faces, raw_faces = _surface(volume, config.min_component_fraction)
     lap("floor")
-    say("decimating")
+    begin("decimate")
     verts, faces = decimate(verts, faces, config.target_faces)
     if ground is not None:  # snap the floor's vertices onto the plane (after decimation, which moves them)
         h = ground.height(verts)

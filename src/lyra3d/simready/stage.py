@@ -59,12 +59,13 @@ import numpy as np
 import torch
 
 from lyra3d.core.cameras import Cameras, rigid_inverse
+from lyra3d.core.files import check_output, staged_dir
+from lyra3d.core.progress import Progress, no_progress
 from lyra3d.errors import InputError
 from lyra3d.simready.config import SimReadyConfig
 from lyra3d.simready.drop_test import GRAVITY, DropTestResult, drop_test
 from lyra3d.simready.ground import leveling_transform
 from lyra3d.simready.mesh import SIM_INSTALL, MeshResult, extract_mesh
-from lyra3d.core.files import staged_dir
 
 #: What :func:`export_simready` writes into its output folder.
 SIMREADY_FILES = ("scene.usd", "mesh.glb", "mesh.obj", "simready.json")
@@ -290,7 +291,7 @@ def _transform_cameras(cameras: Cameras, m: np.ndarray, scale: float) -> Cameras
 
 
 def export_simready(scene_dir: str | Path, out_dir: str | Path, config: SimReadyConfig = SimReadyConfig(),
-                    force: bool = False, progress=None) -> SimReadyResult:
+                    force: bool = False, progress: Progress | None = None) -> SimReadyResult:
     """Write a sim-ready folder for a generated scene (see the module notes).
 
     Args:
@@ -298,7 +299,9 @@ def export_simready(scene_dir: str | Path, out_dir: str | Path, config: SimReady
         out_dir: the folder to write (must not exist unless ``force``).
         config: :class:`SimReadyConfig`.
         force: replace an existing ``out_dir``.
-        progress: optional ``callable(stage: str)``.
+        progress: a :class:`~lyra3d.core.progress.Progress`, told ``(stage, 0, 1)`` as each stage starts and
+            ``(stage, 1, 1)`` as it ends: the mesh extraction's stages (:func:`extract_mesh`), then ``write``
+            (the USD stage, glb, obj) and ``drop_test`` (with ``config.check``).
 
     Returns:
         :class:`SimReadyResult`.
@@ -310,12 +313,10 @@ def export_simready(scene_dir: str | Path, out_dir: str | Path, config: SimReady
     from lyra3d.core.gaussians import load_ply
     from lyra3d.io.export import USD_AXIS_ROTATIONS, _pxr
 
-    say = progress or (lambda stage: None)
+    say = progress or no_progress
     t0 = time.perf_counter()
     scene_dir, ply, cams_path = _scene_files(Path(scene_dir))
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise InputError(f"{out_dir} exists; pass --force to overwrite it")
+    out_dir = check_output(out_dir, force, "folder")
     _pxr()  # fail early, before the extraction, when usd-core is missing
     for module in ("skimage", "fast_simplification", "trimesh"):
         try:
@@ -355,22 +356,24 @@ def export_simready(scene_dir: str | Path, out_dir: str | Path, config: SimReady
         "sceneToStage": m, "faces": int(mesh.num_faces), "vertices": int(len(mesh.vertices)),
         "voxelSize": float(mesh.voxel_size * scale), "groundFound": mesh.ground is not None,
     }
-    say("writing USD, glb, obj")
-    with staged_dir(out_dir, force=force) as tmp:
+    say("write", 0, 1)
+    with staged_dir(out_dir, force) as tmp:
         _write_stage(tmp / "scene.usd", g_stage, cams_stage, verts, mesh.faces, mesh.colors, config,
                      ground_size, report)
         write_obj(tmp / "mesh.obj", verts, mesh.faces, mesh.colors)
         write_glb(tmp / "mesh.glb", verts, mesh.faces, mesh.colors)
         seconds["write"] = time.perf_counter() - t
+        say("write", 1, 1)
         check, note = None, "not run"
         if config.check:
-            say("drop test")
+            say("drop_test", 0, 1)
             t = time.perf_counter()
             try:
                 check = drop_test(verts, mesh.faces, config.drop_test)
             except InputError as e:  # no pybullet, or no place to drop anything: say so, keep the export
                 note = f"not run: {e}"
             seconds["drop_test"] = time.perf_counter() - t
+            say("drop_test", 1, 1)
         seconds["total"] = time.perf_counter() - t0
         files = {name: (tmp / name).stat().st_size for name in SIMREADY_FILES if (tmp / name).exists()}
         summary = {

@@ -1,4 +1,4 @@
-"""What every training run here shares: the device, parallel world building, a JSON-lines log, and a
+"""What every training run here shares: the config's common fields, parallel world building, a JSON-lines log, and a
 resumable run folder (``OUT/model`` = config + safetensors, ``OUT/trainer.pt`` = optimizer, schedule, step)."""
 
 from __future__ import annotations
@@ -20,24 +20,26 @@ from lyra3d.models.modeling import Pretrained
 
 @dataclass
 class RunConfig:
-    """Fields every training run has; each script's config adds its own and sets its defaults."""
+    """Fields every training run has; each script's config adds its own and sets its defaults. The comment of
+    a field is its help in ``lyra3d train ... --help`` (an option per field: ``--batch-size`` for
+    ``batch_size``)."""
 
-    out: str = "runs/run"
-    steps: int = 1000
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup: int = 300
-    grad_clip: float = 1.0
-    width: int = 320
-    height: int = 176
-    num_worlds: int = 300
-    eval_worlds: int = 8
-    eval_every: int = 500
-    save_every: int = 500
+    out: str = "runs/run"  # run folder: OUT/model (config + weights), OUT/trainer.pt; resumed if it holds one
+    steps: int = 1000  # optimiser steps (the schedule's length)
+    batch_size: int = 8  # samples per step
+    lr: float = 1e-3  # peak learning rate (AdamW), after the warm-up, then a cosine to 0
+    weight_decay: float = 1e-4  # AdamW weight decay
+    warmup: int = 300  # steps of linear learning-rate warm-up
+    grad_clip: float = 1.0  # gradient norm clip
+    width: int = 320  # frame width in pixels
+    height: int = 176  # frame height in pixels
+    num_worlds: int = 300  # procedural training worlds (seeds < 1,000,000)
+    eval_worlds: int = 8  # held-out worlds evaluated (seeds from 1,000,000)
+    eval_every: int = 500  # evaluate every this many steps (and at the end)
+    save_every: int = 500  # save OUT/model and OUT/trainer.pt every this many steps (and at the end)
     time_limit_s: float = 0.0  # > 0: save and stop this many seconds after start (a lease's wall clock)
     train_time_s: float = 0.0  # > 0: the schedule ends after this much training time (summed over resumes)
-    device: str = "auto"
+    device: str = "auto"  # the device: cpu, cuda, cuda:N or auto (a CUDA GPU when there is one)
     init_from: str = ""  # a saved model folder to start from (same config), instead of random weights
 
 
@@ -51,14 +53,6 @@ def initial_model(cls, config, init_from: str, device: torch.device):
             raise InputError(f"--init-from {init_from} holds a model with another config: {model.config}")
         return model
     return cls(config).to(device)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
-    return torch.device(name)
 
 
 def _make_world(seed: int) -> worlds.World:
@@ -139,30 +133,6 @@ class Run:
         tmp = self.state_path.with_suffix(".tmp")
         torch.save({"optimizer": self.opt.state_dict(), "step": self.step, "elapsed_s": self.elapsed_s}, tmp)
         os.replace(tmp, self.state_path)
-
-
-def parse_config(cls, argv: list[str] | None, prog: str, doc: str):
-    """A training config from the command line: ``--out``, ``--tiny`` (the class's ``tiny`` preset), one
-    flag per scalar field (``--batch-size``...) and ``--base-channels`` for the model."""
-    import argparse
-    import dataclasses
-
-    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = cls()
-    p.add_argument("--out", default=defaults.out, help="run folder (resumed if it holds trainer.pt)")
-    p.add_argument("--tiny", action="store_true", help="a few CPU-sized steps (tests, smoke runs)")
-    scalars = [f.name for f in dataclasses.fields(cls) if f.name not in ("out", "model")]
-    for name in scalars:
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(defaults, name)), default=None)
-    p.add_argument("--base-channels", type=int, default=None, help="model width")
-    args = p.parse_args(argv)
-    config = cls.tiny(args.out) if args.tiny else cls(out=args.out)
-    for name in scalars:
-        if getattr(args, name) is not None:
-            setattr(config, name, getattr(args, name))
-    if args.base_channels:
-        config.model.base_channels = args.base_channels
-    return config
 
 
 def train_loop(run: Run, config, step_fn, eval_fn, start_wall: float, main: bool = True) -> dict[str, float]:

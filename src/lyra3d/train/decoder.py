@@ -1,4 +1,4 @@
-"""Train the 3DGS decoder by self-distillation (``lyra3d train decoder`` or ``python -m lyra3d.train.decoder``).
+"""Train the 3DGS decoder by self-distillation (``lyra3d train decoder``, or :func:`train`).
 
 Data: an SDG folder (``lyra3d sdg``), or several (``--data A,B``: e.g. teacher runs of 17 and of 9 frames per
 trajectory): the teacher's latents, decoded frames, their estimated depth, the cameras. Nothing else: no
@@ -12,8 +12,9 @@ those trajectories (gsplat on CUDA, the torch rasterizer on CPU) and compares wi
 Curriculum (Lyra's, shortened): the first ``few_views_until`` of training sees ``few_views`` random
 trajectories, then all of them; the last ``prune_from`` share adds the opacity term. Ablations: ``views=1``
 (a single trajectory throughout), ``depth_weight=0``. bf16 autocast on CUDA, AdamW with warm-up and cosine,
-gradient clipping, resumable. ``accelerate launch --num_processes N -m lyra3d.train.decoder ...`` runs
-data-parallel on N GPUs (or CPU processes with gloo); the same command runs on one device without it.
+gradient clipping, resumable. ``torchrun --nproc_per_node N -m lyra3d train decoder ...`` (or ``accelerate
+launch --num_processes N -m lyra3d train decoder ...``) runs data-parallel on N GPUs (or CPU processes with
+gloo); the same command runs on one device without it.
 
 ``--dynamic 1`` trains the time-conditioned :class:`~lyra3d.models.decoder4d.GaussianDecoder4D` on dynamic SDG
 (``lyra3d sdg --clips N``, docs/design.md §4 "Dynamic"): each step picks a clip sample and a frame index ``f``;
@@ -45,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from lyra3d.core.cameras import Cameras, plucker_rays
+from lyra3d.core.device import check_device
 from lyra3d.core.metrics import psnr, ssim
 from lyra3d.core.render import rasterize
 from lyra3d.data.sdg import load_sample, sample_dirs
@@ -55,7 +57,7 @@ from lyra3d.models.decoder4d import (
     GaussianDecoder4D,
     append_input_view,
 )
-from lyra3d.train.common import Run, RunConfig, initial_model, parse_config, train_loop
+from lyra3d.train.common import Run, RunConfig, initial_model, train_loop
 
 
 @dataclass
@@ -69,12 +71,12 @@ class DecoderTrainConfig(RunConfig):
     warmup: int = 300
     render_frames: int = 12  # frames rendered per step
     views: int = 0  # 0: all trajectories of a sample; 1: the single-trajectory ablation
-    few_views: int = 2
-    few_views_until: float = 0.2
-    prune_from: float = 0.85
-    ssim_weight: float = 0.2
-    depth_weight: float = 0.1
-    opacity_weight: float = 0.01
+    few_views: int = 2  # trajectories per step early in training (the curriculum)
+    few_views_until: float = 0.2  # share of training with few_views, then all trajectories
+    prune_from: float = 0.85  # share of training after which the opacity term is on (pruning)
+    ssim_weight: float = 0.2  # weight of 1 - SSIM in the image loss
+    depth_weight: float = 0.1  # weight of the depth loss vs the teacher frames' estimated depth
+    opacity_weight: float = 0.01  # weight of the mean opacity, from prune_from on
     val_samples: int = 4  # the last samples of the SDG folder, held out for the validation PSNR
     dynamic: int = 0  # 1: a 4D decoder on dynamic (clip) SDG
     static_data: str = ""  # dynamic: an image SDG folder for the static steps
@@ -229,6 +231,7 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
     """Train (or resume) on ``config.data``; returns the last validation metrics."""
     from accelerate import Accelerator
 
+    check_device(config.device)  # an unknown device or a missing GPU: one line (accelerate picks the device)
     acc = Accelerator(cpu=config.device == "cpu")
     device, main = acc.device, acc.is_main_process
     backend = "gsplat" if device.type == "cuda" else "torch"
@@ -347,12 +350,3 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
     acc.wait_for_everyone()
     acc.end_training()
     return metrics
-
-
-def main(argv: list[str] | None = None) -> None:
-    config = parse_config(DecoderTrainConfig, argv, "lyra3d train decoder", __doc__)
-    print(json.dumps(train(config)))
-
-
-if __name__ == "__main__":
-    main()

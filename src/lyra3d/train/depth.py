@@ -1,5 +1,4 @@
-"""Train the monocular depth network on procedural worlds (``lyra3d train depth`` or
-``python -m lyra3d.train.depth``).
+"""Train the monocular depth network on procedural worlds (``lyra3d train depth``, or :func:`train`).
 
 Data: worlds from training seeds (< 1,000,000), each rendered from a few random cameras around the input
 view (the range Lyra's trajectories move in), rendered once on the training device at the start and
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from lyra3d.core.cameras import Cameras, intrinsics_from_fov, look_at
+from lyra3d.core.device import check_device
 from lyra3d.core.metrics import depth_errors
 from lyra3d.data import worlds
 from lyra3d.models.depth import DepthNet, DepthNetConfig, scale_invariant_log_loss
@@ -28,8 +28,6 @@ from lyra3d.train.common import (
     RunConfig,
     make_worlds,
     optimizer_step,
-    parse_config,
-    pick_device,
     train_loop,
 )
 
@@ -38,12 +36,12 @@ from lyra3d.train.common import (
 class DepthTrainConfig(RunConfig):
     out: str = "runs/depth"
     steps: int = 6000
-    batch_size: int = 32
+    batch_size: int = 32  # images per step
     num_worlds: int = 2000
-    views_per_world: int = 4
-    seed_offset: int = 0
+    views_per_world: int = 4  # random cameras around each training world's input view
+    seed_offset: int = 0  # the first training world's seed
     eval_worlds: int = 64
-    model: DepthNetConfig = field(default_factory=DepthNetConfig)
+    model: DepthNetConfig = field(default_factory=DepthNetConfig)  # its inference size becomes the run's
 
     @classmethod
     def tiny(cls, out: str) -> "DepthTrainConfig":
@@ -66,12 +64,13 @@ def sample_cameras(center_depth: float, n: int, width: int, height: int, generat
 
 
 def render_views(seeds: list[int], views: int, width: int, height: int, device: torch.device,
-                 generator: torch.Generator, progress: bool = True) -> dict[str, torch.Tensor]:
-    """Render ``views`` random views of each world: rgb uint8, depth float16, mask bool, on ``device``."""
+                 generator: torch.Generator, log: bool = True) -> dict[str, torch.Tensor]:
+    """Render ``views`` random views of each world: rgb uint8, depth float16, mask bool, on ``device``
+    (``log``: print JSON lines on the way)."""
     rgb, depth, mask = [], [], []
     t0 = time.time()
     all_worlds = make_worlds(seeds)
-    if progress:
+    if log:
         print(json.dumps({"built_worlds": len(seeds), "s": round(time.time() - t0, 1)}), flush=True)
     for i, world in enumerate(all_worlds):
         cams = sample_cameras(worlds.center_depth(world), views, width, height, generator).to(device)
@@ -79,7 +78,7 @@ def render_views(seeds: list[int], views: int, width: int, height: int, device: 
         rgb.append((r.rgb * 255 + 0.5).to(torch.uint8))
         depth.append(r.depth.half())
         mask.append(r.mask > 0)
-        if progress and (i + 1) % max(1, len(seeds) // 10) == 0:
+        if log and (i + 1) % max(1, len(seeds) // 10) == 0:
             print(json.dumps({"rendered_worlds": i + 1, "of": len(seeds), "s": round(time.time() - t0, 1)}), flush=True)
     return {"rgb": torch.cat(rgb), "depth": torch.cat(depth), "mask": torch.cat(mask)}
 
@@ -129,8 +128,10 @@ def evaluate_estimator(estimator, seeds: list[int], views: int = 2, width: int =
 
 
 def train(config: DepthTrainConfig) -> dict[str, float]:
-    """Train (or resume) and return the last evaluation."""
-    device = pick_device(config.device)
+    """Train (or resume) and return the last evaluation. The network's inference size (``config.model``'s
+    height and width) is set to the run's frame size."""
+    device = check_device(config.device)
+    config.model = dataclasses.replace(config.model, height=config.height, width=config.width)
     run = Run(config.out, DepthNet(config.model).to(device), config.lr, config.weight_decay, config.warmup,
               config.steps, config.train_time_s)
     run.resume(device)
@@ -143,7 +144,7 @@ def train(config: DepthTrainConfig) -> dict[str, float]:
     train_seeds = worlds.train_seeds(config.num_worlds, offset=config.seed_offset)
     data = render_views(train_seeds, config.views_per_world, config.width, config.height, device, gen)
     eval_data = render_views(worlds.eval_seeds(config.eval_worlds), 2, config.width, config.height, device,
-                             torch.Generator().manual_seed(99), progress=False)
+                             torch.Generator().manual_seed(99), log=False)
     run.log({"train_images": int(data["rgb"].shape[0]), "eval_images": int(eval_data["rgb"].shape[0]),
              "data_s": round(time.time() - start_wall, 1)})
 
@@ -163,13 +164,3 @@ def train(config: DepthTrainConfig) -> dict[str, float]:
 
     return train_loop(run, config, step_fn, lambda: evaluate(run.model, eval_data, config.model.max_depth),
                       start_wall)
-
-
-def main(argv: list[str] | None = None) -> None:
-    config = parse_config(DepthTrainConfig, argv, "lyra3d train depth", __doc__)
-    config.model.height, config.model.width = config.height, config.width
-    print(json.dumps(train(config)))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,5 @@
-"""Train the text-to-image model on procedural-world captions and renders (``lyra3d train text-to-image`` or
-``python -m lyra3d.train.text_to_image --tokenizer DIR --out runs/t2i``), then measure how well it follows
-prompts it never saw.
+"""Train the text-to-image model on procedural-world captions and renders (``lyra3d train text-to-image
+--tokenizer DIR --out runs/t2i``, or :func:`train`), then measure how well it follows prompts it never saw.
 
 Data, built once on the training device at the start: every training world (seeds < 1,000,000) is rendered
 at the default camera and at ``views`` nearby cameras turned left or right by up to ``yaw_deg`` degrees (a
@@ -50,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.core.device import check_device
 from lyra3d.data import worlds
 from lyra3d.data.worlds.captions import caption_vocabulary
 from lyra3d.errors import InputError
@@ -71,8 +71,6 @@ from lyra3d.train.common import (
     RunConfig,
     make_worlds,
     optimizer_step,
-    parse_config,
-    pick_device,
     train_loop,
 )
 
@@ -82,7 +80,7 @@ class TextToImageTrainConfig(RunConfig):
     out: str = "runs/t2i"
     tokenizer: str = ""  # folder of a trained tokenizer (required, except for --tiny)
     steps: int = 100000
-    batch_size: int = 128
+    batch_size: int = 128  # images per step
     lr: float = 4e-4
     weight_decay: float = 0.0
     warmup: int = 500
@@ -91,19 +89,19 @@ class TextToImageTrainConfig(RunConfig):
     eval_every: int = 1000
     save_every: int = 1000
     views: int = 2  # nearby (turned) cameras per world, besides the default one
-    yaw_deg: float = 6.0
+    yaw_deg: float = 6.0  # largest turn of a nearby camera, in degrees
     mirror: int = 1  # 1: also train on every image flipped left-right, with its mirrored world's caption
-    drop_prob: float = 0.1
-    dim: int = 256
-    depth: int = 8
-    heads: int = 4
-    text_dim: int = 128
-    text_depth: int = 2
-    judge_steps: int = 3000
+    drop_prob: float = 0.1  # share of samples without their caption (classifier-free guidance)
+    dim: int = 256  # the model's width
+    depth: int = 8  # the model's transformer blocks
+    heads: int = 4  # the model's attention heads
+    text_dim: int = 128  # the text encoder's width
+    text_depth: int = 2  # the text encoder's transformer blocks
+    judge_steps: int = 3000  # training steps of the judge (at most)
     judge_time_s: float = 30.0  # training-time budget of the judge
-    judge_batch: int = 128
-    judge_channels: int = 32
-    sample_steps: int = 8
+    judge_batch: int = 128  # images per judge step
+    judge_channels: int = 32  # the judge CNN's base channels
+    sample_steps: int = 8  # sampler steps of the prompt evaluation
     guidance: str = "1.5,3,5"  # the prompt evaluation runs once per guidance scale
     eval_only: int = 0  # 1: only the prompt evaluation of the run in --out (needs OUT/model and OUT/judge)
 
@@ -519,7 +517,7 @@ def prompt_evaluation(model: TextToImageModel, tokenizer: Tokenizer, judge: Labe
 def train(config: TextToImageTrainConfig) -> dict[str, float]:
     """Train (or resume), then train the judge and evaluate prompt following; returns the last flow-loss
     evaluation merged with the headline prompt-following numbers."""
-    device = pick_device(config.device)
+    device = check_device(config.device)
     start_wall = time.time()
     tokenizer = _tokenizer(config, device)
     out = Path(config.out)
@@ -588,12 +586,3 @@ def train(config: TextToImageTrainConfig) -> dict[str, float]:
     best = report[f"generated@{g[len(g) // 2]:g}"]
     return {**metrics, "objects_f1": best["objects_f1"], "colors_f1": best["colors_f1"],
             "judge_objects_f1": report["ground_truth"]["objects_f1"]}
-
-
-def main(argv: list[str] | None = None) -> None:
-    config = parse_config(TextToImageTrainConfig, argv, "lyra3d train text-to-image", __doc__)
-    print(json.dumps(train(config)))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,5 +1,4 @@
-"""Train the video tokenizer on procedural-world videos (``lyra3d train tokenizer`` or
-``python -m lyra3d.train.tokenizer``).
+"""Train the video tokenizer on procedural-world videos (``lyra3d train tokenizer``, or :func:`train`).
 
 Data: worlds from training seeds (< 1,000,000), each filmed along Lyra's six trajectories (movements drawn
 from their ranges), rendered once on the training device at the start. Loss: L1 + 0.2 (1 − SSIM).
@@ -11,13 +10,13 @@ frames of held-out worlds (seeds >= 1,000,000). Resumable.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 
 import torch
 
 from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.core.device import check_device
 from lyra3d.core.metrics import psnr, ssim
 from lyra3d.core.trajectories import lyra_trajectories
 from lyra3d.data import worlds
@@ -28,8 +27,6 @@ from lyra3d.train.common import (
     initial_model,
     make_worlds,
     optimizer_step,
-    parse_config,
-    pick_device,
     train_loop,
 )
 
@@ -39,7 +36,7 @@ class TokenizerTrainConfig(RunConfig):
     out: str = "runs/tokenizer"
     steps: int = 6000
     batch_size: int = 2  # clips per step
-    frames: int = 17
+    frames: int = 17  # frames per clip (1 + 4·m)
     lr: float = 4e-4
     warmup: int = 200
     num_worlds: int = 400
@@ -81,7 +78,7 @@ def evaluate(model: VideoTokenizer, clips: torch.Tensor, batch: int = 2) -> dict
 
 def train(config: TokenizerTrainConfig) -> dict[str, float]:
     """Train (or resume) and return the last evaluation."""
-    device = pick_device(config.device)
+    device = check_device(config.device)
     run = Run(config.out, initial_model(VideoTokenizer, config.model, config.init_from, device), config.lr, config.weight_decay, config.warmup,
               config.steps, config.train_time_s)
     run.resume(device)
@@ -114,12 +111,3 @@ def train(config: TokenizerTrainConfig) -> dict[str, float]:
         return optimizer_step(run, reconstruction_loss(pred.float(), video), config.grad_clip)
 
     return train_loop(run, config, step_fn, lambda: evaluate(model, eval_data), start_wall)
-
-
-def main(argv: list[str] | None = None) -> None:
-    config = parse_config(TokenizerTrainConfig, argv, "lyra3d train tokenizer", __doc__)
-    print(json.dumps(train(config)))
-
-
-if __name__ == "__main__":
-    main()

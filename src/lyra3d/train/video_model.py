@@ -1,5 +1,5 @@
-"""Train the camera-controlled video diffusion model on procedural worlds (``lyra3d train video-model`` or
-``python -m lyra3d.train.video_model``). Needs a trained tokenizer (``--tokenizer DIR``).
+"""Train the camera-controlled video diffusion model on procedural worlds (``lyra3d train video-model``, or
+:func:`train`). Needs a trained tokenizer (``--tokenizer DIR``).
 
 Data, built once on the training device: for every training world, the input view and its true z-depth
 give the 3D cache; along each of Lyra's six trajectories (movements drawn from their ranges) the cache is
@@ -11,7 +11,6 @@ first frame given. Cameras are kept, Plücker rays are computed per batch. Resum
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ import torch
 
 from lyra3d.core.cache3d import multi_trajectory_conditioning
 from lyra3d.core.cameras import Cameras, default_camera, plucker_rays
+from lyra3d.core.device import check_device
 from lyra3d.data import worlds
 from lyra3d.errors import InputError
 from lyra3d.models.tokenizer import (
@@ -37,8 +37,6 @@ from lyra3d.train.common import (
     RunConfig,
     make_worlds,
     optimizer_step,
-    parse_config,
-    pick_device,
     train_loop,
 )
 
@@ -49,10 +47,10 @@ class VideoModelTrainConfig(RunConfig):
     tokenizer: str = ""  # folder of a trained tokenizer (required, except for --tiny)
     steps: int = 10000
     batch_size: int = 8  # trajectories per step
-    frames: int = 17
+    frames: int = 17  # frames per trajectory (1 + 4·m)
     lr: float = 2e-4
     weight_decay: float = 0.0
-    drop_prob: float = 0.1
+    drop_prob: float = 0.1  # share of samples without cache, mask and rays (classifier-free guidance)
     model: VideoModelConfig = field(default_factory=VideoModelConfig)
 
     @classmethod
@@ -98,7 +96,7 @@ def _loss(model, data, idx, config, generator):
 
 def train(config: VideoModelTrainConfig) -> dict[str, float]:
     """Train (or resume) and return the last evaluation (flow-matching loss on held-out worlds)."""
-    device = pick_device(config.device)
+    device = check_device(config.device)
     if config.tokenizer:
         tokenizer = load_tokenizer(config.tokenizer, device)
     elif config.steps <= 100:  # smoke runs only: an untrained tokenizer
@@ -133,12 +131,3 @@ def train(config: VideoModelTrainConfig) -> dict[str, float]:
         return {"flow_loss": sum(losses) / len(losses)}
 
     return train_loop(run, config, step_fn, eval_fn, start_wall)
-
-
-def main(argv: list[str] | None = None) -> None:
-    config = parse_config(VideoModelTrainConfig, argv, "lyra3d train video-model", __doc__)
-    print(json.dumps(train(config)))
-
-
-if __name__ == "__main__":
-    main()

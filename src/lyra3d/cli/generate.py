@@ -1,0 +1,145 @@
+"""``lyra3d generate``: an image, a prompt or a video → a scene folder (:mod:`lyra3d.pipelines`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import typer
+
+from lyra3d.cli.app import StageBars, app, err, progress_bar, warning_line
+from lyra3d.core.device import environment
+from lyra3d.core.files import check_output
+from lyra3d.errors import InputError
+
+def warn_untrained(model: str, known: Sequence[int], trained_on: str, got: int) -> None:
+    """One warning line unless ``got`` is one of ``known``, the frame counts ``model`` was trained on (its
+    config's ``trained_frames``; empty: not recorded, no warning). ``trained_on`` says them, with one ``{}``
+    for the counts; this run reads ``got``."""
+    if known and got not in known:
+        counts = trained_on.format(" and ".join(str(n) for n in known))
+        warning_line(f"the {model} was trained on {counts}; at {got} it decodes a rougher scene (see its model "
+                     "card)")
+
+
+@app.command()
+def generate(
+    image: Optional[Path] = typer.Option(None, "--image", "-i", help="Input image (PNG, JPEG, WebP, TIFF, ...); "
+                                         "another aspect is center-cropped (see --fit)."),
+    text: Optional[str] = typer.Option(None, "--text", "--prompt", "-t", help="Text prompt instead of an image "
+                                       "(text → image → 3D; needs text-to-image weights)."),
+    video: Optional[Path] = typer.Option(None, "--video", "-v", help="Input video instead of an image (video → 4D: "
+                                         "MP4/MOV/WebM/GIF/..., or a folder of frames; a still camera is assumed)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (written whole or not at all): scene.ply, "
+                             "flythrough.mp4, input_view.png, cameras.json, report.json; for --video "
+                             "gaussians/scene_t000.ply... (one per output time), flythrough.mp4, bullet_time.mp4, "
+                             "input_view.png, cameras.json, report.json."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace an existing output folder."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights folder DIR/{depth,tokenizer,"
+                                           "video_model,decoder,text_to_image}, each optional (missing parts: the "
+                                           "shipped ones)."),
+    trajectories: Optional[str] = typer.Option(None, help="Comma-separated trajectories (left, right, up, zoom_out, "
+                                               "zoom_in, spiral, down, orbit, dolly, static), or N for the first N "
+                                               "of Lyra's six (default: all six)."),
+    movement_factor: Optional[float] = typer.Option(None, "--movement-factor", help="Scale of the trajectories' "
+                                                    "camera motion (default: 1)."),
+    steps: Optional[int] = typer.Option(None, help="Sampler steps of the video model (default: 4)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed; the same seed gives the same scene (default: 0)."),
+    preset: Optional[str] = typer.Option(None, help="Resolution preset (default: default = 320x176, 17 frames per "
+                                         "trajectory, the shipped models' native size)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Frames per trajectory, 1 + 4m (5, 9, 17, ...; "
+                                         "default: the preset's); fewer is faster; the shipped decoder was trained "
+                                         "on 9 and 17 (5 is rougher). For --video: the frames read, spread evenly "
+                                         "over the video (a shorter video has frames repeated; the shipped 4D "
+                                         "decoder was trained on 17)."),
+    times: Optional[int] = typer.Option(None, "--times", help="--video: the scene at this many times spread over "
+                                        "the clip (default: one per distinct frame read); each costs a decoder pass."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="--video: read only the first N frames "
+                                             "of the file (then --frames of them are used)."),
+    fit: Optional[str] = typer.Option(None, help="An image of another aspect: crop (center) or pad (default: crop)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    keep_frames: bool = typer.Option(False, "--keep-frames", help="Also write the teacher's frames, "
+                                     "teacher/<trajectory>.mp4."),
+    flythrough_frames: int = typer.Option(48, "--flythrough-frames", help="Frames of flythrough.mp4 (at least 2)."),
+    flythrough_path: str = typer.Option("flythrough", "--flythrough-path", help="Camera path of flythrough.mp4: "
+                                        "flythrough (smooth, seeded), orbit, dolly, spiral, left, right, ..."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+) -> None:
+    """Generate a 3D Gaussian scene from one image or a text prompt (scene.ply, a fly-through video, the input
+    view, the cameras and a report: timings, Gaussian count, input-view PSNR), or a 4D scene from a video
+    (a PLY per output time, a fly-through while time runs, a bullet-time video, ...)."""
+    import time
+
+    from lyra3d import pipelines as pl
+    from lyra3d.core import flythrough as fly
+    from lyra3d.io.prompts import validate_prompt
+    from lyra3d.pipelines import video_to_4d as pl4
+    from lyra3d.pipelines.config import parse_trajectories
+    from lyra3d.pipelines.image_to_3d import load_input_image
+    from lyra3d.pipelines.outputs import save_scene4d
+    from lyra3d.pipelines.weights import resolve_weights
+
+    if sum(x is not None for x in (image, text, video)) != 1:
+        raise InputError('give exactly one of --image PATH, --text "a prompt" or --video PATH')
+    if video is None and (times is not None or max_frames is not None):
+        raise InputError(f"{'--times' if times is not None else '--max-frames'} is for --video only")
+    check_output(out, force, "folder")
+    start = time.perf_counter()
+    prompt = validate_prompt(text) if text is not None else None
+    if flythrough_path not in fly.PATHS:
+        raise InputError(f"unknown --flythrough-path {flythrough_path!r}; choose from {', '.join(fly.PATHS)}")
+    if flythrough_frames < 2:
+        raise InputError(f"--flythrough-frames must be at least 2, got {flythrough_frames}")
+    overrides = {"trajectories": parse_trajectories(trajectories) if trajectories is not None else None,
+                 "movement_factor": movement_factor, "steps": steps, "seed": seed, "preset": preset,
+                 "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None, "output_times": times}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    _, settings = resolve_weights(weights)  # a bad weights folder or bad settings fail here, before any work
+    base = pl.GenerateConfig.from_dict(settings) if settings else pl.GenerateConfig()
+    checked = base.replace(device=device, **overrides)
+    picture = info = None
+    call = dict(overrides)
+    if image is not None:
+        picture, info = load_input_image(image, checked.resolution, checked.fit)
+    elif video is not None:
+        if max_frames is not None and max_frames < 2:
+            raise InputError(f"--max-frames must be at least 2, got {max_frames}")
+        t0 = time.perf_counter()
+        picture, info = pl4.load_input_video(video, checked.resolution, checked.fit, max_frames)
+        call["fps"], read_s = info.fps, time.perf_counter() - t0
+
+    cls = pl.TextTo3DPipeline if prompt is not None else pl4.VideoTo4DPipeline if video is not None \
+        else pl.ImageTo3DPipeline
+    pipe = cls.from_pretrained(weights, device=device)
+    if prompt is not None and not quiet:
+        unknown = pipe.unknown_words(prompt)
+        if unknown:
+            warning_line(f"the text-to-image model does not know {', '.join(unknown)}; it describes procedural "
+                         "worlds (colours, shapes, floors, skies)")
+    stages = pipe.stages(**overrides)  # checks the settings against the models
+    decoder = (pipe.image_to_3d if prompt is not None else pipe).decoder
+    if video is None and not quiet:
+        warn_untrained("3DGS decoder", decoder.config.trained_frames, "{} frames per trajectory", checked.frames)
+    if video is not None:
+        read = len(pipe.frame_indices(len(picture), str(video), **overrides))  # too short fails before any work
+        if not quiet:
+            warn_untrained("4D decoder", decoder.config.trained_frames, "clips of {} frames", read)
+    with progress_bar(quiet) as bar:
+        rows = StageBars(bar, stages)  # one row per stage: the pipeline's, then the saving's
+        if prompt is not None:
+            scene = pipe(prompt, progress=rows, **call)
+        else:
+            scene = pipe(picture, progress=rows, info=info, **call)
+        timings = {"load_models": pipe.load_seconds, **scene.timings}
+        if video is not None:  # the file was decoded here, before the models loaded
+            timings["read_video"] += read_s
+        extra = {"command": "generate", "device": str(pipe.device), "environment": environment(),
+                 "models": pipe.model_versions(), "timings_s": {k: round(v, 4) for k, v in timings.items()}}
+        save = save_scene4d if video is not None else pl.save_scene
+        record = save(scene, out, force=force, flythrough_frames=flythrough_frames, flythrough_path=flythrough_path,
+                      report=extra, progress=rows, started=start)
+    if not quiet:
+        count = record["gaussians"]
+        what = f"{len(count)} times × {max(count):,} Gaussians" if isinstance(count, list) else f"{count:,} Gaussians"
+        err.print(f"wrote {out}: {what}, input-view PSNR {record['input_view_psnr']:.2f} dB, "
+                  f"{time.perf_counter() - start:.1f} s", highlight=False, soft_wrap=True)

@@ -1,0 +1,56 @@
+"""``lyra3d sdg``: synthetic data generation, the teacher's output for decoder training
+(:func:`lyra3d.data.sdg.run_sdg`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lyra3d.cli.app import StageBars, app, progress_bar
+from lyra3d.pipelines.teacher import TeacherConfig
+
+DEFAULTS = TeacherConfig()
+
+
+@app.command()
+def sdg(
+    out: Path = typer.Option(..., "--out", help="SDG folder (resumed if it exists; shards write into the same one)."),
+    worlds: Optional[int] = typer.Option(None, "--worlds", help="Inputs: this many procedural training worlds "
+                                         "(their default-camera render)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Inputs: the images of this folder."),
+    clips: Optional[int] = typer.Option(None, "--clips", help="Inputs: this many dynamic clips of procedural "
+                                        "training worlds, as videos (each also reversed: 2 samples per clip)."),
+    frames: int = typer.Option(DEFAULTS.num_frames, help="Frames per trajectory, 1 + 4·m (--worlds and --images)."),
+    clip_frames: int = typer.Option(17, "--clip-frames", help="Frames per clip, 1 + 4·m (--clips)."),
+    clip_camera: str = typer.Option("mixed", "--clip-camera", help="Camera of the clips: mixed, static or a "
+                                    "trajectory name."),
+    width: int = typer.Option(320, help="Input width in pixels."),
+    height: int = typer.Option(176, help="Input height in pixels."),
+    first_seed: int = typer.Option(0, "--first-seed", help="First world seed (training seeds are < 1,000,000)."),
+    shard: int = typer.Option(0, help="This process's shard: inputs shard, shard + n, shard + 2n, ..."),
+    num_shards: int = typer.Option(1, "--num-shards", help="Number of shards n (one process or GPU each)."),
+    steps: int = typer.Option(DEFAULTS.steps, help="The teacher's sampler steps."),
+    guidance: float = typer.Option(DEFAULTS.guidance, help="The teacher's classifier-free guidance scale (1: none)."),
+    seed: int = typer.Option(0, help="The sampler's seed."),
+    tokenizer: Optional[Path] = typer.Option(None, help="Tokenizer folder (default: the shipped one)."),
+    video_model: Optional[Path] = typer.Option(None, "--video-model", help="Video model folder (default: the "
+                                               "shipped one)."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (a CUDA GPU when there is one)."),
+    threads: int = typer.Option(0, help="CPU threads of this process (0: the CPU count / --num-shards)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Synthetic data generation: run the teacher over procedural worlds, images or dynamic clips and write
+    what the 3DGS decoder learns from (latents, the teacher's frames, their depth, cameras); sharded and
+    resumable. Prints {"written": N, "out": DIR}."""
+    from lyra3d.data.sdg import run_sdg
+
+    with progress_bar(quiet, remaining=True) as bar:
+        rows = StageBars(bar, labels={"samples": f"SDG shard {shard} → {out.name}"})
+        written = run_sdg(out, worlds=worlds, clips=clips, images=images, frames=frames, clip_frames=clip_frames,
+                          camera=clip_camera, width=width, height=height, first_seed=first_seed, shard=shard,
+                          num_shards=num_shards, steps=steps, guidance=guidance, seed=seed, tokenizer=tokenizer,
+                          video_model=video_model, device=device, threads=threads, progress=rows)
+    print(json.dumps({"written": written, "out": str(out)}))

@@ -1,0 +1,24 @@
+"""``lyra3d view``: the interactive web viewer (:mod:`lyra3d.viewer`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lyra3d.cli.app import app
+from lyra3d.errors import InputError
+
+
+@app.command()
+def view(
+    scene: Path = typer.Argument(..., help="A scene file (.ply, .splat, .usd*) or a generate output folder."),
+    port: int = typer.Option(8080, help="Port to serve on (the next free one if busy)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for other machines)."),
+) -> None:
+    """Open an interactive web viewer (viser): the Gaussians, the camera trajectories, the input image."""
+    from lyra3d.viewer.server import serve
+
+    if not scene.exists():
+        raise InputError(f"scene not found: {scene}")
+    serve(scene, port=port, host=host)
