@@ -1,6 +1,19 @@
+"""Fixtures every test folder shares (the tests mirror src/lyra3d: tests/core, tests/models, ...).
+
+Most are session-wide factories: a test asks for ``small_decoder`` and calls it. The models they make are
+small and random, saved and loaded through the real code; the teacher's parts stay the shipped ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
+from lyra3d.core.cameras import Cameras, default_camera
 from lyra3d.core.gaussians import Gaussians
 
 
@@ -18,4 +31,172 @@ def random_gaussians(n: int, sh_degree: int = 0, seed: int = 0, dynamic: bool = 
 
 @pytest.fixture
 def make_gaussians():
+    """``make_gaussians(n, sh_degree=0, seed=0, dynamic=False)``: random Gaussians."""
     return random_gaussians
+
+
+# -- small random models and a weights folder ---------------------------------------------------------------------
+def _small_decoder(seed: int = 0):
+    """A random decoder whose output depends on its input (the real one zero-initialises its head)."""
+    from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
+
+    torch.manual_seed(seed)
+    decoder = GaussianDecoder(DecoderConfig(dim=32, depth=2, heads=2))
+    with torch.no_grad():
+        decoder.head.weight.normal_(0.0, 0.05)
+        decoder.ray_in.weight.normal_(0.0, 0.01)
+    return decoder.eval()
+
+
+def _small_text_to_image(seed: int = 0):
+    from lyra3d.data.worlds import caption_vocabulary
+    from lyra3d.models.text_to_image import TextToImageConfig, TextToImageModel
+
+    torch.manual_seed(seed)
+    model = TextToImageModel(TextToImageConfig(vocab=caption_vocabulary(), dim=32, depth=1, heads=2, text_dim=16,
+                                               text_depth=1, text_heads=2))
+    with torch.no_grad():
+        model.out.weight.normal_(0.0, 0.05)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def small_decoder():
+    """``small_decoder(seed=0)``: a small random 3DGS decoder for the shipped tokenizer's latents."""
+    return _small_decoder
+
+
+@pytest.fixture(scope="session")
+def small_text_to_image():
+    """``small_text_to_image(seed=0)``: a small random text-to-image model."""
+    return _small_text_to_image
+
+
+@pytest.fixture(scope="session")
+def make_weights():
+    """``make_weights(root, text_to_image=True)``: a weights folder holding a small random decoder (and a
+    text-to-image model); the teacher's parts are left out, so the shipped ones load."""
+
+    def make(root: Path, text_to_image: bool = True) -> Path:
+        _small_decoder().save_pretrained(root / "decoder")
+        if text_to_image:
+            _small_text_to_image().save_pretrained(root / "text_to_image")
+        return root
+
+    return make
+
+
+# -- inputs ---------------------------------------------------------------------------------------------------
+def _world_image(width: int = 320, height: int = 176, seed: int = 1_000_007) -> torch.Tensor:
+    from lyra3d.data import worlds
+
+    return worlds.render(worlds.make_world(seed), default_camera(width, height)).rgb[0]
+
+
+@pytest.fixture(scope="session")
+def world_image():
+    """``world_image(width=320, height=176, seed=1_000_007)``: a held-out world's render ``(3, H, W)``."""
+    return _world_image
+
+
+@pytest.fixture(scope="session")
+def photo_image():
+    """``photo_image(width=400, height=300)``: a world's render stretched to another size and aspect
+    (rendering it there is slower)."""
+
+    def make(width: int = 400, height: int = 300) -> torch.Tensor:
+        small = _world_image(160, 96)
+        return torch.nn.functional.interpolate(small[None], size=(height, width), mode="bilinear")[0].clamp(0, 1)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def save_png():
+    """``save_png(image (3, H, W), path) -> path``: an 8-bit PNG."""
+
+    def save(image: torch.Tensor, path: Path) -> Path:
+        from PIL import Image
+
+        arr = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        Image.fromarray(arr).save(path)
+        return path
+
+    return save
+
+
+# -- the command line -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def invoke():
+    """``invoke(*args)``: ``lyra3d ARGS`` in-process (typer's test runner); the result has ``exit_code`` and
+    ``stderr``."""
+
+    def run(*args):
+        from typer.testing import CliRunner
+
+        from lyra3d.cli import app
+
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def assert_one_line_error():
+    """``assert_one_line_error(code, stderr, *fragments)``: exit code 2 and exactly one line on stderr,
+    ``error: ...``, holding every fragment; no traceback."""
+
+    def check(code: int, stderr: str, *fragments):
+        assert code == 2, stderr
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        assert len(lines) == 1, stderr
+        assert "Traceback" not in stderr and lines[0].startswith("error: ")
+        for f in fragments:
+            assert f in lines[0], lines[0]
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def listing():
+    """``listing(folder)``: every path under ``folder``, relative and sorted."""
+    return lambda folder: sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*"))
+
+
+# -- SDG ----------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def write_sdg_folder():
+    """``write_sdg_folder(root, seeds, frames=5, width=96, height=48, names=("left", "right"))``: one SDG sample
+    per world seed (the layout of ``lyra3d.data.sdg``): world renders and their shipped-tokenizer latents,
+    standing in for the teacher's output."""
+
+    def write(root: Path, seeds, frames: int = 5, width: int = 96, height: int = 48,
+              names: tuple[str, ...] = ("left", "right")) -> Path:
+        from safetensors.torch import save_file
+
+        from lyra3d.core.trajectories import trajectory
+        from lyra3d.data import worlds
+        from lyra3d.models.modeling import shipped_weights
+        from lyra3d.models.tokenizer import load_tokenizer
+
+        root.mkdir(parents=True, exist_ok=True)
+        tok = load_tokenizer(shipped_weights("tokenizer"))
+        cams = Cameras.cat([trajectory(name, default_camera(width, height), frames, 5.0) for name in names])
+        v, ids = len(names), []
+        for seed in seeds:
+            r = worlds.render(worlds.make_world(seed), cams, shadows=False)
+            rgb = r.rgb.reshape(v, frames, 3, height, width)
+            with torch.no_grad():
+                latents = tok.encode(rgb)
+            d = root / f"world_{seed:07d}"
+            d.mkdir()
+            save_file({"latents": latents.half().contiguous()}, str(d / "latents.safetensors"))
+            np.save(d / "frames.npy", (rgb * 255 + 0.5).to(torch.uint8).numpy())
+            np.save(d / "depth.npy", r.depth.reshape(v, frames, 1, height, width).half().numpy())
+            (d / "cameras.json").write_text(json.dumps({"names": list(names), "cameras": cams.to_dict()}))
+            (d / "meta.json").write_text(json.dumps({"id": d.name}))
+            ids.append(d.name)
+        (root / "manifest-00000.jsonl").write_text("".join(json.dumps({"id": i}) + "\n" for i in ids))
+        return root
+
+    return write

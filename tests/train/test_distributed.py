@@ -11,7 +11,6 @@ import sys
 
 import pytest
 import torch
-from sdg_helpers import write_sdg_folder
 
 pytest.importorskip("accelerate")
 if not torch.distributed.is_available():
@@ -21,7 +20,7 @@ T, W, H = 5, 96, 48
 
 
 @pytest.fixture(scope="module")
-def sdg_folder(tmp_path_factory):
+def sdg_folder(tmp_path_factory, write_sdg_folder):
     """Four samples in the SDG layout (``lyra3d.data.sdg``): world renders and their tokenizer latents."""
     return write_sdg_folder(tmp_path_factory.mktemp("sdg"), range(4), T, W, H)
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import imageio.v3 as iio
 import pytest
 import torch
-from generate_helpers import assert_one_line_error, invoke, listing, make_weights, photo as photo_image, save_png
 
 import lyra3d as lyra3d_pkg
 from lyra3d.core.cameras import Cameras, default_camera
@@ -29,17 +28,17 @@ def lyra3d(*args):
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
+def weights(tmp_path_factory, make_weights):
     return make_weights(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="module")
-def photo(tmp_path_factory):
+def photo(tmp_path_factory, photo_image, save_png):
     """A 400×300 photo: the 320×176 model crops it to 400×220 and scales it by 0.8."""
     return save_png(photo_image(400, 300), tmp_path_factory.mktemp("in") / "photo.png")
 
 
-def test_generate_writes_a_scene_folder(tmp_path, weights, photo):
+def test_generate_writes_a_scene_folder(tmp_path, weights, photo, assert_one_line_error, listing):
     out = tmp_path / "runs" / "scene"
     r = lyra3d("generate", "--image", photo, "--out", out, "--weights", weights, "--trajectories", "left",
                "--steps", 1, "--seed", 5, "--flythrough-frames", 6)
@@ -89,7 +88,7 @@ def test_generate_writes_a_scene_folder(tmp_path, weights, photo):
     assert (out / "report.json").read_text() == before
 
 
-def test_generate_from_text(tmp_path, weights):
+def test_generate_from_text(tmp_path, weights, invoke, listing):
     out = tmp_path / "scene"
     r = invoke("generate", "--text", "a red sphere on a gray and white checkered floor, blue sky", "--out", out,
                "--weights", weights, "--trajectories", "up", "--frames", 5, "--steps", 1, "--flythrough-frames", 3,
@@ -107,7 +106,7 @@ def test_generate_from_text(tmp_path, weights):
 
 
 @pytest.fixture(scope="module")
-def bad_inputs(tmp_path_factory):
+def bad_inputs(tmp_path_factory, photo_image, save_png):
     d = tmp_path_factory.mktemp("bad")
     (d / "empty.png").write_bytes(b"")
     (d / "notes.png").write_text("not a picture at all\n")
@@ -142,7 +141,7 @@ NO_T2I = "no text-to-image weights: train with `lyra3d train text-to-image` or p
     (["--image", "{bad}/whole.png", "--weights", "{bad}/weights_without_t2i"], ["has no config.json"]),
     (["--text", "a red sphere", "--weights", "{weights}"], None),
 ])
-def test_bad_inputs_give_one_line_and_leave_nothing(tmp_path, bad_inputs, weights, args, fragments):
+def test_bad_inputs_give_one_line_and_leave_nothing(tmp_path, bad_inputs, weights, args, fragments, assert_one_line_error, invoke):
     if fragments is None:  # text without text-to-image weights: a weights folder with the decoder only
         if (Path(lyra3d_pkg.__file__).parent / "weights" / "text_to_image").is_dir():
             pytest.skip("text-to-image weights are shipped")
@@ -158,7 +157,7 @@ def test_bad_inputs_give_one_line_and_leave_nothing(tmp_path, bad_inputs, weight
     assert not (tmp_path / "out").exists() and [p for p in tmp_path.iterdir()] == []
 
 
-def test_errors_in_a_real_process(tmp_path, bad_inputs):
+def test_errors_in_a_real_process(tmp_path, bad_inputs, assert_one_line_error, invoke):
     r = lyra3d("generate", "--out", tmp_path / "scene")
     assert_one_line_error(r.returncode, r.stderr, "exactly one of --image")
     r = lyra3d("generate", "--image", bad_inputs / "dot.png", "--out", tmp_path / "scene")

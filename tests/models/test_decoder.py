@@ -161,12 +161,11 @@ def test_the_shipped_decoder_reproduces_its_teacher_on_a_held_out_world():
         assert row[key] > floor, (key, row[key])
 
 
-def test_training_reads_several_sdg_folders_of_different_frame_counts(tmp_path):
+def test_training_reads_several_sdg_folders_of_different_frame_counts(tmp_path, write_sdg_folder):
     """``--data A,B``: teacher runs of 5 and of 9 frames per trajectory train one decoder (the shipped one,
     stage 7, was trained on 17 and 9); each folder's last sample is validation."""
     import json
 
-    from sdg_helpers import write_sdg_folder
 
     from lyra3d.train.decoder import split_data, train
 

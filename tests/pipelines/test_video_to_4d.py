@@ -9,7 +9,6 @@ import subprocess
 import imageio.v3 as iio
 import pytest
 import torch
-from generate_helpers import assert_one_line_error, invoke, listing, world_image
 
 from lyra3d import pipelines as pl
 from lyra3d.pipelines import video_to_4d as pl4
@@ -66,14 +65,18 @@ def pipe(weights):
     pl.PRESETS.pop(TINY.name, None)
 
 
-def moving_video(frames: int, width: int = 128, height: int = 64) -> torch.Tensor:
-    """``(frames, 3, H, W)``: a held-out world's render with a bright square sliding across it."""
-    base = world_image(width, height)
-    video = base.expand(frames, -1, -1, -1).clone()
-    for i in range(frames):
-        x = 8 + i * (width - 24) // max(1, frames - 1)
-        video[i, :, 20:36, x:x + 16] = torch.tensor([1.0, 0.9, 0.1])[:, None, None]
-    return video
+@pytest.fixture(scope="module")
+def moving_video(world_image):
+    def make(frames: int, width: int = 128, height: int = 64) -> torch.Tensor:
+        """``(frames, 3, H, W)``: a held-out world's render with a bright square sliding across it."""
+        base = world_image(width, height)
+        video = base.expand(frames, -1, -1, -1).clone()
+        for i in range(frames):
+            x = 8 + i * (width - 24) // max(1, frames - 1)
+            video[i, :, 20:36, x:x + 16] = torch.tensor([1.0, 0.9, 0.1])[:, None, None]
+        return video
+
+    return make
 
 
 def _same(a, b) -> bool:
@@ -94,7 +97,7 @@ def test_choose_frames():
 
 
 # -- the pipeline (small random 4D decoder, 128×64) ------------------------------------------------------------
-def test_scene4d_shapes_counts_and_determinism(pipe):
+def test_scene4d_shapes_counts_and_determinism(pipe, moving_video):
     video = moving_video(5)
     seen = []
     scene = pipe(video, seed=3, progress=lambda *report: seen.append(report), num_frames=5)
@@ -134,7 +137,7 @@ def test_scene4d_shapes_counts_and_determinism(pipe):
     assert len(half) == 1 and _same(half.gaussians[0], scene.gaussians[2])
 
 
-def test_a_shorter_video_is_stretched_by_repeating_frames(pipe):
+def test_a_shorter_video_is_stretched_by_repeating_frames(pipe, moving_video):
     """7 frames for 9 read: frames repeated (each copy keeps its frame's time), one output time per distinct
     frame, and the report says so."""
     video = moving_video(7)
@@ -149,7 +152,7 @@ def test_a_shorter_video_is_stretched_by_repeating_frames(pipe):
     assert "all 7 frames stretched to 9 by repeating frames" in report["frames_used"]["description"]
 
 
-def test_output_times_subsampling_and_cameras(pipe):
+def test_output_times_subsampling_and_cameras(pipe, moving_video):
     video = moving_video(13)
     scene = pipe(video, seed=0, output_times=2, fps=12.0)  # 13 frames, 5 read: spread evenly
     assert scene.frame_indices == (0, 3, 6, 9, 12)
@@ -191,7 +194,7 @@ def test_weights_folder_round_trip_and_wrong_decoder(tmp_path, pipe, weights):
         pl.ImageTo3DPipeline.from_pretrained(weights / "decoder4d")
 
 
-def test_save_scene4d_writes_all_or_nothing(tmp_path, pipe, monkeypatch):
+def test_save_scene4d_writes_all_or_nothing(tmp_path, pipe, monkeypatch, listing, moving_video):
     scene = pipe(moving_video(5), seed=1, output_times=3)
     out = tmp_path / "nested" / "scene4d"
     record = save_scene4d(scene, out, flythrough_frames=5, report={"note": "x"})
@@ -226,7 +229,7 @@ def test_bullet_time_cameras_swing_through_the_input_camera():
 
 
 # -- the command line -----------------------------------------------------------------------------------------
-def test_generate_video_writes_a_4d_folder(tmp_path, weights, clip_mp4):
+def test_generate_video_writes_a_4d_folder(tmp_path, weights, clip_mp4, assert_one_line_error, invoke, listing):
     out = tmp_path / "runs" / "clip4d"
     r = invoke("generate", "--video", clip_mp4, "--out", out, "--weights", weights, "--trajectories", "left",
                "--frames", 5, "--times", 3, "--steps", 1, "--seed", 5, "--flythrough-frames", 4)
@@ -280,7 +283,7 @@ def test_generate_video_writes_a_4d_folder(tmp_path, weights, clip_mp4):
     assert all((out / name).read_bytes() == before[name] for name in plys)
 
 
-def test_fewer_frames_than_the_shipped_4d_decoder_knows_warns(tmp_path, clip_mp4):
+def test_fewer_frames_than_the_shipped_4d_decoder_knows_warns(tmp_path, clip_mp4, invoke):
     """The shipped 4D decoder was trained on 17-frame clips (its model card: 9-frame clips decode several dB
     worse): a clip read at 5 frames with the shipped models says so in one warning line and still writes."""
     out = tmp_path / "clip4d"
@@ -299,7 +302,7 @@ def ffmpeg(*args):
 
 
 @pytest.fixture(scope="module")
-def bad_videos(tmp_path_factory, clip_mp4):
+def bad_videos(tmp_path_factory, clip_mp4, world_image):
     from PIL import Image
 
     d = tmp_path_factory.mktemp("bad")
@@ -334,7 +337,7 @@ def bad_videos(tmp_path_factory, clip_mp4):
     (["--video", "{bad}/short.gif", "--max-frames", 1], ["--max-frames must be at least 2"]),
     (["--video", "{bad}/short.gif", "--frames", 6], ["1 + 4·m"]),
 ])
-def test_bad_videos_give_one_line_and_leave_nothing(tmp_path, bad_videos, weights, args, fragments):
+def test_bad_videos_give_one_line_and_leave_nothing(tmp_path, bad_videos, weights, args, fragments, assert_one_line_error, invoke):
     args = [str(a).format(bad=bad_videos, weights=weights) for a in args]
     out = tmp_path / "out" / "scene"
     r = invoke("generate", *args, "--out", out)

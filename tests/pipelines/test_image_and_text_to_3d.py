@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from generate_helpers import make_weights, small_decoder, world_image
 
 from lyra3d import pipelines as pl
 from lyra3d.errors import InputError
@@ -23,7 +22,7 @@ TINY = pl.Preset("test-tiny", 128, 64, 5, 50.0, "tests only")
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
+def weights(tmp_path_factory, make_weights):
     return make_weights(tmp_path_factory.mktemp("weights"))
 
 
@@ -36,7 +35,7 @@ def pipe(weights):
 
 
 @pytest.fixture(scope="module")
-def progress_and_scene(pipe):
+def progress_and_scene(pipe, world_image):
     """A scene and what the call told its progress (lyra3d.core.progress.Progress): ``(stage, done, total)``."""
     seen = []
     return seen, pipe(world_image(128, 64), seed=3, progress=lambda *report: seen.append(report))
@@ -46,7 +45,7 @@ def _same(a, b) -> bool:
     return all(torch.equal(getattr(a, k), getattr(b, k)) for k in ("means", "scales", "quats", "opacities", "sh"))
 
 
-def test_same_seed_same_scene_other_seed_other_scene(pipe, progress_and_scene):
+def test_same_seed_same_scene_other_seed_other_scene(pipe, progress_and_scene, world_image):
     image = world_image(128, 64)
     seen, first = progress_and_scene
     again = pipe(image, seed=3)
@@ -160,7 +159,7 @@ def test_weights_folders(tmp_path, weights, pipe):
         pl.ImageTo3DPipeline.from_pretrained(saved)
 
 
-def test_a_users_teacher_settings_survive_a_call(pipe):
+def test_a_users_teacher_settings_survive_a_call(pipe, world_image):
     """A call sets the sampler and trajectories of the teacher; what else a Python user set stays."""
     pipe.teacher.config.encode_precision = "fp32"
     pipe.teacher.config.far_ratio = 7.5
@@ -195,7 +194,7 @@ def test_a_photo_as_a_path_and_as_a_tensor_gives_identical_model_inputs(tmp_path
     assert (shifted - (fitted["crop"][0] * 0.9 + 0.05)).abs().max() < 2.5 / 255  # 8-bit rounding apart
 
 
-def test_a_decoder_for_other_latents_is_refused(pipe):
+def test_a_decoder_for_other_latents_is_refused(pipe, small_decoder):
     from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
 
     with pytest.raises(InputError, match="the decoder reads 8-channel latents"):

@@ -461,7 +461,7 @@ def test_too_long_video_needs_max_frames(tmp_path, monkeypatch):
 
 
 def test_example_inputs_load_and_are_documented():
-    folder = Path(__file__).resolve().parents[1] / "examples" / "inputs"
+    folder = Path(__file__).resolve().parents[2] / "examples" / "inputs"
     captions = json.loads((folder / "captions.json").read_text())
     licenses = (folder / "LICENSES.md").read_text()
     images = sorted(p for p in folder.iterdir() if p.suffix in (".png", ".jpg"))
