@@ -1,42 +1,46 @@
 """Interactive web viewer for generated scenes (viser; ``pip install lyra3d[viewer]``).
 
 ``view(path_or_gaussians)`` starts a viser server in the background and returns a :class:`Viewer`;
-``serve(...)`` does the same and blocks until Ctrl-C (for the CLI). What is shown:
+``serve(...)`` does the same and blocks until Ctrl-C (for the CLI). What is loaded: :mod:`.scene`; how the
+Gaussians are sent (faint ones thinned, back to front for the first view): :mod:`.splats`.
 
-- the Gaussians (degree-0 colour; viser renders splats, not higher SH bands);
-- the camera trajectories as frustums, from the ``cameras.json`` beside the PLY / in the output folder
-  (or a :class:`Cameras` passed in); the first camera, the input camera, carries the input image;
-- the input image (``input_view.png``) in the side panel;
-- a time slider for 4D outputs: a folder of per-time PLYs (``scene_t000.ply``, ``scene_t001.ply``, ...) or
-  Gaussians with ``times``.
-
-A path may be a generate output folder (``scene.ply``, ``cameras.json``, ``input_view.png``), a folder of
-per-time PLYs, or a ``.ply``/``.splat``/``.usd*`` file. The world is our OpenCV frame, so the viewer's up
-direction is ``-y``; the initial view is the input camera looking at the scene's centre.
+The first view is the input camera (position, orientation and field of view from ``cameras.json``; the
+whole input frame shows on a narrower window), looking at the scene as the input image shows it; without
+cameras it is a framing of the Gaussians (:func:`~lyra3d.viewer.camera.framing_pose`). The side panel
+holds the scene's name and Gaussian count, the input image, a button back to that first view, the
+trajectories' toggle (off at first), a time slider for 4D scenes, a render size and "save screenshot".
+Frustums are drawn thin and small (a fraction of the scene centre's depth); the input camera's stays on.
+Gaussians show their degree-0 colour (viser splats no higher SH bands). The world is our OpenCV frame, so
+the viewer's up direction is ``-y``.
 """
 
 from __future__ import annotations
 
-import colorsys
-import math
-import re
+import io
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from lyra3d.core.cameras import Cameras
-from lyra3d.core.files import read_json
-from lyra3d.core.gaussians import Gaussians, load_ply, quat_to_rotmat, rotmat_to_quat
+from lyra3d.core.gaussians import Gaussians
 from lyra3d.errors import InputError
+from lyra3d.viewer.camera import ViewPose, framing_pose, pose_from_camera
+from lyra3d.viewer.scene import Scene, load_scene, load_trajectories, split_trajectories
+from lyra3d.viewer.splats import splat_arrays
+
+__all__ = ["Viewer", "load_scene", "load_trajectories", "serve", "splat_arrays", "split_trajectories", "view"]
 
 _VIEWER_INSTALL = "pip install lyra3d[viewer]"
-_TIME_PLY = re.compile(r"^(?P<stem>.*?)[_-]?t(?P<t>\d+)\.ply$", re.IGNORECASE)
-#: The most distinct time steps shown on the slider for Gaussians with continuous ``times``.
-MAX_TIME_STEPS = 128
+
+#: Frustum size as a fraction of the scene centre's depth.
+FRUSTUM_FRACTION = 0.03
+
+#: Trajectory colours (RGB), in turn; the input camera's frustum is grey.
+_PALETTE = ((214, 39, 40), (31, 119, 180), (44, 160, 44), (255, 127, 14), (148, 103, 189), (23, 190, 207))
+_INPUT_COLOUR = (90, 90, 90)
 
 
 def _viser():
@@ -47,190 +51,47 @@ def _viser():
     return viser
 
 
-# -- what to show -------------------------------------------------------------------------------------------------
-@dataclass
-class Scene:
-    """Everything the viewer shows: Gaussians per time step, camera trajectories, the input image."""
-
-    frames: list[Gaussians]
-    times: list[float]
-    trajectories: dict[str, Cameras] = field(default_factory=dict)
-    image: np.ndarray | None = None  # (H, W, 3) uint8
-    source: str = ""
-
-
-def _load_gaussians_file(path: Path) -> Gaussians:
-    suffix = path.suffix.lower()
-    if suffix == ".ply":
-        return load_ply(path)
-    if suffix == ".splat":
-        from lyra3d.io.export import load_splat
-
-        return load_splat(path)
-    if suffix in (".usd", ".usda", ".usdc", ".usdz"):
-        from lyra3d.io.export import load_usd
-
-        return load_usd(path)
-    raise InputError(f"cannot view {path.name}: expected a .ply, .splat or .usd(z) file or a scene folder")
+def home_pose(scene: Scene) -> tuple[ViewPose, float]:
+    """The first view (the input camera, or a framing of the first time step's Gaussians) and the scene's
+    depth scale (the centre depth: recorded, else the median depth of the Gaussians in front of the input
+    camera, else the framing's distance)."""
+    means = scene.frames[0].means.detach().cpu().double() if scene.frames else torch.zeros(0, 3)
+    if scene.input_camera is None:
+        pose = framing_pose(means.numpy())
+        return pose, float(np.linalg.norm(pose.look_at - pose.position))
+    depth = scene.center_depth
+    if depth is None:
+        w2c = scene.input_camera.world_to_camera[0].detach().cpu().double()
+        z = means @ w2c[2, :3] + w2c[2, 3]
+        depth = float(z[z > 0].median()) if bool((z > 0).any()) else 1.0
+    return pose_from_camera(scene.input_camera, 0, depth), depth
 
 
-def load_trajectories(path: str | Path) -> dict[str, Cameras]:
-    """Camera trajectories from a JSON file: one :meth:`Cameras.to_dict` record (split into trajectories by
-    :func:`split_trajectories`), or a mapping of names to such records (at the top level or under
-    ``"trajectories"``)."""
-    path = Path(path)
-    data = read_json(path, "cameras file")
-    if isinstance(data, dict) and "frames" in data:
-        return split_trajectories(Cameras.from_dict(data))
-    if isinstance(data, dict):
-        named = data.get("trajectories", data)
-        if isinstance(named, dict) and named and all(isinstance(v, dict) and "frames" in v for v in named.values()):
-            return {str(k): Cameras.from_dict(v) for k, v in named.items()}
-    raise InputError(f"{path} is not a lyra3d cameras file; expected keys width, height, frames "
-                     "(or a mapping of trajectory names to such records)")
+def _render_sizes(scene: Scene) -> list[tuple[int, int]]:
+    if scene.input_camera is not None:
+        w, h = scene.input_camera.width, scene.input_camera.height
+        return [(w * k, h * k) for k in (1, 2, 4)]
+    return [(640, 360), (1280, 720), (1920, 1080)]
 
 
-def split_trajectories(cameras: Cameras, name: str = "trajectory") -> dict[str, Cameras]:
-    """Split a concatenation of trajectories that each start at the input camera (as Lyra's six do) at every
-    return to the first camera's pose; one trajectory stays whole."""
-    w2c = cameras.world_to_camera.detach().cpu()
-    if len(w2c) < 2:
-        return {name: cameras}
-    same = (w2c - w2c[:1]).abs().flatten(1).amax(1) < 1e-5
-    starts = [0] + [i for i in range(1, len(w2c)) if bool(same[i]) and not bool(same[i - 1])]
-    if len(starts) == 1:
-        return {name: cameras}
-    bounds = starts + [len(w2c)]
-    return {f"{name}_{j}": cameras[bounds[j]:bounds[j + 1]] for j in range(len(starts))}
-
-
-def _read_image(path: Path) -> np.ndarray:
-    import imageio.v3 as iio
-
-    try:
-        img = np.asarray(iio.imread(path))
-    except Exception as e:  # imageio raises many types for unreadable files
-        raise InputError(f"cannot read the image {path} ({type(e).__name__}: {e})") from None
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    if img.dtype != np.uint8:
-        img = np.clip(img.astype(np.float64) / (65535.0 if img.dtype == np.uint16 else 1.0) * 255.0, 0, 255)
-        img = img.astype(np.uint8)
-    return np.ascontiguousarray(img[..., :3])
-
-
-def _split_times(g: Gaussians) -> tuple[list[Gaussians], list[float]]:
-    if g.times is None:
-        return [g], [0.0]
-    t = g.times.detach().cpu().double()
-    values = torch.unique(t)
-    if len(values) > MAX_TIME_STEPS:  # continuous times: bin them
-        lo, hi = float(values[0]), float(values[-1])
-        edges = torch.linspace(lo, hi, MAX_TIME_STEPS + 1, dtype=torch.float64)
-        idx = torch.bucketize(t, edges[1:-1], right=True)
-        centres = 0.5 * (edges[:-1] + edges[1:])
-        keep = [i for i in range(MAX_TIME_STEPS) if bool((idx == i).any())]
-        return [g[idx == i] for i in keep], [float(centres[i]) for i in keep]
-    return [g[t == v] for v in values], [float(v) for v in values]
-
-
-def load_scene(source: Gaussians | str | Path, cameras: Cameras | dict[str, Cameras] | str | Path | None = None,
-               image: np.ndarray | str | Path | None = None) -> Scene:
-    """Collect what :func:`view` shows from Gaussians, a scene file or an output folder (see the module notes).
-
-    ``cameras`` and ``image`` override what is found beside the scene.
-    """
-    folder: Path | None = None
-    if isinstance(source, Gaussians):
-        frames, times = _split_times(source)
-        name = "Gaussians"
-    elif isinstance(source, (str, Path)):
-        p = Path(source)
-        if p.is_dir():
-            folder = p
-            timed = sorted((int(m["t"]), f) for f in p.glob("*.ply") if (m := _TIME_PLY.match(f.name)))
-            if (p / "scene.ply").is_file():
-                frames, times = _split_times(load_ply(p / "scene.ply"))
-            elif timed:
-                frames = [load_ply(f) for _, f in timed]
-                times = [float(t) for t, _ in timed]
-            else:
-                plys = sorted(p.glob("*.ply"))
-                if len(plys) != 1:
-                    raise InputError(f"{p} holds no scene.ply, no per-time PLYs (scene_t000.ply, ...) and "
-                                     f"{len(plys)} other PLYs; pass the PLY file to view")
-                frames, times = _split_times(load_ply(plys[0]))
-        elif p.is_file():
-            folder = p.parent
-            frames, times = _split_times(_load_gaussians_file(p))
-        else:
-            raise InputError(f"nothing to view at {p}: no such file or folder")
-        name = str(p)
-    else:
-        raise InputError(f"view needs Gaussians or a path, got {type(source).__name__}")
-
-    if isinstance(cameras, Cameras):
-        trajectories = split_trajectories(cameras)
-    elif isinstance(cameras, dict):
-        trajectories = dict(cameras)
-    elif isinstance(cameras, (str, Path)):
-        trajectories = load_trajectories(cameras)
-    elif folder is not None and (folder / "cameras.json").is_file():
-        trajectories = load_trajectories(folder / "cameras.json")
-    else:
-        trajectories = {}
-
-    if isinstance(image, (str, Path)):
-        img = _read_image(Path(image))
-    elif image is not None:
-        img = np.asarray(image)
-        if img.dtype != np.uint8:
-            img = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
-    elif folder is not None and (folder / "input_view.png").is_file():
-        img = _read_image(folder / "input_view.png")
-    else:
-        img = None
-    return Scene(frames=frames, times=times, trajectories=trajectories, image=img, source=name)
-
-
-# -- conversions for viser --------------------------------------------------------------------------------------
-def splat_arrays(g: Gaussians) -> dict[str, np.ndarray]:
-    """``centers, covariances (Σ = R S² Rᵀ), rgbs, opacities`` as viser's ``add_gaussian_splats`` takes them."""
-    g = g.detach().to("cpu", torch.float32)
-    r = quat_to_rotmat(g.quats)
-    s2 = torch.exp(2.0 * g.scales)
-    cov = (r * s2[:, None, :]) @ r.transpose(1, 2)
-    return {"centers": g.means.numpy(), "covariances": cov.numpy(),
-            "rgbs": g.rgb.clamp(0, 1).numpy(), "opacities": g.alpha[:, None].numpy()}
-
-
-def _pose(c2w: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    q = rotmat_to_quat(c2w[:3, :3].double())
-    return q.numpy(), c2w[:3, 3].double().numpy()
-
-
-def _scene_centre_and_size(frames: Sequence[Gaussians]) -> tuple[np.ndarray, float]:
-    pts = torch.cat([f.means.detach().cpu().float() for f in frames if len(f)]) if any(len(f) for f in frames) \
-        else torch.zeros(1, 3)
-    centre = pts.median(dim=0).values.double().numpy()
-    spread = float((pts - torch.from_numpy(centre).float()).norm(dim=1).median()) if len(pts) > 1 else 1.0
-    return centre, max(spread, 1e-3)
-
-
-# -- the viewer -----------------------------------------------------------------------------------------------------
 class Viewer:
-    """A running viewer: the viser server (``.server``), its ``.url``, the time slider, ``stop()``.
+    """A running viewer: the viser server (``.server``), its ``.url``, the scene handles, ``stop()``.
 
-    Use as a context manager to stop the server on exit.
+    ``home`` is the first view; ``trajectories`` the scene node holding the trajectory frustums (toggled by
+    ``trajectory_toggle``). Use as a context manager to stop the server on exit.
     """
 
-    def __init__(self, server: Any, scene: Scene, splat_handles: list[Any], frustum_handles: list[Any],
-                 time_slider: Any | None) -> None:
+    def __init__(self, server: Any, scene: Scene, home: ViewPose) -> None:
         self.server = server
         self.scene = scene
-        self.splat_handles = splat_handles
-        self.frustum_handles = frustum_handles
-        self.time_slider = time_slider
+        self.home = home
+        self.splat_handles: list[Any] = []
+        self.frustum_handles: list[Any] = []
+        self.input_frustum: Any | None = None
+        self.trajectories: Any | None = None
+        self.trajectory_toggle: Any | None = None
+        self.time_slider: Any | None = None
+        self.render_size: Any | None = None
         self.host = server.get_host()
         self._stopped = False
 
@@ -261,126 +122,194 @@ class Viewer:
     def time_index(self) -> int:
         return next((i for i, h in enumerate(self.splat_handles) if h.visible), 0)
 
+    def show_trajectories(self, on: bool) -> None:
+        """Show or hide the trajectory frustums (what the checkbox does)."""
+        if self.trajectory_toggle is not None and bool(self.trajectory_toggle.value) != bool(on):
+            self.trajectory_toggle.value = bool(on)  # its callback shows them
+        elif self.trajectories is not None:
+            self.trajectories.visible = bool(on)
+
+    def go_home(self, client: Any) -> None:
+        """Move ``client``'s camera to the first view (what the button does)."""
+        cam = client.camera
+        with client.atomic():
+            cam.fov = self.home.fov_for(cam.aspect)
+            cam.up_direction = tuple(self.home.up)
+            cam.position = tuple(self.home.position)
+            cam.look_at = tuple(self.home.look_at)
+
+    def screenshot(self, client: Any, size: tuple[int, int] | None = None, timeout: float = 120.0) -> np.ndarray:
+        """``client``'s current view rendered by its browser at ``size`` (width, height; default the panel's
+        render size), over white: ``(H, W, 3)`` uint8."""
+        w, h = size or _parse_size(self.render_size.value if self.render_size is not None else "1280x720")
+        rgba = np.asarray(client.get_render(height=int(h), width=int(w), transport_format="png", timeout=timeout))
+        if rgba.shape[-1] == 4:
+            a = rgba[..., 3:].astype(np.float32) / 255.0
+            rgba = (rgba[..., :3] * a + 255.0 * (1.0 - a)).round()
+        return rgba[..., :3].astype(np.uint8)
+
+    def save_screenshot(self, client: Any) -> tuple[str, bytes]:
+        """What "save screenshot" does: :meth:`screenshot` as a PNG sent to ``client`` to download, named
+        after the scene and size; returns the name and the PNG."""
+        img = self.screenshot(client)
+        name = f"{Path(self.scene.name).stem or 'view'}_{img.shape[1]}x{img.shape[0]}.png"
+        data = _png(img)
+        client.send_file_download(name, data, save_immediately=True)
+        return name, data
+
     def stop(self) -> None:
         if not self._stopped:
             self._stopped = True
             self.server.stop()
 
-    def __enter__(self) -> "Viewer":
+    def __enter__(self) -> Viewer:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    w, h = str(text).split(" ")[0].lower().replace("×", "x").split("x")
+    return int(w), int(h)
+
+
+def _png(img: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def view(path_or_gaussians: Gaussians | str | Path, port: int = 8080, host: str = "127.0.0.1",
          cameras: Cameras | dict[str, Cameras] | str | Path | None = None,
-         image: np.ndarray | str | Path | None = None, max_frustums: int = 60,
-         frustum_scale: float | None = None, verbose: bool = False) -> Viewer:
+         image: np.ndarray | str | Path | None = None, max_frustums: int = 9,
+         frustum_scale: float | None = None, show_trajectories: bool = False, verbose: bool = False) -> Viewer:
     """Start the viewer in the background and return it (non-blocking); ``viewer.stop()`` ends it.
 
     Args:
-        path_or_gaussians: Gaussians, a scene file, or an output folder (see the module notes).
+        path_or_gaussians: Gaussians, a scene file, or an output folder (see :mod:`lyra3d.viewer.scene`).
         port: the port to listen on; a busy port moves to the next free one, ``0`` picks any
             (``viewer.port`` tells which).
         host: the interface; ``"0.0.0.0"`` to reach the viewer from other machines.
-        cameras: trajectories to draw instead of the ``cameras.json`` found beside the scene.
+        cameras: trajectories to draw instead of the ``cameras.json`` found beside the scene (the first
+            camera is then the input camera).
         image: the input image instead of the ``input_view.png`` found beside the scene.
         max_frustums: the most frustums drawn per trajectory (evenly subsampled; first and last kept).
-        frustum_scale: frustum size in scene units (default: a twentieth of the scene's radius).
+        frustum_scale: frustum size in scene units (default: ``FRUSTUM_FRACTION`` of the centre depth).
+        show_trajectories: draw the trajectory frustums from the start (a checkbox toggles them).
         verbose: let viser print its banner.
     """
     viser = _viser()
     scene = load_scene(path_or_gaussians, cameras=cameras, image=image)
     if not 0 <= int(port) <= 65535:
         raise InputError(f"port must be in 0..65535, got {port}")
+    if int(max_frustums) < 1:
+        raise InputError(f"max_frustums must be at least 1, got {max_frustums}")
+    if frustum_scale is not None and not frustum_scale > 0:
+        raise InputError(f"frustum_scale must be positive, got {frustum_scale}")
     try:
         server = viser.ViserServer(host=host, port=int(port), verbose=verbose)
     except OSError as e:
-        raise InputError(f"cannot start the viewer on {host}:{port} ({e})") from None
+        raise InputError(f"cannot start the viewer on {host}:{port} ({e}); pick another port") from None
     try:
-        viewer = _populate(server, scene, max_frustums, frustum_scale)
+        return _populate(server, scene, int(max_frustums), frustum_scale, bool(show_trajectories))
     except BaseException:
         server.stop()
         raise
-    return viewer
 
 
-def _populate(server: Any, scene: Scene, max_frustums: int, frustum_scale: float | None) -> Viewer:
+def _populate(server: Any, scene: Scene, max_frustums: int, frustum_scale: float | None,
+              show_trajectories: bool) -> Viewer:
     server.scene.set_up_direction("-y")  # OpenCV world: y points down
-    centre, radius = _scene_centre_and_size(scene.frames)
-
-    splats = []
+    server.gui.configure_theme(control_width="small", show_share_button=False)
+    home, depth = home_pose(scene)
+    v = Viewer(server, scene, home)
+    first_view = (home.position, home.rotation[:, 2])  # sent back to front for it (see .splats)
     for i, g in enumerate(scene.frames):
-        handle = server.scene.add_gaussian_splats(f"/gaussians/t{i:04d}", **splat_arrays(g), visible=(i == 0))
-        splats.append(handle)
+        v.splat_handles.append(server.scene.add_gaussian_splats(
+            f"/gaussians/t{i:04d}", **splat_arrays(g, view_from=first_view), visible=(i == 0)))
+    _add_frustums(server, scene, v, frustum_scale or FRUSTUM_FRACTION * depth, max_frustums, show_trajectories)
 
-    frustums = []
-    scale = frustum_scale if frustum_scale is not None else 0.05 * radius
-    names = list(scene.trajectories)
-    for ti, name in enumerate(names):
-        cams = scene.trajectories[name]
-        n = len(cams)
-        keep = np.unique(np.linspace(0, n - 1, min(n, max(1, max_frustums))).round().astype(int)) if n else []
-        c2w = cams.camera_to_world.detach().cpu().double()
-        k = cams.intrinsics.detach().cpu().double()
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or f"trajectory{ti}"
-        for j, idx in enumerate(keep):
-            hue = (ti + 0.8 * j / max(1, len(keep))) / max(1, len(names))
-            rgb = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue % 1.0, 0.8, 0.9))
-            wxyz, pos = _pose(c2w[idx])
-            fov = 2.0 * math.atan(0.5 * cams.height / float(k[idx, 1]))
-            first = ti == 0 and idx == 0
-            frustums.append(server.scene.add_camera_frustum(
-                f"/cameras/{safe}/f{int(idx):04d}", fov=fov, aspect=cams.width / cams.height, scale=scale,
-                color=rgb, wxyz=wxyz, position=pos, thickness=1.5, thickness_units="screen",
-                image=scene.image if (first and scene.image is not None) else None))
+    cam = server.initial_camera
+    cam.up = tuple(float(x) for x in home.up)
+    cam.position = tuple(float(x) for x in home.position)
+    cam.look_at = tuple(float(x) for x in home.look_at)
+    cam.fov = float(home.fov_y)
+    cam.near = min(0.01, 0.002 * depth)
+    cam.far = max(1000.0, 200.0 * depth)
 
+    @server.on_client_connect
+    def _(client: Any) -> None:  # show the whole input frame on a window narrower than it
+        client.camera.fov = home.fov_for(client.camera.aspect)
+
+    _add_panel(server, scene, v)
+    return v
+
+
+def _add_frustums(server: Any, scene: Scene, v: Viewer, scale: float, max_frustums: int, show: bool) -> None:
+    def frustum(name: str, cams: Cameras, i: int, colour: tuple[int, int, int]) -> Any:
+        pose = pose_from_camera(cams, i)
+        return server.scene.add_camera_frustum(name, fov=pose.fov_y, aspect=pose.aspect, scale=scale, color=colour,
+                                               wxyz=pose.wxyz, position=pose.position, thickness=1.0,
+                                               thickness_units="screen")
+
+    if scene.input_camera is not None:
+        v.input_frustum = frustum("/input_camera", scene.input_camera, 0, _INPUT_COLOUR)
+    if not scene.trajectories:
+        return
+    v.trajectories = server.scene.add_frame("/trajectories", show_axes=False, visible=show)
+    w2c_in = scene.input_camera.world_to_camera[0].detach().cpu() if scene.input_camera is not None else None
+    for ti, (name, cams) in enumerate(scene.trajectories.items()):
+        keep = np.unique(np.linspace(0, len(cams) - 1, min(len(cams), max_frustums)).round().astype(int))
+        if w2c_in is not None:  # Lyra's trajectories start at the input camera: its own frustum shows that
+            same = (cams.world_to_camera.detach().cpu() - w2c_in).abs().flatten(1).amax(1) < 1e-5
+            keep = [i for i in keep if not bool(same[i])]
+        safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in name) or f"trajectory{ti}"
+        for idx in keep if len(cams) else []:
+            v.frustum_handles.append(frustum(f"/trajectories/{safe}/f{int(idx):04d}", cams, int(idx),
+                                             _PALETTE[ti % len(_PALETTE)]))
+
+
+def _add_panel(server: Any, scene: Scene, v: Viewer) -> None:
     gui = server.gui
-    gui.add_markdown(f"**lyra3d** · {sum(len(f) for f in scene.frames):,} Gaussians"
-                     + (f" · {len(scene.frames)} time steps" if len(scene.frames) > 1 else ""))
+    times = f" · {len(scene.frames)} time steps" if len(scene.frames) > 1 else ""
+    gui.add_markdown(f"**{scene.name}** · {scene.num_gaussians:,} Gaussians{times}")
     if scene.image is not None:
-        gui.add_image(scene.image, label="input view")
-    slider = None
+        gui.add_image(scene.image, format="jpeg", jpeg_quality=90)
     if len(scene.frames) > 1:
-        slider = gui.add_slider("time step", min=0, max=len(scene.frames) - 1, step=1, initial_value=0)
+        v.time_slider = slider = gui.add_slider("time step", min=0, max=len(scene.frames) - 1, step=1,
+                                                initial_value=0)
 
         @slider.on_update
         def _(_event) -> None:
             index = int(slider.value)
-            for i, h in enumerate(splats):
+            for i, h in enumerate(v.splat_handles):
                 h.visible = i == index
 
-    if frustums:
-        show = gui.add_checkbox("camera paths", True)
+    if v.trajectories is not None:
+        v.trajectory_toggle = toggle = gui.add_checkbox("trajectories", bool(v.trajectories.visible),
+                                                        hint="the generating cameras' frustums")
 
-        @show.on_update
+        @toggle.on_update
         def _(_event) -> None:
-            for h in frustums:
-                h.visible = bool(show.value)
+            v.trajectories.visible = bool(toggle.value)
 
-    # Start a little behind and above the input camera (so its frustum is in view), looking at the scene
-    # centre, with the world's up (-y) up.
-    if scene.trajectories:
-        first = scene.trajectories[names[0]]
-        c2w0 = first.camera_to_world[0].detach().cpu().double().numpy()
-        eye, down = c2w0[:3, 3], c2w0[:3, 1]
-        fov_y = 2.0 * math.atan(0.5 * first.height / float(first.intrinsics[0, 1]))
-    else:
-        eye, down, fov_y = np.zeros(3), np.array([0.0, 1.0, 0.0]), math.radians(60.0)
-    to_centre = centre - eye
-    dist = float(np.linalg.norm(to_centre))
-    if dist < 1e-6:
-        to_centre, dist = np.array([0.0, 0.0, 1.0]), 2.0 * radius
-    eye = eye - 0.35 * dist * to_centre / dist - 0.15 * dist * down
-    cam = server.initial_camera
-    cam.up = (0.0, -1.0, 0.0)
-    cam.position = tuple(float(v) for v in eye)
-    cam.look_at = tuple(float(v) for v in centre)
-    cam.fov = float(fov_y)
-    cam.near = max(1e-3, 1e-3 * radius)
-    cam.far = max(1e3, 1e3 * radius)
-    return Viewer(server, scene, splats, frustums, slider)
+    sizes = [f"{w}x{h}" for w, h in _render_sizes(scene)]
+    v.render_size = gui.add_dropdown("render size", sizes, initial_value=sizes[1])
+    buttons = gui.add_button_group("", ("input view" if scene.input_camera is not None else "first view",
+                                        "save screenshot"))
+
+    @buttons.on_click
+    def _(event) -> None:
+        client = event.client
+        if client is None:
+            return
+        if event.target.value == "save screenshot":
+            v.save_screenshot(client)
+        else:
+            v.go_home(client)
 
 
 def serve(path_or_gaussians: Gaussians | str | Path, port: int = 8080, host: str = "127.0.0.1",
