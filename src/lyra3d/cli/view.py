@@ -15,10 +15,13 @@ def view(
     scene: Path = typer.Argument(..., help="A scene file (.ply, .splat, .usd*) or a generate output folder."),
     port: int = typer.Option(8080, help="Port to serve on (the next free one if busy)."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for other machines)."),
+    trajectories: bool = typer.Option(False, "--trajectories", help="Show the trajectory cameras' frustums from "
+                                      "the start (a toggle in the panel either way)."),
 ) -> None:
-    """Open an interactive web viewer (viser): the Gaussians, the camera trajectories, the input image."""
+    """Open an interactive web viewer (viser) at the input camera: the Gaussians, the input image, the camera
+    trajectories on request."""
     from lyra3d.viewer.server import serve
 
     if not scene.exists():
         raise InputError(f"scene not found: {scene}")
-    serve(scene, port=port, host=host)
+    serve(scene, port=port, host=host, show_trajectories=trajectories)
