@@ -18,12 +18,12 @@ from lyra3d.pipelines.weights import PARTS, resolve_weights
 
 
 def test_every_model_class_registers_itself_with_its_part():
-    classes = model_classes()
-    names = {t: c.__name__ for t, c in classes.items()}
+    classes = model_classes()  # (models defined elsewhere, e.g. the prompt judge of training, join on import)
+    names = {t: c.__name__ for t, c in classes.items() if c.part}
     assert names == {"lyra3d-depth-unet": "DepthNet", "lyra3d-video-tokenizer": "VideoTokenizer",
                      "lyra3d-video-dit": "VideoDiffusionModel", "lyra3d-3dgs-decoder": "GaussianDecoder",
                      "lyra3d-4dgs-decoder": "GaussianDecoder4D", "lyra3d-text-to-image": "TextToImageModel"}
-    assert sorted(c.part for c in classes.values()) == sorted(PARTS)
+    assert sorted(c.part for c in classes.values() if c.part) == sorted(PARTS)
 
 
 def test_config_json_describes_the_checkpoint_and_round_trips(tmp_path):

@@ -148,7 +148,7 @@ def test_mirrored_world_is_the_flipped_render_with_the_mirrored_caption():
 
 def test_judge_targets_label_maps_and_scores():
     from lyra3d.core.cameras import default_camera
-    from lyra3d.train.text_to_image import JudgeConfig, LabelJudge, judge_scores, label_maps, world_targets
+    from lyra3d.train.prompt_judge import JudgeConfig, LabelJudge, judge_scores, label_maps, world_targets
 
     jc = JudgeConfig(map_height=6, map_width=10)
     w = worlds.make_world(2)

@@ -37,7 +37,7 @@ class Pretrained(torch.nn.Module):
 
     config_class: ClassVar[type]
     model_type: ClassVar[str]  # the stable name of the architecture in config.json
-    part: ClassVar[str]  # the part of a weights folder it fills (pipelines.weights.PARTS)
+    part: ClassVar[str] = ""  # the part of a weights folder it fills (pipelines.weights.PARTS); "": none
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

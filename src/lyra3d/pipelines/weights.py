@@ -47,7 +47,7 @@ def resolve_weights(weights: str | Path | None) -> tuple[dict[str, Path], dict |
     if not root.is_dir():
         raise InputError(f"--weights must be a folder, but {root} is a file; {fix}")
     own = model_class_of(root)
-    if own is not None:  # the folder is one part's checkpoint
+    if own is not None and own.part:  # the folder is one part's checkpoint
         return {own.part: root}, None
     parts = {name: root / name for name in PARTS if (root / name).is_dir()}
     for name, folder in parts.items():
