@@ -9,11 +9,12 @@ import torch
 from generate_helpers import make_weights, save_png, world_image
 
 from lyra3d import pipelines as pl
-from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.core.cache3d import depth_edges
+from lyra3d.core.cameras import default_camera
 from lyra3d.core.gaussians import Gaussians, quat_to_rotmat
 from lyra3d.core.metrics import psnr
-from lyra3d.core.photo_gaussians import (PhotoSettings, fuse, input_view_weights, photo_gaussians, sky_depth,
-                                         visible_surface_mask)
+from lyra3d.core.photo_gaussians import (PhotoSettings, composite, fuse, input_view_weights, photo_gaussians,
+                                         sky_depth, visible_surface_mask)
 from lyra3d.core.render import rasterize
 from lyra3d.errors import InputError
 from lyra3d.pipelines.config import GenerateConfig
@@ -36,10 +37,17 @@ def test_the_3d_photo_of_a_world_renders_back_to_the_image(world):
     g = photo_gaussians(image, depth, cam, sky_depth=sky)
     assert len(g) == 160 * 96  # one per pixel, sky included
     solved = float(psnr(rasterize(g, cam).rgb[0].clamp(0, 1), image))
-    assert solved > 36.0  # measured 38.9 dB (320×176 renders of training worlds: 36-41)
+    assert solved > 33.0  # measured 34.7 dB (320×176 renders of training worlds: 32-37, fused with the decoder's)
     # the colour solve is what makes it sharp: the pixels' own colours render blurred by the discs' overlap
     plain = photo_gaussians(image, depth, cam, PhotoSettings(sharpen=0), sky_depth=sky)
-    assert float(psnr(rasterize(plain, cam).rgb[0].clamp(0, 1), image)) < solved - 3
+    assert float(psnr(rasterize(plain, cam).rgb[0].clamp(0, 1), image)) < solved - 3  # measured 29.5 dB
+    # the pixels just behind occlusion edges keep their own colours (no outlines in other views), at a price here
+    edges = depth_edges(torch.where(depth > 0, depth, torch.full_like(depth, sky)))[0].flatten() > 0
+    assert 0.01 < float(edges.float().mean()) < 0.2
+    assert torch.allclose(g.rgb[edges], image.permute(1, 2, 0).reshape(-1, 3)[edges], atol=1e-5)
+    assert not torch.allclose(g.rgb[~edges], image.permute(1, 2, 0).reshape(-1, 3)[~edges], atol=1e-2)
+    free = photo_gaussians(image, depth, cam, PhotoSettings(freeze_edges=False), sky_depth=sky)
+    assert float(psnr(rasterize(free, cam).rgb[0].clamp(0, 1), image)) > solved + 1  # measured 36.6 dB
     # without a sky depth the sky's pixels have no Gaussian
     assert len(photo_gaussians(image, depth, cam)) == int((depth > 0).sum())
     # one Gaussian per 2×2 block
@@ -51,8 +59,6 @@ def test_the_composite_model_matches_the_rasterizer(world):
     depth = torch.where(depth > 0, depth, torch.full_like(depth, sky_depth(depth)))
     s = PhotoSettings(sharpen=0)
     offsets, weights = input_view_weights(depth, s.footprint, s.opacity)
-    from lyra3d.core.photo_gaussians import composite
-
     rendered = rasterize(photo_gaussians(image, depth, cam, s), cam).rgb[0]
     assert float(psnr(composite(image, offsets, weights), rendered)) > 45
 
@@ -90,7 +96,7 @@ def test_gaussians_are_cut_at_depth_edges():
     r = quat_to_rotmat(g.quats)
     thinnest = torch.exp(g.scales).argmin(1)
     normal = r.gather(2, thinnest[:, None, None].expand(-1, 3, 1))[..., 0]
-    # the plane z = a + b·x/z·z ... its normal in camera space, from two of its points' tangents
+    # the plane's normal, from two of its points' chords
     pts = g.means.reshape(32, 64, 3)
     tangent_u = pts[16, 40] - pts[16, 20]
     tangent_v = pts[24, 30] - pts[8, 30]

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lyra3d.core.cache3d import depth_edges
 from lyra3d.core.cameras import Cameras
 from lyra3d.core.gaussians import Gaussians, rgb_to_sh
 from lyra3d.errors import InputError
@@ -55,6 +56,7 @@ class PhotoSettings:
         edge_tolerance: relative jump of inverse depth that makes an occlusion edge (:func:`depth_edges`).
         opacity: every disc's opacity.
         sharpen: iterations of the colour solve (:func:`solve_colors`; 0: the pixels' own colours).
+        freeze_edges: the pixels behind an occlusion edge (:func:`depth_edges`) keep their own colours.
     """
 
     stride: int = 1
@@ -64,6 +66,7 @@ class PhotoSettings:
     edge_tolerance: float = 0.05
     opacity: float = 0.99
     sharpen: int = 4
+    freeze_edges: bool = True
 
     def validate(self) -> "PhotoSettings":
         if not isinstance(self.stride, int) or self.stride < 1:
@@ -244,13 +247,16 @@ def composite_transpose(residual: Tensor, offsets: Tensor, weights: Tensor) -> T
     return F.fold(cols, (h, w), k, padding=k // 2)[0]
 
 
-def solve_colors(image: Tensor, offsets: Tensor, weights: Tensor, iterations: int) -> Tensor:
+def solve_colors(image: Tensor, offsets: Tensor, weights: Tensor, iterations: int, free: Tensor | None = None
+                 ) -> Tensor:
     """Disc colours ``(3, H, W)`` whose composite (:func:`composite`) approaches ``image``: ``iterations`` of
     conjugate gradients on the least-squares problem (CGLS) from the image itself, then kept in [0, 1] (the
-    rasterizer clips a colour below 0; one above 1 would ring in other views)."""
+    rasterizer clips a colour below 0; one above 1 would ring in other views). Only the pixels of ``free``
+    ``(H, W)`` (default all) change."""
+    m = torch.ones_like(image[:1]) if free is None else free.to(image.dtype)[None]
     c = image.clone()
     res = image - composite(c, offsets, weights)
-    s = composite_transpose(res, offsets, weights)
+    s = composite_transpose(res, offsets, weights) * m
     p, gamma = s, float((s * s).sum())
     for _ in range(iterations):
         if gamma <= 1e-20:
@@ -259,7 +265,7 @@ def solve_colors(image: Tensor, offsets: Tensor, weights: Tensor, iterations: in
         alpha = gamma / max(float((q * q).sum()), 1e-30)
         c = c + alpha * p
         res = res - alpha * q
-        s = composite_transpose(res, offsets, weights)
+        s = composite_transpose(res, offsets, weights) * m
         new = float((s * s).sum())
         p, gamma = s + (new / gamma) * p, new
     return c.clamp(0, 1)
@@ -301,7 +307,10 @@ def photo_gaussians(image: Tensor, depth: Tensor, camera: Cameras, settings: Pho
     colors = img
     if s.sharpen:
         offsets, weights = input_view_weights(d, s.footprint, s.opacity)
-        colors = solve_colors(img, offsets, weights, s.sharpen)
+        # a pixel just behind an occlusion edge is partly covered by the nearer discs at the input camera; a
+        # colour solved to undo that would show as a bright or dark outline from other cameras: keep its own
+        free = depth_edges(d, s.edge_tolerance)[0] == 0 if s.freeze_edges else None
+        colors = solve_colors(img, offsets, weights, s.sharpen, free)
     keep = (d[0] > 0).reshape(-1)
     du = (du * s.footprint).reshape(-1, 3)[keep]
     dv = (dv * s.footprint).reshape(-1, 3)[keep]
