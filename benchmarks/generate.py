@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--flythrough-frames", type=int, default=48)
+    ap.add_argument("--keep-input", default=None, choices=("on", "off"),
+                    help="image: the input's own Gaussians in the scene (default: GenerateConfig's, on)")
     ap.add_argument("--image", default=None)
     ap.add_argument("--video", nargs="?", const="", default=None,
                     help="video → 4D; a video file (default: held-out dynamic world 1,000,001 as a 17-frame MP4)")
@@ -136,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
                     if (Path(args.weights) / part).is_dir():
                         os.symlink(Path(args.weights).resolve() / part, weights / part)
         overrides = {"trajectories": parse_trajectories(args.trajectories), "steps": args.steps,
-                     "preset": args.preset, "num_frames": args.frames, "output_times": args.times}
+                     "preset": args.preset, "num_frames": args.frames, "output_times": args.times,
+                     "keep_input": args.keep_input}
         overrides = {k: v for k, v in overrides.items() if v is not None}
         config = pl.GenerateConfig().replace(device=args.device, **overrides)
         p = config.resolution
@@ -206,8 +209,11 @@ def main(argv: list[str] | None = None) -> None:
                   f"input-view PSNR {scene.input_view_psnr:.2f} dB (mean over times); fly-through and bullet time "
                   f"{args.flythrough_frames} frames each; output folder {size:.0f} MB"]
     else:
-        lines += ["", f"{scene.gaussians_before_pruning:,} Gaussians decoded, {len(scene.gaussians):,} kept; "
-                  f"input-view PSNR {scene.input_view_psnr:.2f} dB; fly-through {args.flythrough_frames} frames"]
+        kept = scene.keep_input
+        lines += ["", f"{scene.gaussians_before_pruning:,} Gaussians decoded, {len(scene.gaussians):,} kept"
+                  + (f" (keep_input: {kept['input_gaussians']:,} of the input, {kept['decoder_gaussians_dropped']:,} of "
+                     f"the decoder's dropped, {kept['seconds']:.2f} s)" if kept else " (keep_input off)")
+                  + f"; input-view PSNR {scene.input_view_psnr:.2f} dB; fly-through {args.flythrough_frames} frames"]
     lines += [f"machine load average before / after the run: {load[0]:.2f} / {os.getloadavg()[0]:.2f} "
               f"({os.cpu_count()} CPUs)"]
     text = "\n".join(lines)

@@ -51,7 +51,10 @@ def test_generate_writes_a_scene_folder(tmp_path, weights, photo, assert_one_lin
 
     report = json.loads((out / "report.json").read_text())
     g = load_ply(out / "scene.ply")
-    assert len(g) == report["gaussians"] == report["gaussians_before_pruning"] // 2
+    kept = report["keep_input"]  # on by default: the input's Gaussians, one per pixel, join the decoder's
+    assert kept["mode"] == "on" and kept["input_gaussians"] == 320 * 176
+    assert len(g) == report["gaussians"] == (report["gaussians_before_pruning"] // 2 + 320 * 176
+                                             - kept["decoder_gaussians_dropped"])
     assert report["gaussians_before_pruning"] == 17 * 44 * 80  # one trajectory of 17 frames, a Gaussian per 4×4 px
     assert report["seed"] == 5 and report["trajectories"] == ["left"] and report["frames_per_trajectory"] == 17
     assert report["preset"] == {"name": "default", "width": 320, "height": 176, "fov_y_degrees": 50.0}

@@ -61,8 +61,11 @@ def test_same_seed_same_scene_other_seed_other_scene(pipe, progress_and_scene, w
     assert len(first.cameras) == 10 and (first.cameras.width, first.cameras.height) == (128, 64)
     assert first.input_image.shape == (3, 64, 128) and torch.allclose(first.input_image, image)
     assert first.frames is None  # keep_frames is off
-    # 2 trajectories × 5 frames × (64/4 × 128/4) Gaussians, half kept by opacity rank
-    assert first.gaussians_before_pruning == 2 * 5 * 16 * 32 and len(first.gaussians) == 2 * 5 * 16 * 32 // 2
+    # 2 trajectories × 5 frames × (64/4 × 128/4) Gaussians, half kept by opacity rank, less those on or in front
+    # of the input's surface; plus the input's own, one per pixel (keep_input, on by default)
+    kept_input = first.keep_input
+    assert first.gaussians_before_pruning == 2 * 5 * 16 * 32 and kept_input["input_gaussians"] == 64 * 128
+    assert len(first.gaussians) == 2 * 5 * 16 * 32 // 2 - kept_input["decoder_gaussians_dropped"] + 64 * 128
     kept = torch.sigmoid(first.gaussians.opacities)
     assert first.center_depth > 0 and math.isfinite(first.center_depth)
     assert kept.min() > 0

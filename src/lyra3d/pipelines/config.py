@@ -13,6 +13,9 @@ from lyra3d.core.trajectories import LYRA_TRAJECTORIES, TRAJECTORY_NAMES
 from lyra3d.errors import InputError
 from lyra3d.io.images import FITS, MIN_IMAGE_SIDE
 
+#: ``keep_input`` values (:mod:`lyra3d.pipelines.keep_input`).
+KEEP_INPUT_MODES = ("on", "off")
+
 #: Most output times of one video → 4D call (each is a full decoder pass and a scene in memory).
 MAX_OUTPUT_TIMES = 128
 
@@ -81,6 +84,10 @@ class GenerateConfig:
         text_steps, text_guidance: sampler steps and guidance of the text-to-image model.
         output_times: video → 4D (:mod:`lyra3d.pipelines.video_to_4d`): the scene at this many times spread evenly
             from the first to the last frame used (1: the middle); ``None``: one per frame used.
+        keep_input: image → 3D: ``"on"`` puts the input's own Gaussians (one per pixel at its depth, the
+            photo's colours) into the scene and drops the decoder's Gaussians in front of or on the surface
+            the input sees, so the scene shows what the input shows; ``"off"``: the decoder's Gaussians
+            alone (:mod:`lyra3d.pipelines.keep_input`).
     """
 
     preset: str = "default"
@@ -98,6 +105,7 @@ class GenerateConfig:
     text_steps: int = 8
     text_guidance: float = 3.0
     output_times: int | None = None
+    keep_input: str = "on"
 
     def validate(self) -> "GenerateConfig":
         """Check every field; raise a one-line :class:`InputError` naming the fix. Returns self."""
@@ -134,6 +142,8 @@ class GenerateConfig:
                                               or not 1 <= self.output_times <= MAX_OUTPUT_TIMES):
             raise InputError(f"output times must be a whole number from 1 to {MAX_OUTPUT_TIMES}, "
                              f"got {self.output_times!r}")
+        if self.keep_input not in KEEP_INPUT_MODES:
+            raise InputError(f"keep_input must be {' or '.join(KEEP_INPUT_MODES)}, got {self.keep_input!r}")
         check_device(self.device)
         return self
 

@@ -72,6 +72,7 @@ class ImageTo3DPipeline(TeacherPipeline):
                   unknown_words: tuple[str, ...] = ()) -> Scene:
         from lyra3d.core.metrics import psnr
         from lyra3d.core.render import rasterize
+        from lyra3d.pipelines.keep_input import keep_input
 
         p, dev = cfg.resolution, self.device
         self.check(cfg)
@@ -83,6 +84,7 @@ class ImageTo3DPipeline(TeacherPipeline):
         before = len(raw)
         g = raw.prune_by_opacity(keep_fraction=cfg.keep_fraction) if cfg.keep_fraction < 1 else raw
         del raw
+        g, kept = keep_input(g, gen.image, gen.depth, camera, cfg.keep_input, self.teacher.config.far_ratio)
         clock.mark("decoder")
         cam = camera.to(dev)
         render = rasterize(g, cam, backend=cfg.backend).rgb[0]
@@ -96,4 +98,5 @@ class ImageTo3DPipeline(TeacherPipeline):
         return Scene(gaussians=g, cameras=gen.cameras, trajectories=tuple(gen.names), input_camera=cam,
                      input_image=gen.image, center_depth=float(gen.center_depth), input_view_psnr=score,
                      timings=timings, seed=cfg.seed, config=cfg, info=info, prompt=prompt, frames=frames,
-                     gaussians_before_pruning=before, unknown_words=unknown_words, preset=p)
+                     gaussians_before_pruning=before, unknown_words=unknown_words, preset=p,
+                     input_depth=gen.depth.cpu(), keep_input=kept)

@@ -48,6 +48,8 @@ class Scene:
         gaussians_before_pruning: the decoder's Gaussian count before opacity-rank pruning.
         unknown_words: words of the prompt the text-to-image model does not know.
         preset: the resolution preset used.
+        input_depth: the input's z-depth ``(1, H, W)`` as the teacher used it (0 = sky), when known.
+        keep_input: what ``keep_input`` did (:func:`lyra3d.pipelines.keep_input.keep_input`), ``None`` when off.
     """
 
     gaussians: Gaussians
@@ -66,6 +68,8 @@ class Scene:
     gaussians_before_pruning: int = 0
     unknown_words: tuple[str, ...] = ()
     preset: Preset | None = None
+    input_depth: Tensor | None = None
+    keep_input: dict | None = None
 
     @property
     def frames_per_trajectory(self) -> int:
@@ -111,6 +115,7 @@ class Scene:
             "input_view_psnr": round(self.input_view_psnr, 4),
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "config": self.config.to_dict(),
+            **({"keep_input": self.keep_input} if self.keep_input is not None else {}),
         })
 
 
