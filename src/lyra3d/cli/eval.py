@@ -1,4 +1,4 @@
-"""``lyra3d eval teacher|decoder|decoder4d|video-teacher``: evaluate on held-out procedural worlds against
+"""``lyra3d eval teacher|decoder|decoder4d|video-teacher|photos``: evaluate on held-out procedural worlds against
 their ray-cast truth (:mod:`lyra3d.evaluation`), print a Markdown table, optionally write the rows as JSON."""
 
 from __future__ import annotations
@@ -187,3 +187,29 @@ def eval_video_teacher(ctx: typer.Context,
     rows = evaluate_video_teacher(teacher, seeds, frames, camera_motion=camera, baseline=not no_baseline,
                                   reverse=reversed_clips)
     _report(ctx, rows, seeds, f"video teacher on {len(seeds)} held-out dynamic worlds (seeds {seeds})", json_path)
+
+
+@eval_app.command("photos")
+def eval_photos(photos: Annotated[str, typer.Argument(help="A folder of photos (with a manifest.json from "
+                                                           "examples/real_photos.py: --split picks its split).")],
+                out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write photos.json (settings, "
+                                                           "summary, rows) and contact_sheet.png here.")] = None,
+                split: Annotated[Optional[str], typer.Option(help="Only the photos of this manifest split "
+                                                                  "(e.g. heldout).")] = None,
+                keep_input: Annotated[Optional[str], typer.Option("--keep-input", help="on or off (default: "
+                                                                  "the pipeline's, on).")] = None,
+                weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="Weights folder (default: "
+                                                               "the shipped models).")] = None,
+                seed: Annotated[int, typer.Option(help="Random seed of every scene.")] = 0,
+                device: Device = "cpu") -> None:
+    """Real photos, no ground truth: per photo the scene's input-view PSNR/SSIM and, at the last frame of each
+    trajectory, its render vs the input warped there on the pixels the cache covers; a contact sheet."""
+    from lyra3d.evaluation.photos import evaluate_photos
+    from lyra3d.evaluation.report import summarize, table
+    from lyra3d.pipelines import ImageTo3DPipeline
+
+    pipe = ImageTo3DPipeline.from_pretrained(weights, device=check_device(device))
+    overrides = {"keep_input": keep_input} if keep_input is not None else {}
+    rows = evaluate_photos(pipe, photos, out_dir=out, seed=seed, split=split, **overrides)
+    numeric = [{k: v for k, v in r.items() if k != "photo"} for r in rows]
+    print(table(summarize(numeric), f"{len(rows)} photos from {photos}" + (f" ({split})" if split else "")))

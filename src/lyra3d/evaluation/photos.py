@@ -1,4 +1,4 @@
-"""Generated scenes of real photographs, measured without ground truth (issue 21, DESIGN §7), and the same
+"""Generated scenes of real photographs, measured without ground truth (issue 21, docs/design.md §7), and the same
 measures on held-out procedural worlds, where the truth adds held-out cameras.
 
 Per photo (:func:`evaluate_photos`):
