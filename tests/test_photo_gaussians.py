@@ -3,6 +3,7 @@ lyra3d.core.photo_gaussians, the keep_input setting, and the real-photo evaluati
 
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -223,3 +224,46 @@ def test_the_pipeline_keeps_the_input_and_the_photo_evaluation_measures_it(tmp_p
         photo_paths(folder, "nonexistent")
     with pytest.raises(InputError, match="not found"):
         photo_paths([folder / "missing.png"])
+
+
+def test_keep_input_on_held_out_worlds_is_scored_on_one_teacher_output(pipe):
+    from lyra3d.evaluation.photos import evaluate_worlds
+
+    (row,) = evaluate_worlds(pipe, [1_000_020])
+    assert row["seed"] == 1_000_020
+    assert row["input_view_psnr_on"] > 27 > 20 > row["input_view_psnr_off"]  # measured 29.9; a random decoder alone
+    assert row["trajectory_end_psnr_on"] > row["trajectory_end_psnr_off"]
+    assert row["gaussians_off"] == 2 * 5 * 16 * 32 // 2 and 0 < row["heldout_ssim_on"] <= 1
+
+
+def _real_photos_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "examples" / "real_photos.py"
+    spec = importlib.util.spec_from_file_location("real_photos", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_real_photos_have_a_fixed_held_out_split_and_are_collected_with_their_licences(tmp_path):
+    rp = _real_photos_module()
+    names = [p.name for p in rp.PHOTOS]
+    assert len(names) == len(set(names)) == 27
+    assert {p.split for p in rp.PHOTOS} == {"heldout", "tune"} and len(rp.heldout_names()) == 13
+    assert all(p.licence and p.author for p in rp.PHOTOS)
+    entries, missing = rp.collect(tmp_path, split="heldout")
+    present = [p for p in rp.PHOTOS if p.split == "heldout" and rp.source_file(p).is_file()]
+    assert [e["name"] for e in entries] == [p.name for p in present]  # scikit-image's at least (a test dependency)
+    assert {"skimage_astronaut", "skimage_coffee"} <= {e["name"] for e in entries}
+    assert set(missing) == {p.package for p in rp.PHOTOS if p.split == "heldout" and p not in present}
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [e["file"] for e in manifest["photos"]] == [f"{e['name']}.png" for e in entries]
+    from PIL import Image
+
+    for e in entries:
+        with Image.open(tmp_path / e["file"]) as im:
+            assert max(im.size) <= 640 and im.mode == "RGB" and list(im.size) == e["size"]
+        assert e["split"] == "heldout" and e["licence"]
