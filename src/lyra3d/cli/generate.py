@@ -57,6 +57,9 @@ def generate(
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="--video: read only the first N frames "
                                              "of the file (then --frames of them are used)."),
     fit: Optional[str] = typer.Option(None, help="An image of another aspect: crop (center) or pad (default: crop)."),
+    keep_input: Optional[str] = typer.Option(None, "--keep-input", help="Image/text → 3D: on puts the input's own "
+                                             "Gaussians (one per pixel at its depth) in the scene, fused with the "
+                                             "decoder's; off: the decoder's alone (default: on)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     keep_frames: bool = typer.Option(False, "--keep-frames", help="Also write the teacher's frames, "
                                      "teacher/<trajectory>.mp4."),
@@ -90,9 +93,12 @@ def generate(
         raise InputError(f"unknown --flythrough-path {flythrough_path!r}; choose from {', '.join(fly.PATHS)}")
     if flythrough_frames < 2:
         raise InputError(f"--flythrough-frames must be at least 2, got {flythrough_frames}")
+    if video is not None and keep_input is not None:
+        raise InputError("--keep-input is for --image and --text (a video's frames are not kept as Gaussians)")
     overrides = {"trajectories": parse_trajectories(trajectories) if trajectories is not None else None,
                  "movement_factor": movement_factor, "steps": steps, "seed": seed, "preset": preset,
-                 "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None, "output_times": times}
+                 "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None, "output_times": times,
+                 "keep_input": keep_input}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     _, settings = resolve_weights(weights)  # a bad weights folder or bad settings fail here, before any work
     base = pl.GenerateConfig.from_dict(settings) if settings else pl.GenerateConfig()

@@ -240,7 +240,7 @@ def _real_photos_module():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "examples" / "real_photos.py"
+    path = Path(__file__).parents[2] / "examples" / "real_photos.py"
     spec = importlib.util.spec_from_file_location("real_photos", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
