@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import torch
-from generate_helpers import make_weights, save_png, world_image
 
 from lyra3d import pipelines as pl
 from lyra3d.core.cache3d import depth_edges
@@ -152,7 +151,7 @@ def test_bad_photo_inputs_are_one_line_errors():
         sky_depth(torch.zeros(1, 4, 4))
 
 
-def test_keep_input_round_trips_through_the_config_and_the_report(tmp_path):
+def test_keep_input_round_trips_through_the_config_and_the_report(tmp_path, world_image):
     assert GenerateConfig().keep_input == "on"
     cfg = GenerateConfig(keep_input="off").validate()
     assert GenerateConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))).keep_input == "off"
@@ -177,7 +176,7 @@ TINY = pl.Preset("test-photo", 128, 64, 5, 50.0, "tests only")
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory):
+def pipe(tmp_path_factory, make_weights):
     pl.register_preset(TINY, replace=True)
     config = pl.GenerateConfig(preset="test-photo", trajectories=("left", "zoom_in"), steps=1)
     yield pl.ImageTo3DPipeline.from_pretrained(make_weights(tmp_path_factory.mktemp("weights"), text_to_image=False),
@@ -185,7 +184,7 @@ def pipe(tmp_path_factory):
     pl.PRESETS.pop("test-photo", None)
 
 
-def test_the_pipeline_keeps_the_input_and_the_photo_evaluation_measures_it(tmp_path, pipe):
+def test_the_pipeline_keeps_the_input_and_the_photo_evaluation_measures_it(tmp_path, pipe, save_png, world_image):
     from lyra3d.evaluation.photos import evaluate_photos, photo_paths
 
     # the real shipped teacher and a small random decoder: the decoder alone shows nothing of the input
