@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from lyra3d.cli.app import StageBars, app, progress_bar
+from lyra3d.core import limits as L
 from lyra3d.pipelines.teacher import TeacherConfig
 
 DEFAULTS = TeacherConfig()
@@ -18,22 +19,22 @@ DEFAULTS = TeacherConfig()
 @app.command()
 def sdg(
     out: Path = typer.Option(..., "--out", help="SDG folder (resumed if it exists; shards write into the same one)."),
-    worlds: Optional[int] = typer.Option(None, "--worlds", help="Inputs: this many procedural training worlds "
+    worlds: Optional[int] = typer.Option(None, "--worlds", min=1, max=L.MAX_WORLDS, help="Inputs: this many procedural training worlds "
                                          "(their default-camera render)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Inputs: the images of this folder."),
-    clips: Optional[int] = typer.Option(None, "--clips", help="Inputs: this many dynamic clips of procedural "
+    clips: Optional[int] = typer.Option(None, "--clips", min=1, max=L.MAX_WORLDS, help="Inputs: this many dynamic clips of procedural "
                                         "training worlds, as videos (each also reversed: 2 samples per clip)."),
-    frames: int = typer.Option(DEFAULTS.num_frames, help="Frames per trajectory, 1 + 4·m (--worlds and --images)."),
-    clip_frames: int = typer.Option(17, "--clip-frames", help="Frames per clip, 1 + 4·m (--clips)."),
+    frames: int = typer.Option(DEFAULTS.num_frames, min=1, max=L.MAX_FRAMES, help="Frames per trajectory, 1 + 4·m (--worlds and --images)."),
+    clip_frames: int = typer.Option(17, "--clip-frames", min=1, max=L.MAX_FRAMES, help="Frames per clip, 1 + 4·m (--clips)."),
     clip_camera: str = typer.Option("mixed", "--clip-camera", help="Camera of the clips: mixed, static or a "
                                     "trajectory name."),
-    width: int = typer.Option(320, help="Input width in pixels."),
-    height: int = typer.Option(176, help="Input height in pixels."),
+    width: int = typer.Option(320, min=16, max=L.MAX_SIDE, help="Input width in pixels."),
+    height: int = typer.Option(176, min=16, max=L.MAX_SIDE, help="Input height in pixels."),
     first_seed: int = typer.Option(0, "--first-seed", help="First world seed (training seeds are < 1,000,000)."),
     shard: int = typer.Option(0, help="This process's shard: inputs shard, shard + n, shard + 2n, ..."),
     num_shards: int = typer.Option(1, "--num-shards", help="Number of shards n (one process or GPU each)."),
-    steps: int = typer.Option(DEFAULTS.steps, help="The teacher's sampler steps."),
-    guidance: float = typer.Option(DEFAULTS.guidance, help="The teacher's classifier-free guidance scale (1: none)."),
+    steps: int = typer.Option(DEFAULTS.steps, min=1, max=L.MAX_STEPS, help="The teacher's sampler steps."),
+    guidance: float = typer.Option(DEFAULTS.guidance, min=0.0, max=L.MAX_GUIDANCE, help="The teacher's classifier-free guidance scale (1: none)."),
     seed: int = typer.Option(0, help="The sampler's seed."),
     tokenizer: Optional[Path] = typer.Option(None, help="Tokenizer folder (default: the shipped one)."),
     video_model: Optional[Path] = typer.Option(None, "--video-model", help="Video model folder (default: the "

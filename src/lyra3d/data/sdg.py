@@ -46,6 +46,7 @@ from lyra3d.core.cameras import Cameras, default_camera
 from lyra3d.core.device import check_device
 from lyra3d.core.files import check_settings
 from lyra3d.core.progress import Progress, StageClock, no_progress
+from lyra3d.core.limits import MAX_WORLDS
 from lyra3d.errors import InputError
 from lyra3d.pipelines.teacher import Teacher, TeacherConfig
 
@@ -314,6 +315,9 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
     CPU threads of this process (0: the CPU count / ``num_shards``). ``progress``: as :func:`generate`."""
     if sum(x is not None for x in (worlds, clips, images)) != 1:
         raise InputError("give exactly one input: --worlds N, --clips N or --images DIR")
+    for name, n in (("--worlds", worlds), ("--clips", clips)):
+        if n is not None and not (isinstance(n, int) and 1 <= n <= MAX_WORLDS):
+            raise InputError(f"{name} must be a whole number from 1 to {MAX_WORLDS}, got {n!r}")
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // max(1, num_shards)))
     dev = check_device(device)
     if dev.type == "cuda":

@@ -46,7 +46,7 @@ import torch
 
 from lyra3d.core.cameras import Cameras
 from lyra3d.core.files import atomic_path
-from lyra3d.core.gaussians import SH_C0, Gaussians, load_ply, save_ply
+from lyra3d.core.gaussians import SH_C0, Gaussians, checked, load_ply, save_ply
 from lyra3d.errors import InputError
 
 #: Formats :func:`export_gaussians` knows, and the suffixes that select them.
@@ -191,11 +191,11 @@ def load_splat(path: str | Path) -> Gaussians:
     dc = (torch.from_numpy(rgba[:, :3]) - 0.5) / SH_C0
     with np.errstate(divide="ignore"):
         scales = np.log(np.maximum(rec["scale"].astype(np.float32), np.float32(1e-30)))
-    return Gaussians(means=torch.from_numpy(rec["position"].astype(np.float32)),
-                     scales=torch.from_numpy(scales),
-                     quats=q.contiguous(),
-                     opacities=torch.from_numpy(np.log(alpha) - np.log1p(-alpha)).float(),
-                     sh=dc[:, None, :].contiguous())
+    return checked(Gaussians(means=torch.from_numpy(rec["position"].astype(np.float32)),
+                             scales=torch.from_numpy(scales),
+                             quats=q.contiguous(),
+                             opacities=torch.from_numpy(np.log(alpha) - np.log1p(-alpha)).float(),
+                             sh=dc[:, None, :].contiguous()), path)
 
 
 def rotate_gaussians(gaussians: Gaussians, rotation: torch.Tensor | np.ndarray) -> Gaussians:
@@ -424,4 +424,4 @@ def load_usd(path: str | Path, source: str = "auto") -> Gaussians:
                   torch.from_numpy(np.ascontiguousarray(quats)), torch.from_numpy(logits),
                   torch.from_numpy(np.ascontiguousarray(sh)),
                   torch.from_numpy(times) if times is not None else None)
-    return rotate_gaussians(g, _usd_rotation(stage).T)
+    return checked(rotate_gaussians(g, _usd_rotation(stage).T), path)
