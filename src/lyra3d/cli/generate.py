@@ -73,6 +73,7 @@ def generate(
     import time
 
     from lyra3d.io.prompts import validate_prompt
+    from lyra3d.models.checks import check_weights_configs
 
     if sum(x is not None for x in (image, text, video)) != 1:
         raise InputError('give exactly one of --image PATH, --text "a prompt" or --video PATH')
@@ -81,6 +82,7 @@ def generate(
     check_output(out, force, "folder")  # before any import of torch: a refusal is quick
     start = time.perf_counter()
     prompt = validate_prompt(text) if text is not None else None
+    check_weights_configs(weights)  # every config.json, before torch loads
 
     from lyra3d import pipelines as pl
     from lyra3d.core.device import environment

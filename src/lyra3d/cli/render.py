@@ -35,15 +35,16 @@ def render(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Render a 3DGS PLY or a procedural world along a camera path to an MP4/GIF video."""
+    if (ply is None) == (world is None):
+        raise InputError("give either a PLY file or --world SEED (exactly one)")
+    check_output(out, force)  # before torch loads: a refusal is quick
+
     from lyra3d.core import flythrough as fly
     from lyra3d.core.gaussians import load_ply
     from lyra3d.io.video import VIDEO_SUFFIXES, write_video
 
-    if (ply is None) == (world is None):
-        raise InputError("give either a PLY file or --world SEED (exactly one)")
     if out.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"--out must end in {' or '.join(VIDEO_SUFFIXES)}, got {out.name}")
-    check_output(out, force)
     config = fly.FlythroughConfig(path=path, num_frames=frames, width=width, height=height, fov_y_degrees=fov,
                                   movement_factor=movement, fps=fps, backend=backend)
     if ply is not None:

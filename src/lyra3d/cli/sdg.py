@@ -11,9 +11,7 @@ import typer
 
 from lyra3d.cli.app import StageBars, app, progress_bar
 from lyra3d.core import limits as L
-from lyra3d.pipelines.teacher import TeacherConfig
 
-DEFAULTS = TeacherConfig()
 
 
 @app.command()
@@ -24,7 +22,7 @@ def sdg(
     images: Optional[Path] = typer.Option(None, "--images", help="Inputs: the images of this folder."),
     clips: Optional[int] = typer.Option(None, "--clips", min=1, max=L.MAX_WORLDS, help="Inputs: this many dynamic clips of procedural "
                                         "training worlds, as videos (each also reversed: 2 samples per clip)."),
-    frames: int = typer.Option(DEFAULTS.num_frames, min=1, max=L.MAX_FRAMES, help="Frames per trajectory, 1 + 4·m (--worlds and --images)."),
+    frames: Optional[int] = typer.Option(None, min=1, max=L.MAX_FRAMES, help="Frames per trajectory, 1 + 4·m (--worlds and --images; default: the teacher's, 17)."),
     clip_frames: int = typer.Option(17, "--clip-frames", min=1, max=L.MAX_FRAMES, help="Frames per clip, 1 + 4·m (--clips)."),
     clip_camera: str = typer.Option("mixed", "--clip-camera", help="Camera of the clips: mixed, static or a "
                                     "trajectory name."),
@@ -33,8 +31,8 @@ def sdg(
     first_seed: int = typer.Option(0, "--first-seed", help="First world seed (training seeds are < 1,000,000)."),
     shard: int = typer.Option(0, help="This process's shard: inputs shard, shard + n, shard + 2n, ..."),
     num_shards: int = typer.Option(1, "--num-shards", help="Number of shards n (one process or GPU each)."),
-    steps: int = typer.Option(DEFAULTS.steps, min=1, max=L.MAX_STEPS, help="The teacher's sampler steps."),
-    guidance: float = typer.Option(DEFAULTS.guidance, min=0.0, max=L.MAX_GUIDANCE, help="The teacher's classifier-free guidance scale (1: none)."),
+    steps: Optional[int] = typer.Option(None, min=1, max=L.MAX_STEPS, help="The teacher's sampler steps (default: the teacher's, 4)."),
+    guidance: Optional[float] = typer.Option(None, min=0.0, max=L.MAX_GUIDANCE, help="The teacher's classifier-free guidance scale (1: none; default: the teacher's, 1)."),
     seed: int = typer.Option(0, help="The sampler's seed."),
     tokenizer: Optional[Path] = typer.Option(None, help="Tokenizer folder (default: the shipped one)."),
     video_model: Optional[Path] = typer.Option(None, "--video-model", help="Video model folder (default: the "
@@ -47,6 +45,12 @@ def sdg(
     what the 3DGS decoder learns from (latents, the teacher's frames, their depth, cameras); sharded and
     resumable. Prints {"written": N, "out": DIR}."""
     from lyra3d.data.sdg import run_sdg
+    from lyra3d.pipelines.teacher import TeacherConfig  # torch: imported once the options are checked
+
+    defaults = TeacherConfig()
+    frames = defaults.num_frames if frames is None else frames
+    steps = defaults.steps if steps is None else steps
+    guidance = defaults.guidance if guidance is None else guidance
 
     with progress_bar(quiet, remaining=True) as bar:
         rows = StageBars(bar, labels={"samples": f"SDG shard {shard} → {out.name}"})

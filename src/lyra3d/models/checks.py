@@ -24,7 +24,9 @@ RESAVE = "fix the value or re-save the model (save_pretrained)"
 
 
 def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    if typing.get_args(tp):  # list[int], int | None: the whole form
+        return str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", None) or str(tp)
 
 
 def _fits(value, tp) -> bool:
@@ -122,3 +124,35 @@ def check_shapes(directory: Path, weights: Path, model_class: type, config) -> N
             raise InputError(f"{weights} does not fit {directory / 'config.json'}: {k} is {list(have[k])} in the "
                              f"weights but {list(shape)} by the config (a field such as dim or latent_channels "
                              "differs); use the config.json saved with these weights")
+
+
+def check_config_file(folder: Path) -> None:
+    """``folder/config.json`` of a lyra3d checkpoint: readable, and its fields fit its config class (torch-free:
+    no tensor is read). A config naming no lyra3d ``model_type`` is left to its loader."""
+    from lyra3d.models.configs import CONFIGS
+
+    path = folder / "config.json"
+    raw = read_config(path)
+    config_class = CONFIGS.get(raw.get("model_type"))
+    if config_class is None:
+        return
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(raw) - names - {"model_type", "_class_name", "_lyra3d_version"})
+    if unknown:
+        raise InputError(f"{path} has unknown keys {unknown} for {raw['model_type']}; remove them or re-save the "
+                         "model")
+    check_fields(path, config_class, raw)
+
+
+def check_weights_configs(weights: str | Path | None) -> None:
+    """Every ``config.json`` of a weights folder (the folder itself and each part folder in it), checked by
+    :func:`check_config_file` before anything imports torch; the shapes are checked when the folder resolves
+    (:meth:`lyra3d.models.modeling.Pretrained.check_pretrained`)."""
+    if weights is None:
+        return
+    root = Path(weights).expanduser()
+    if not root.is_dir():
+        return  # the resolver names the problem
+    for folder in (root, *sorted(p for p in root.iterdir() if p.is_dir())):
+        if (folder / "config.json").is_file():
+            check_config_file(folder)
