@@ -95,6 +95,12 @@ def nothing(tmp: Path) -> dict:
     return {}
 
 
+def symlink_loop(tmp: Path) -> dict:
+    (tmp / "a.ply").symlink_to(tmp / "b.ply")
+    (tmp / "b.ply").symlink_to(tmp / "a.ply")
+    return {"loop": str(tmp / "a.ply")}
+
+
 IMG = ["generate", "--image", str(IMAGE)]
 TXT = ["generate", "--text", "a red sphere on a checkered floor"]
 VID = ["generate", "--video", str(IMAGE)]  # the weights are refused before the video is read
@@ -158,6 +164,13 @@ CASES = [
     ("eval-worlds-zero", nothing, ["eval", "teacher", "--worlds", "0"], ["--worlds"], FAST),
     ("eval-decoder-worlds-zero", nothing, ["eval", "decoder", "--worlds", "0"], ["--worlds"], FAST),
     ("sdg-worlds-zero", nothing, ["sdg", "--out", "{tmp}/s", "--worlds", "0"], ["--worlds"], FAST),
+    # 7. messages that say what is wrong
+    ("render-symlink-loop", symlink_loop, ["render", "{loop}", "--out", "{tmp}/v.mp4"], ["a.ply is a symlink loop"],
+     TORCH),
+    ("view-symlink-loop", symlink_loop, ["view", "{loop}"], ["a.ply is a symlink loop"], FAST),
+    ("export-unknown-suffix", ply(2), ["export", "{ply}", "--out", "{tmp}/scene.gltf"],
+     ["cannot tell the export format", "--format"], TORCH),
+    ("export-unknown-format", ply(2), ["export", "{ply}", "--format", "gltf"], ["simready"], TORCH),
     # 6. a prompt that is not UTF-8 (bytes the shell passed through)
     ("prompt-not-utf8", nothing, ["generate", "--text", b"a red \xff sphere", "--out", "{tmp}/o"],
      ["prompt holds bytes that are not UTF-8"], FAST),
@@ -189,8 +202,8 @@ def test_bad_input_is_refused_in_one_line(case, tmp_path):
 
 
 def test_each_class_has_at_least_two_cases():
-    prefixes = {"config": 0, "generate": 0, "render": 0, "out": 0, "prompt": 0, "view": 0, "export": 0, "eval": 0,
-                "sdg": 0, "worlds": 0}
+    prefixes = dict.fromkeys(["config", "generate", "render", "out", "prompt", "view", "export", "eval", "sdg",
+                              "worlds"], 0)
     for name, *_ in CASES:
         prefixes[name.split("-")[0]] += 1
     assert prefixes["config"] >= 2 and prefixes["out"] >= 2 and prefixes["prompt"] >= 2
@@ -213,7 +226,8 @@ def test_the_torch_free_configs_are_the_model_classes_configs():
     from lyra3d.models.configs import CONFIGS
     from lyra3d.models.modeling import model_classes
 
-    assert {k: c.config_class for k, c in model_classes().items()} == CONFIGS
+    models = {k: c.config_class for k, c in model_classes().items() if c.__module__.startswith("lyra3d.models.")}
+    assert models == CONFIGS
 
 
 def test_a_shipped_checkpoint_passes_and_a_wrong_shape_is_named(tmp_path):
@@ -223,6 +237,24 @@ def test_a_shipped_checkpoint_passes_and_a_wrong_shape_is_named(tmp_path):
     bad = weights_with("decoder", set_field(depth=5))(tmp_path)
     with pytest.raises(InputError, match="missing .*blocks.5"):
         GaussianDecoder.from_pretrained(Path(bad["weights"]) / "decoder")
+
+
+def test_sdg_refuses_a_bad_size_before_writing_and_a_resume_of_another_size(tmp_path):
+    from lyra3d.data.sdg import generate, run_sdg, world_inputs
+    from lyra3d.pipelines.teacher import Teacher, TeacherConfig
+
+    with pytest.raises(InputError, match="--width must be a whole number from 16"):
+        run_sdg(tmp_path / "tiny", worlds=1, width=7, height=48)
+    assert listing(tmp_path) == []  # no folder, no sdg.json that would block a correct rerun
+    teacher = Teacher.from_pretrained(config=TeacherConfig(num_frames=5, steps=1, trajectories=("left",)))
+    out = tmp_path / "sdg"
+    assert generate(teacher, world_inputs([0], 64, 48), out, size=(64, 48)) == 1
+    assert json.loads((out / "sdg.json").read_text())["size"] == [64, 48]
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert modes["latents.safetensors"] == modes["frames.npy"]  # not safetensors' private 0600
+    with pytest.raises(InputError, match="size differ"):
+        generate(teacher, world_inputs([1], 96, 48), out, size=(96, 48))
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 1
 
 
 def test_a_killed_run_s_staging_folder_is_removed_by_the_next(tmp_path):

@@ -116,7 +116,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _usual_mode(path: Path, mode: int) -> None:
+def usual_mode(path: Path, mode: int = 0o666) -> None:
+    """Give ``path`` the usual permissions (``mode`` less the umask), not a writer's private 0600."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, mode & ~umask)
@@ -153,7 +154,7 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     except OSError as e:  # read-only file system, disk full, ...
         raise InputError(f"cannot write to {parent} ({e.strerror or e})") from None
     try:
-        _usual_mode(tmp, 0o777)  # mkdtemp makes it private (0700)
+        usual_mode(tmp, 0o777)  # mkdtemp makes it private (0700)
         yield tmp
         if out.exists() or out.is_symlink():
             check_output(out, force, "folder")  # it may have appeared while we worked
@@ -183,11 +184,27 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
                     p.rmdir()
 
 
+def not_found(path: Path, what: str) -> str:
+    """Why ``path`` is not a readable file, in words: a symlink loop or a broken symlink is not "not found"."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return f"{what} {path} is a symlink loop; point it at a real file"
+        except OSError:
+            return f"{what} {path} is a broken symlink (its target is missing); point it at a real file"
+        return f"{what} {path} is a broken symlink; point it at a real file"
+    if path.is_dir():
+        return f"{what} {path} is a folder; give a file"
+    return f"{what} not found: {path}"
+
+
 def read_json(path: str | Path, what: str = "file"):
     """Parse a JSON file, or raise a one-line :class:`InputError` naming ``what`` is missing or broken."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{what} not found: {path}")
+        raise InputError(not_found(path, what))
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -303,7 +303,9 @@ def load_ply(path: str | Path) -> Gaussians:
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"PLY file not found: {path}")
+        from lyra3d.core.files import not_found
+
+        raise InputError(not_found(path, "PLY file"))
     try:
         ply = PlyData.read(str(path))
     except (PlyParseError, ValueError, EOFError, OSError, IndexError, KeyError, UnicodeDecodeError) as e:

@@ -127,11 +127,12 @@ def _resolve_format(path: Path, format: str | None) -> str:
         fmt = SUFFIX_FORMATS.get(path.suffix.lower())
         if fmt is None:
             raise InputError(f"cannot tell the export format from the suffix {path.suffix!r} of {path.name}; "
-                             f"use one of {', '.join(sorted(SUFFIX_FORMATS))} or pass format=")
+                             f"use one of {', '.join(sorted(SUFFIX_FORMATS))} or name the format (--format; Python: format=)")
     else:
         fmt = str(format).lower().lstrip(".")
         if fmt not in FORMATS:
-            raise InputError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
+            raise InputError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)} (or simready, "
+                             "a folder: lyra3d export --format simready)")
     if fmt == "spz":
         raise InputError(SPZ_UNSUPPORTED)
     return fmt
