@@ -257,6 +257,14 @@ def test_sdg_refuses_a_bad_size_before_writing_and_a_resume_of_another_size(tmp_
     assert len([p for p in out.iterdir() if p.is_dir()]) == 1
 
 
+def test_an_evaluation_of_no_worlds_is_refused_in_python_too():
+    from lyra3d.evaluation.report import summarize
+
+    with pytest.raises(InputError, match="at least one world"):
+        summarize([])
+    assert summarize([{"seed": 1, "psnr": 20.0}, {"seed": 2, "psnr": 30.0}]) == {"psnr": 25.0}
+
+
 def test_a_killed_run_s_staging_folder_is_removed_by_the_next(tmp_path):
     stale = tmp_path / ".scene.abcd1234.tmp"
     stale.mkdir()

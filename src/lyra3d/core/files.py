@@ -19,11 +19,13 @@ from lyra3d.errors import InputError
 _PROCESS_START = time.time()
 
 
-def check_output(path: str | Path, force: bool, kind: str = "file") -> Path:
+def check_output(path: str | Path, force: bool, kind: str = "file", resume: bool = False) -> Path:
     """Check an output path before any work: an existing one is refused unless ``force`` (one line naming the
     fix), and so is one of the other ``kind`` (``"file"`` or ``"folder"``: a folder where a file is to be
-    written, or a file where a folder is) whatever ``force`` says. A resumable output folder passes
-    ``force=True`` (it may exist). Returns ``path`` as a :class:`Path`."""
+    written, or a file where a folder is) whatever ``force`` says. With ``force`` an existing folder is replaced
+    only if lyra3d wrote it (:data:`MARKER` or one of its report files); a resumable output folder passes
+    ``force=True, resume=True`` (it may exist and is added to, not replaced). The path must be one that can be
+    made (:func:`probe_output`). Returns ``path`` as a :class:`Path`."""
     if kind not in ("file", "folder"):
         raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
     path = Path(path)
@@ -35,7 +37,7 @@ def check_output(path: str | Path, force: bool, kind: str = "file") -> Path:
         raise InputError(f"{path} is a folder; give a file name")
     if kind == "folder" and path.exists() and not path.is_dir():
         raise InputError(f"{path} is a file; give a folder name")
-    if kind == "folder" and path.is_dir() and force and not _ours(path):
+    if kind == "folder" and path.is_dir() and force and not resume and not _ours(path):
         raise InputError(f"{path} holds files that lyra3d did not write (no {MARKER} or report.json); "
                          "--force replaces only lyra3d output folders: give a new folder")
     probe_output(path)
