@@ -257,6 +257,22 @@ def test_sdg_refuses_a_bad_size_before_writing_and_a_resume_of_another_size(tmp_
     assert len([p for p in out.iterdir() if p.is_dir()]) == 1
 
 
+def test_a_training_run_resumes_only_with_its_own_settings(tmp_path):
+    run = tmp_path / "depth"
+    r, _ = lyra3d_cli("train", "depth", "--tiny", "--out", str(run))
+    assert r.returncode == 0, r.stderr.decode()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for args, fragments in ((["--base-channels", "16"], ["another model", "base_channels 8 there, 16 here"]),
+                            (["--steps", "1"], ["at step 30, past this run's 1 steps", "--steps above 30"])):
+        r, _ = lyra3d_cli("train", "depth", "--tiny", "--out", str(run), *args)
+        stderr = r.stderr.decode()
+        lines = stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in stderr, stderr
+        assert all(f in lines[0] for f in fragments), lines[0]
+        assert r.stdout == b""  # no `{}` result
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # config and log untouched
+
+
 def test_an_evaluation_of_no_worlds_is_refused_in_python_too():
     from lyra3d.evaluation.report import summarize
 
