@@ -239,6 +239,22 @@ def test_a_shipped_checkpoint_passes_and_a_wrong_shape_is_named(tmp_path):
         GaussianDecoder.from_pretrained(Path(bad["weights"]) / "decoder")
 
 
+def test_nan_weights_are_named_as_weights_not_blamed_on_the_output(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from lyra3d.models.decoder import GaussianDecoder
+
+    folder = tmp_path / "decoder"
+    folder.mkdir()
+    (folder / "config.json").write_text((SHIPPED / "decoder" / "config.json").read_text())
+    state = load_file(str(SHIPPED / "decoder" / "model.safetensors"))
+    name = sorted(state)[0]
+    state[name][..., 0] = float("nan")
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(InputError, match=f"NaN or infinite weights \\({name}"):
+        GaussianDecoder.from_pretrained(folder)
+
+
 def test_sdg_refuses_a_bad_size_before_writing_and_a_resume_of_another_size(tmp_path):
     from lyra3d.data.sdg import generate, run_sdg, world_inputs
     from lyra3d.pipelines.teacher import Teacher, TeacherConfig

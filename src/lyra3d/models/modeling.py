@@ -110,6 +110,10 @@ class Pretrained(torch.nn.Module):
             state = load_file(str(directory / WEIGHTS_NAME))
         except (SafetensorError, OSError) as e:
             raise InputError(f"{directory / WEIGHTS_NAME} is not a readable safetensors file ({e})") from None
+        broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if broken:  # else the model's output would be blamed (NaN Gaussians, NaN frames)
+            raise InputError(f"{directory / WEIGHTS_NAME} holds NaN or infinite weights ({', '.join(broken[:3])}); "
+                             "the training diverged: use an earlier checkpoint or retrain")
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise InputError(f"{directory / WEIGHTS_NAME} does not fit the config: missing {missing[:3]}, "
