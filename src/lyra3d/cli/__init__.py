@@ -18,11 +18,33 @@ error is one line on stderr and exit code 2; progress rows come from :class:`lyr
 ``python -m lyra3d`` runs this command line (so ``torchrun ... -m lyra3d train decoder`` works).
 """
 
-from lyra3d.cli.app import app
-from lyra3d.cli import generate, render, worlds, export, view, train, sdg, eval  # noqa: F401,E402 (each registers its commands)
+import importlib
+import sys
 
-__all__ = ["app", "main"]
+from lyra3d.cli.app import app
+
+#: The command modules (each registers its commands), imported when typer first reads the app's commands.
+COMMANDS = ("generate", "render", "worlds", "export", "view", "train", "sdg", "eval")
+__all__ = ["app", "main", "COMMANDS"]
+
+
+def _register(names=COMMANDS) -> None:
+    for name in names:
+        importlib.import_module(f"lyra3d.cli.{name}")
+
+
+app.loader = _register
+
+
+@app.callback()
+def _group() -> None:
+    # a callback keeps `lyra3d` a command group when only one command module is loaded
+    pass
 
 
 def main() -> None:
+    """The ``lyra3d`` command: only the module of the command asked for is imported (a fast refusal)."""
+    name = sys.argv[1] if len(sys.argv) > 1 else None
+    if name in COMMANDS and app.loader is _register:
+        app.loader = lambda: _register([name])
     app()

@@ -101,8 +101,34 @@ class Typer(typer.Typer):
     errors, every command wrapped in :func:`user_errors`, its docstring as help (:func:`help_text`)."""
 
     def __init__(self, **kwargs):
+        self.loader = None  # called once before typer first reads the commands (lazy registration)
         super().__init__(cls=OneLineGroup, no_args_is_help=True, add_completion=False,
                          pretty_exceptions_enable=False, **kwargs)
+
+    def _load(self) -> None:
+        loader, self.loader = self.__dict__.get("loader"), None
+        if loader is not None:
+            loader()
+
+    # typer reads these two lists when it builds the click command: the command modules are imported then
+    # (``lyra3d generate`` imports only generate's module, so a refusal needs no torch import)
+    @property
+    def registered_commands(self):
+        self._load()
+        return self._commands
+
+    @registered_commands.setter
+    def registered_commands(self, value):
+        self._commands = value
+
+    @property
+    def registered_groups(self):
+        self._load()
+        return self._groups
+
+    @registered_groups.setter
+    def registered_groups(self, value):
+        self._groups = value
 
     def command(self, *args, help: str | None = None, cls=OneLineCommand, **kwargs):
         def register(fn):

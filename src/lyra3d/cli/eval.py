@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from lyra3d.cli.app import Typer, app
-from lyra3d.core.device import check_device
+from lyra3d.core import limits as L
 from lyra3d.errors import InputError
 
 eval_app = Typer(help="Evaluate the teacher or a decoder on held-out procedural worlds against their ray-cast "
@@ -43,7 +43,7 @@ def _teacher(tokenizer: str | None, video_model: str | None, device: str, steps:
     from lyra3d.models.tokenizer import check_trajectory_frames
     from lyra3d.pipelines.teacher import Teacher
 
-    teacher = Teacher.from_pretrained(tokenizer, video_model, device=check_device(device))
+    teacher = Teacher.from_pretrained(tokenizer, video_model, device=_device(device))
     if steps is not None:
         teacher.config.steps = steps
     if guidance is not None:
@@ -52,6 +52,12 @@ def _teacher(tokenizer: str | None, video_model: str | None, device: str, steps:
         check_trajectory_frames(frames, teacher.tokenizer.temporal_factor, "--frames")
         teacher.config.num_frames = frames
     return teacher
+
+
+def _device(device: str):
+    from lyra3d.core.device import check_device
+
+    return check_device(device)
 
 
 def _seeds(worlds: int, train_worlds_from: int | None) -> tuple[list[int], str]:
@@ -75,7 +81,7 @@ def _report(ctx: typer.Context, rows: list[dict], seeds: list[int], title: str, 
 
 
 @eval_app.command("teacher")
-def eval_teacher(ctx: typer.Context, worlds: Annotated[int, typer.Option(help="Worlds (held-out: seeds from "
+def eval_teacher(ctx: typer.Context, worlds: Annotated[int, typer.Option(min=1, max=L.MAX_WORLDS, help="Worlds (held-out: seeds from "
                                                                                "1,000,000).")] = 8,
                  frames: Frames = None, train_worlds_from: TrainWorldsFrom = None, steps: Steps = None,
                  guidance: Guidance = None, tokenizer: TokenizerDir = None, video_model: VideoModelDir = None,
@@ -90,7 +96,7 @@ def eval_teacher(ctx: typer.Context, worlds: Annotated[int, typer.Option(help="W
 
 
 @eval_app.command("decoder")
-def eval_decoder(ctx: typer.Context, worlds: Annotated[int, typer.Option(help="Worlds (held-out: seeds from "
+def eval_decoder(ctx: typer.Context, worlds: Annotated[int, typer.Option(min=1, max=L.MAX_WORLDS, help="Worlds (held-out: seeds from "
                                                                                "1,000,000).")] = 8,
                  decoder: DecoderDir = None,
                  views: Annotated[str, typer.Option(help="Comma-separated trajectory indices the decoder reads "
@@ -126,7 +132,7 @@ def eval_decoder(ctx: typer.Context, worlds: Annotated[int, typer.Option(help="W
 @eval_app.command("decoder4d")
 def eval_decoder4d(ctx: typer.Context,
                    decoder4d: Decoder4DDir = None,
-                   worlds: Annotated[int, typer.Option(help="Held-out dynamic worlds (seeds from 1,000,000).")] = 8,
+                   worlds: Annotated[int, typer.Option(min=1, max=L.MAX_WORLDS, help="Held-out dynamic worlds (seeds from 1,000,000).")] = 8,
                    decoder: DecoderDir = None,
                    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the static decoder "
                                                                                     "baseline.")] = False,
@@ -159,7 +165,7 @@ def eval_decoder4d(ctx: typer.Context,
 
 @eval_app.command("video-teacher")
 def eval_video_teacher(ctx: typer.Context,
-                       worlds: Annotated[int, typer.Option(help="Held-out dynamic worlds (seeds from "
+                       worlds: Annotated[int, typer.Option(min=1, max=L.MAX_WORLDS, help="Held-out dynamic worlds (seeds from "
                                                                 "1,000,000).")] = 4,
                        frames: Annotated[int, typer.Option(help="Frames per clip, 1 + 4·m.")] = 17,
                        camera: Annotated[str, typer.Option(help="Camera motion of the input clips: static or a "
@@ -208,7 +214,7 @@ def eval_photos(photos: Annotated[str, typer.Argument(help="A folder of photos (
     from lyra3d.evaluation.report import summarize, table
     from lyra3d.pipelines import ImageTo3DPipeline
 
-    pipe = ImageTo3DPipeline.from_pretrained(weights, device=check_device(device))
+    pipe = ImageTo3DPipeline.from_pretrained(weights, device=_device(device))
     overrides = {"keep_input": keep_input} if keep_input is not None else {}
     rows = evaluate_photos(pipe, photos, out_dir=out, seed=seed, split=split, **overrides)
     numeric = [{k: v for k, v in r.items() if k != "photo"} for r in rows]

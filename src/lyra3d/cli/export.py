@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from lyra3d.cli.app import StageBars, app, err, progress_bar, warning_line
-from lyra3d.core.files import check_output
+from lyra3d.core.files import check_output, not_found
 from lyra3d.errors import InputError
 
 # the sim-ready export's stages on screen (lyra3d.simready.stage.export_simready)
@@ -48,7 +48,7 @@ def export(
     if scene.is_dir():
         scene = scene / "scene.ply"
     if not scene.is_file():
-        raise InputError(f"scene not found: {scene}")
+        raise InputError(not_found(scene, "scene"))
     if out is None:
         if format is None:
             raise InputError("give --format or --out (the format comes from its suffix)")

@@ -8,9 +8,11 @@ from typing import Optional, Sequence
 import typer
 
 from lyra3d.cli.app import StageBars, app, err, progress_bar, warning_line
-from lyra3d.core.device import environment
+from lyra3d.core import limits as L
 from lyra3d.core.files import check_output
 from lyra3d.errors import InputError
+
+
 
 def warn_untrained(model: str, known: Sequence[int], trained_on: str, got: int) -> None:
     """One warning line unless ``got`` is one of ``known``, the frame counts ``model`` was trained on (its
@@ -41,20 +43,20 @@ def generate(
     trajectories: Optional[str] = typer.Option(None, help="Comma-separated trajectories (left, right, up, zoom_out, "
                                                "zoom_in, spiral, down, orbit, dolly, static), or N for the first N "
                                                "of Lyra's six (default: all six)."),
-    movement_factor: Optional[float] = typer.Option(None, "--movement-factor", help="Scale of the trajectories' "
+    movement_factor: Optional[float] = typer.Option(None, "--movement-factor", min=0.001, max=L.MAX_MOVEMENT_FACTOR, help="Scale of the trajectories' "
                                                     "camera motion (default: 1)."),
-    steps: Optional[int] = typer.Option(None, help="Sampler steps of the video model (default: 4)."),
-    seed: Optional[int] = typer.Option(None, help="Random seed; the same seed gives the same scene (default: 0)."),
+    steps: Optional[int] = typer.Option(None, min=1, max=L.MAX_STEPS, help="Sampler steps of the video model (default: 4)."),
+    seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="Random seed; the same seed gives the same scene (default: 0)."),
     preset: Optional[str] = typer.Option(None, help="Resolution preset (default: default = 320x176, 17 frames per "
                                          "trajectory, the shipped models' native size)."),
-    frames: Optional[int] = typer.Option(None, "--frames", help="Frames per trajectory, 1 + 4m (5, 9, 17, ...; "
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, max=L.MAX_FRAMES, help="Frames per trajectory, 1 + 4m (5, 9, 17, ...; "
                                          "default: the preset's); fewer is faster; the shipped decoder was trained "
                                          "on 9 and 17 (5 is rougher). For --video: the frames read, spread evenly "
                                          "over the video (a shorter video has frames repeated; the shipped 4D "
                                          "decoder was trained on 17)."),
-    times: Optional[int] = typer.Option(None, "--times", help="--video: the scene at this many times spread over "
+    times: Optional[int] = typer.Option(None, "--times", min=1, max=L.MAX_OUTPUT_TIMES, help="--video: the scene at this many times spread over "
                                         "the clip (default: one per distinct frame read); each costs a decoder pass."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="--video: read only the first N frames "
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=2, max=L.MAX_READ_FRAMES, help="--video: read only the first N frames "
                                              "of the file (then --frames of them are used)."),
     fit: Optional[str] = typer.Option(None, help="An image of another aspect: crop (center) or pad (default: crop)."),
     keep_input: Optional[str] = typer.Option(None, "--keep-input", help="Image/text → 3D: on puts the input's own "
@@ -63,7 +65,7 @@ def generate(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     keep_frames: bool = typer.Option(False, "--keep-frames", help="Also write the teacher's frames, "
                                      "teacher/<trajectory>.mp4."),
-    flythrough_frames: int = typer.Option(48, "--flythrough-frames", help="Frames of flythrough.mp4 (at least 2)."),
+    flythrough_frames: int = typer.Option(48, "--flythrough-frames", min=2, max=L.MAX_VIDEO_FRAMES, help="Frames of flythrough.mp4 (at least 2)."),
     flythrough_path: str = typer.Option("flythrough", "--flythrough-path", help="Camera path of flythrough.mp4: "
                                         "flythrough (smooth, seeded), orbit, dolly, spiral, left, right, ..."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
@@ -73,26 +75,31 @@ def generate(
     (a PLY per output time, a fly-through while time runs, a bullet-time video, ...)."""
     import time
 
-    from lyra3d import pipelines as pl
-    from lyra3d.core import flythrough as fly
     from lyra3d.io.prompts import validate_prompt
+    from lyra3d.models.checks import check_weights_configs
+
+    if sum(x is not None for x in (image, text, video)) != 1:
+        raise InputError('give exactly one of --image PATH, --text "a prompt" or --video PATH')
+    if video is None and (times is not None or max_frames is not None):
+        raise InputError(f"{'--times' if times is not None else '--max-frames'} is for --video only")
+    check_output(out, force, "folder")  # before any import of torch: a refusal is quick
+    start = time.perf_counter()
+    prompt = validate_prompt(text) if text is not None else None
+    check_weights_configs(weights)  # every config.json, before torch loads
+
+    from lyra3d import pipelines as pl
+    from lyra3d.core.device import environment
+    from lyra3d.core import flythrough as fly
     from lyra3d.pipelines import video_to_4d as pl4
     from lyra3d.pipelines.config import parse_trajectories
     from lyra3d.pipelines.image_to_3d import load_input_image
     from lyra3d.pipelines.outputs import save_scene4d
     from lyra3d.pipelines.weights import resolve_weights
 
-    if sum(x is not None for x in (image, text, video)) != 1:
-        raise InputError('give exactly one of --image PATH, --text "a prompt" or --video PATH')
-    if video is None and (times is not None or max_frames is not None):
-        raise InputError(f"{'--times' if times is not None else '--max-frames'} is for --video only")
-    check_output(out, force, "folder")
-    start = time.perf_counter()
-    prompt = validate_prompt(text) if text is not None else None
     if flythrough_path not in fly.PATHS:
         raise InputError(f"unknown --flythrough-path {flythrough_path!r}; choose from {', '.join(fly.PATHS)}")
-    if flythrough_frames < 2:
-        raise InputError(f"--flythrough-frames must be at least 2, got {flythrough_frames}")
+    if not 2 <= flythrough_frames <= L.MAX_VIDEO_FRAMES:
+        raise InputError(f"--flythrough-frames must be from 2 to {L.MAX_VIDEO_FRAMES}, got {flythrough_frames}")
     if video is not None and keep_input is not None:
         raise InputError("--keep-input is for --image and --text (a video's frames are not kept as Gaussians)")
     overrides = {"trajectories": parse_trajectories(trajectories) if trajectories is not None else None,
@@ -103,13 +110,15 @@ def generate(
     _, settings = resolve_weights(weights)  # a bad weights folder or bad settings fail here, before any work
     base = pl.GenerateConfig.from_dict(settings) if settings else pl.GenerateConfig()
     checked = base.replace(device=device, **overrides)
+    for line in checked.warnings():
+        warning_line(line)
     picture = info = None
     call = dict(overrides)
     if image is not None:
         picture, info = load_input_image(image, checked.resolution, checked.fit)
     elif video is not None:
-        if max_frames is not None and max_frames < 2:
-            raise InputError(f"--max-frames must be at least 2, got {max_frames}")
+        if max_frames is not None and not 2 <= max_frames <= L.MAX_READ_FRAMES:
+            raise InputError(f"--max-frames must be from 2 to {L.MAX_READ_FRAMES}, got {max_frames}")
         t0 = time.perf_counter()
         picture, info = pl4.load_input_video(video, checked.resolution, checked.fit, max_frames)
         call["fps"], read_s = info.fps, time.perf_counter() - t0

@@ -10,30 +10,29 @@ from typing import Optional
 import typer
 
 from lyra3d.cli.app import StageBars, app, progress_bar
-from lyra3d.pipelines.teacher import TeacherConfig
+from lyra3d.core import limits as L
 
-DEFAULTS = TeacherConfig()
 
 
 @app.command()
 def sdg(
     out: Path = typer.Option(..., "--out", help="SDG folder (resumed if it exists; shards write into the same one)."),
-    worlds: Optional[int] = typer.Option(None, "--worlds", help="Inputs: this many procedural training worlds "
+    worlds: Optional[int] = typer.Option(None, "--worlds", min=1, max=L.MAX_WORLDS, help="Inputs: this many procedural training worlds "
                                          "(their default-camera render)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Inputs: the images of this folder."),
-    clips: Optional[int] = typer.Option(None, "--clips", help="Inputs: this many dynamic clips of procedural "
+    clips: Optional[int] = typer.Option(None, "--clips", min=1, max=L.MAX_WORLDS, help="Inputs: this many dynamic clips of procedural "
                                         "training worlds, as videos (each also reversed: 2 samples per clip)."),
-    frames: int = typer.Option(DEFAULTS.num_frames, help="Frames per trajectory, 1 + 4·m (--worlds and --images)."),
-    clip_frames: int = typer.Option(17, "--clip-frames", help="Frames per clip, 1 + 4·m (--clips)."),
+    frames: Optional[int] = typer.Option(None, min=1, max=L.MAX_FRAMES, help="Frames per trajectory, 1 + 4·m (--worlds and --images; default: the teacher's, 17)."),
+    clip_frames: int = typer.Option(17, "--clip-frames", min=1, max=L.MAX_FRAMES, help="Frames per clip, 1 + 4·m (--clips)."),
     clip_camera: str = typer.Option("mixed", "--clip-camera", help="Camera of the clips: mixed, static or a "
                                     "trajectory name."),
-    width: int = typer.Option(320, help="Input width in pixels."),
-    height: int = typer.Option(176, help="Input height in pixels."),
+    width: int = typer.Option(320, min=16, max=L.MAX_SIDE, help="Input width in pixels."),
+    height: int = typer.Option(176, min=16, max=L.MAX_SIDE, help="Input height in pixels."),
     first_seed: int = typer.Option(0, "--first-seed", help="First world seed (training seeds are < 1,000,000)."),
     shard: int = typer.Option(0, help="This process's shard: inputs shard, shard + n, shard + 2n, ..."),
     num_shards: int = typer.Option(1, "--num-shards", help="Number of shards n (one process or GPU each)."),
-    steps: int = typer.Option(DEFAULTS.steps, help="The teacher's sampler steps."),
-    guidance: float = typer.Option(DEFAULTS.guidance, help="The teacher's classifier-free guidance scale (1: none)."),
+    steps: Optional[int] = typer.Option(None, min=1, max=L.MAX_STEPS, help="The teacher's sampler steps (default: the teacher's, 4)."),
+    guidance: Optional[float] = typer.Option(None, min=0.0, max=L.MAX_GUIDANCE, help="The teacher's classifier-free guidance scale (1: none; default: the teacher's, 1)."),
     seed: int = typer.Option(0, help="The sampler's seed."),
     tokenizer: Optional[Path] = typer.Option(None, help="Tokenizer folder (default: the shipped one)."),
     video_model: Optional[Path] = typer.Option(None, "--video-model", help="Video model folder (default: the "
@@ -46,6 +45,12 @@ def sdg(
     what the 3DGS decoder learns from (latents, the teacher's frames, their depth, cameras); sharded and
     resumable. Prints {"written": N, "out": DIR}."""
     from lyra3d.data.sdg import run_sdg
+    from lyra3d.pipelines.teacher import TeacherConfig  # torch: imported once the options are checked
+
+    defaults = TeacherConfig()
+    frames = defaults.num_frames if frames is None else frames
+    steps = defaults.steps if steps is None else steps
+    guidance = defaults.guidance if guidance is None else guidance
 
     with progress_bar(quiet, remaining=True) as bar:
         rows = StageBars(bar, labels={"samples": f"SDG shard {shard} → {out.name}"})

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from lyra3d.cli.app import app
+from lyra3d.core.files import not_found
 from lyra3d.errors import InputError
 
 
@@ -20,8 +21,7 @@ def view(
 ) -> None:
     """Open an interactive web viewer (viser) at the input camera: the Gaussians, the input image, the camera
     trajectories on request."""
-    from lyra3d.viewer.server import serve
-
     if not scene.exists():
-        raise InputError(f"scene not found: {scene}")
+        raise InputError(not_found(scene, "scene"))
+    from lyra3d.viewer.server import serve  # torch, viser: after the quick checks
     serve(scene, port=port, host=host, show_trajectories=trajectories)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from lyra3d.core import limits as L
 from lyra3d.cli.app import StageBars, app, err, progress_bar
 from lyra3d.errors import InputError
 
@@ -13,7 +14,7 @@ from lyra3d.errors import InputError
 @app.command(name="worlds")
 def worlds_cmd(
     out: Path = typer.Argument(..., help="Dataset folder to write (created; resumed if it holds a manifest)."),
-    count: int = typer.Option(8, "--count", "-n", min=1, help="Number of worlds."),
+    count: int = typer.Option(8, "--count", "-n", min=1, max=L.MAX_WORLDS, help="Number of worlds."),
     split: str = typer.Option("train", help="train: seeds from 0; eval: seeds from 1,000,000 (held out)."),
     start: int = typer.Option(0, help="Offset of the first seed within the split."),
     frames: int = typer.Option(17, min=1, help="Frames per trajectory."),

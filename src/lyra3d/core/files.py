@@ -6,29 +6,89 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
 from lyra3d.errors import InputError
 
+#: When this process started: staging folders older than this are left by runs that were killed.
+_PROCESS_START = time.time()
 
-def check_output(path: str | Path, force: bool, kind: str = "file") -> Path:
+
+def check_output(path: str | Path, force: bool, kind: str = "file", resume: bool = False) -> Path:
     """Check an output path before any work: an existing one is refused unless ``force`` (one line naming the
     fix), and so is one of the other ``kind`` (``"file"`` or ``"folder"``: a folder where a file is to be
-    written, or a file where a folder is) whatever ``force`` says. A resumable output folder passes
-    ``force=True`` (it may exist). Returns ``path`` as a :class:`Path`."""
+    written, or a file where a folder is) whatever ``force`` says. With ``force`` an existing folder is replaced
+    only if lyra3d wrote it (:data:`MARKER` or one of its report files); a resumable output folder passes
+    ``force=True, resume=True`` (it may exist and is added to, not replaced). The path must be one that can be
+    made (:func:`probe_output`). Returns ``path`` as a :class:`Path`."""
     if kind not in ("file", "folder"):
         raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
     path = Path(path)
+    if path.name in ("", ".", "..") or str(path) in (".", ".."):
+        raise InputError(f"output needs a name, got {str(path)!r}; give a new file or folder name")
     if (path.exists() or path.is_symlink()) and not force:
         raise InputError(f"{path} exists; pass --force to overwrite it")
     if kind == "file" and path.is_dir():
         raise InputError(f"{path} is a folder; give a file name")
     if kind == "folder" and path.exists() and not path.is_dir():
         raise InputError(f"{path} is a file; give a folder name")
+    if kind == "folder" and path.is_dir() and force and not resume and not _ours(path):
+        raise InputError(f"{path} holds files that lyra3d did not write (no {MARKER} or report.json); "
+                         "--force replaces only lyra3d output folders: give a new folder")
+    probe_output(path)
     return path
+
+
+#: A file that marks a folder as lyra3d's (put one there to let --force replace it) ...
+MARKER = ".lyra3d"
+#: ... as do the files that lyra3d writes into every output folder of its kind.
+_OWN_FILES = ("report.json", "config.json", "sdg.json", "pipeline.json", "scene.usd")
+#: Pseudo file systems no output can be written to.
+_PSEUDO = (Path("/proc"), Path("/sys"))
+
+
+def _ours(folder: Path) -> bool:
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError:
+        return False
+    return not names or MARKER in names or any(n in names for n in _OWN_FILES)
+
+
+def probe_output(path: str | Path) -> None:
+    """Refuse, before any work, an output path that cannot be created: no name (``.``, ``..``, empty), inside
+    /proc or /sys, below a file, or in a folder that is not writable (a staging folder is made and removed
+    there to be sure)."""
+    path = Path(path)
+    if path.name in ("", ".", "..") or str(path) in (".", ".."):
+        raise InputError(f"output needs a name, got {str(path)!r}; give a new file or folder name")
+    full = Path(os.path.abspath(path))
+    if any(full == p or p in full.parents for p in _PSEUDO):
+        raise InputError(f"cannot write output to {path}: /proc and /sys are not real file systems; give a "
+                         "folder on disk")
+    parent = full.parent
+    while not parent.exists() and not parent.is_symlink():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot make {path}: {parent} is a file, not a folder; give another output path")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".lyra3d-probe.", dir=parent))
+    except OSError as e:
+        raise InputError(f"cannot write to {parent} ({e.strerror or e}); give a writable output folder") from None
+
+
+def _remove_stale_staging(out: Path, started: float) -> None:
+    """Remove staging folders of ``out`` (``.NAME.xxxxxxxx.tmp``, left by a killed run) older than ``started``."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.[a-z0-9_]{{8}}\.(tmp|old)")
+    with contextlib.suppress(OSError):
+        for p in out.parent.iterdir():
+            if pattern.fullmatch(p.name) and p.is_dir() and not p.is_symlink() and p.stat().st_mtime < started:
+                shutil.rmtree(p, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -58,7 +118,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _usual_mode(path: Path, mode: int) -> None:
+def usual_mode(path: Path, mode: int = 0o666) -> None:
+    """Give ``path`` the usual permissions (``mode`` less the umask), not a writer's private 0600."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, mode & ~umask)
@@ -82,6 +143,7 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
         raise InputError(f"output folder needs a name, got {str(out)!r}")
     check_output(out, force, "folder")
     parent = out.parent
+    _remove_stale_staging(out, _PROCESS_START)
     made = [p for p in (parent, *parent.parents) if not p.exists()]  # folders this call creates
     ok = False
     try:
@@ -94,7 +156,7 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     except OSError as e:  # read-only file system, disk full, ...
         raise InputError(f"cannot write to {parent} ({e.strerror or e})") from None
     try:
-        _usual_mode(tmp, 0o777)  # mkdtemp makes it private (0700)
+        usual_mode(tmp, 0o777)  # mkdtemp makes it private (0700)
         yield tmp
         if out.exists() or out.is_symlink():
             check_output(out, force, "folder")  # it may have appeared while we worked
@@ -124,11 +186,27 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
                     p.rmdir()
 
 
+def not_found(path: Path, what: str) -> str:
+    """Why ``path`` is not a readable file, in words: a symlink loop or a broken symlink is not "not found"."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return f"{what} {path} is a symlink loop; point it at a real file"
+        except OSError:
+            return f"{what} {path} is a broken symlink (its target is missing); point it at a real file"
+        return f"{what} {path} is a broken symlink; point it at a real file"
+    if path.is_dir():
+        return f"{what} {path} is a folder; give a file"
+    return f"{what} not found: {path}"
+
+
 def read_json(path: str | Path, what: str = "file"):
     """Parse a JSON file, or raise a one-line :class:`InputError` naming ``what`` is missing or broken."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{what} not found: {path}")
+        raise InputError(not_found(path, what))
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

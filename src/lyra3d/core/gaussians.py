@@ -303,7 +303,9 @@ def load_ply(path: str | Path) -> Gaussians:
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"PLY file not found: {path}")
+        from lyra3d.core.files import not_found
+
+        raise InputError(not_found(path, "PLY file"))
     try:
         ply = PlyData.read(str(path))
     except (PlyParseError, ValueError, EOFError, OSError, IndexError, KeyError, UnicodeDecodeError) as e:
@@ -331,6 +333,17 @@ def load_ply(path: str | Path) -> Gaussians:
     rest = col([f"f_rest_{i}" for i in range(n_rest)]) if n_rest else torch.zeros(n, 0)
     sh = torch.cat([col(["f_dc_0", "f_dc_1", "f_dc_2"])[:, None],
                     rest.reshape(n, 3, k - 1).permute(0, 2, 1)], dim=1)
-    return Gaussians(means=col(["x", "y", "z"]), scales=col(["scale_0", "scale_1", "scale_2"]),
-                     quats=col(["rot_0", "rot_1", "rot_2", "rot_3"]), opacities=col(["opacity"])[:, 0],
-                     sh=sh.contiguous(), times=col(["t"])[:, 0] if "t" in have else None)
+    return checked(Gaussians(means=col(["x", "y", "z"]), scales=col(["scale_0", "scale_1", "scale_2"]),
+                             quats=col(["rot_0", "rot_1", "rot_2", "rot_3"]), opacities=col(["opacity"])[:, 0],
+                             sh=sh.contiguous(), times=col(["t"])[:, 0] if "t" in have else None), path)
+
+
+def checked(gaussians: Gaussians, path: str | Path) -> Gaussians:
+    """The one set of checks of every reader of Gaussians (PLY, .splat, USD), so that every command that reads a
+    scene refuses the same files: at least one Gaussian, every value finite (:meth:`Gaussians.validate`)."""
+    if len(gaussians) == 0:
+        raise InputError(f"{path} holds no Gaussians (0 vertices); give a scene with at least one")
+    try:
+        return gaussians.validate()
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None

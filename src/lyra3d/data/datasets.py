@@ -223,7 +223,7 @@ def write_dataset(out_dir: str | Path, seeds: int | Sequence[int], trajectories:
     Returns:
         The number of samples written by this call (samples already present are not counted).
     """
-    out = check_output(out_dir, True, "folder")  # an existing dataset folder is resumed
+    out = check_output(out_dir, True, "folder", resume=True)  # an existing dataset folder is resumed
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         if seeds < 0:
             raise InputError(f"number of worlds must be >= 0, got {seeds}")

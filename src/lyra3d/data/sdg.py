@@ -44,9 +44,11 @@ from torch import Tensor
 import lyra3d
 from lyra3d.core.cameras import Cameras, default_camera
 from lyra3d.core.device import check_device
-from lyra3d.core.files import check_settings
+from lyra3d.core.files import check_settings, usual_mode
 from lyra3d.core.progress import Progress, StageClock, no_progress
+from lyra3d.core.limits import MAX_SIDE, MAX_WORLDS
 from lyra3d.errors import InputError
+from lyra3d.io.images import MIN_IMAGE_SIDE
 from lyra3d.pipelines.teacher import Teacher, TeacherConfig
 
 _TMP = ".tmp-"
@@ -178,19 +180,21 @@ def shard_of(items: list, shard: int, num_shards: int) -> list:
 
 def generate(teacher: Teacher, inputs: list[SDGInput] | Iterator[SDGInput], out: str | Path, seed: int = 0,
              shard: int = 0, progress: Progress | None = None, total: int | None = None,
-             clips: dict | None = None) -> int:
+             clips: dict | None = None, size: tuple[int, int] | None = None) -> int:
     """Run the teacher over ``inputs`` (one shard's: ``shard`` names its manifest) and write the samples;
     returns how many were written (finished samples are skipped).
 
     ``progress`` (:class:`~lyra3d.core.progress.Progress`) is told ``("samples", done, total)`` as each input
     is written or found finished; ``total`` is the number of inputs (default ``len(inputs)``; give it for an
     iterator). ``clips``: the settings of video inputs (:func:`clip_inputs`: frames, size, camera), recorded in
-    ``sdg.json`` so a folder never mixes clip and image samples; ``None`` for image inputs."""
+    ``sdg.json`` so a folder never mixes clip and image samples; ``None`` for image inputs. ``size``: the inputs'
+    ``(width, height)``, recorded too, so a resumed run never appends samples of another size."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"teacher": asdict(teacher.config), "seed": seed, "lyra3d_version": lyra3d.__version__}
     settings["teacher"]["trajectories"] = list(settings["teacher"]["trajectories"])
     settings["clips"] = clips  # None for images (also what a folder written before clips existed reads as)
+    settings["size"] = list(size) if size is not None else None
     check_settings(out / "sdg.json", settings, "samples")
     for stale in out.glob(f"{_TMP}*-shard{shard}"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -245,6 +249,7 @@ def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: 
             cams["input_cameras"] = gen.input_cameras.to_dict()
             np.save(tmp / "input.npy", (gen.video * 255 + 0.5).to(torch.uint8).cpu().numpy())
         save_file({k: x.half().contiguous().cpu() for k, x in tensors.items()}, str(tmp / "latents.safetensors"))
+        usual_mode(tmp / "latents.safetensors")  # safetensors writes 0600; the sample's other files are 0644
         np.save(tmp / "frames.npy", (frames * 255 + 0.5).to(torch.uint8).cpu().numpy())
         np.save(tmp / "depth.npy", depth.half().cpu().numpy())
         (tmp / "cameras.json").write_text(json.dumps(cams))
@@ -314,6 +319,12 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
     CPU threads of this process (0: the CPU count / ``num_shards``). ``progress``: as :func:`generate`."""
     if sum(x is not None for x in (worlds, clips, images)) != 1:
         raise InputError("give exactly one input: --worlds N, --clips N or --images DIR")
+    for name, side in (("width", width), ("height", height)):
+        if not (isinstance(side, int) and MIN_IMAGE_SIDE <= side <= MAX_SIDE):
+            raise InputError(f"--{name} must be a whole number from {MIN_IMAGE_SIDE} to {MAX_SIDE}, got {side!r}")
+    for name, n in (("--worlds", worlds), ("--clips", clips)):
+        if n is not None and not (isinstance(n, int) and 1 <= n <= MAX_WORLDS):
+            raise InputError(f"{name} must be a whole number from 1 to {MAX_WORLDS}, got {n!r}")
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // max(1, num_shards)))
     dev = check_device(device)
     if dev.type == "cuda":
@@ -337,4 +348,5 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
     else:
         inputs = shard_of(list(image_inputs(images, width, height)), shard, num_shards)
         total = len(inputs)
-    return generate(teacher, inputs, out, seed, shard, progress=progress, total=total, clips=clip_settings)
+    return generate(teacher, inputs, out, seed, shard, progress=progress, total=total, clips=clip_settings,
+                    size=(width, height))

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lyra3d.errors import InputError
+
 
 def summarize(rows: list[dict]) -> dict[str, float]:
     """Mean of every numeric column (NaNs skipped)."""
+    if not rows:
+        raise InputError("no results to summarize: evaluate at least one world (--worlds 1 or more)")
     keys = [k for k in rows[0] if k != "seed"]
     out = {}
     for k in keys:

@@ -46,7 +46,7 @@ import torch
 
 from lyra3d.core.cameras import Cameras
 from lyra3d.core.files import atomic_path
-from lyra3d.core.gaussians import SH_C0, Gaussians, load_ply, save_ply
+from lyra3d.core.gaussians import SH_C0, Gaussians, checked, load_ply, save_ply
 from lyra3d.errors import InputError
 
 #: Formats :func:`export_gaussians` knows, and the suffixes that select them.
@@ -127,11 +127,12 @@ def _resolve_format(path: Path, format: str | None) -> str:
         fmt = SUFFIX_FORMATS.get(path.suffix.lower())
         if fmt is None:
             raise InputError(f"cannot tell the export format from the suffix {path.suffix!r} of {path.name}; "
-                             f"use one of {', '.join(sorted(SUFFIX_FORMATS))} or pass format=")
+                             f"use one of {', '.join(sorted(SUFFIX_FORMATS))} or name the format (--format; Python: format=)")
     else:
         fmt = str(format).lower().lstrip(".")
         if fmt not in FORMATS:
-            raise InputError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
+            raise InputError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)} (or simready, "
+                             "a folder: lyra3d export --format simready)")
     if fmt == "spz":
         raise InputError(SPZ_UNSUPPORTED)
     return fmt
@@ -191,11 +192,11 @@ def load_splat(path: str | Path) -> Gaussians:
     dc = (torch.from_numpy(rgba[:, :3]) - 0.5) / SH_C0
     with np.errstate(divide="ignore"):
         scales = np.log(np.maximum(rec["scale"].astype(np.float32), np.float32(1e-30)))
-    return Gaussians(means=torch.from_numpy(rec["position"].astype(np.float32)),
-                     scales=torch.from_numpy(scales),
-                     quats=q.contiguous(),
-                     opacities=torch.from_numpy(np.log(alpha) - np.log1p(-alpha)).float(),
-                     sh=dc[:, None, :].contiguous())
+    return checked(Gaussians(means=torch.from_numpy(rec["position"].astype(np.float32)),
+                             scales=torch.from_numpy(scales),
+                             quats=q.contiguous(),
+                             opacities=torch.from_numpy(np.log(alpha) - np.log1p(-alpha)).float(),
+                             sh=dc[:, None, :].contiguous()), path)
 
 
 def rotate_gaussians(gaussians: Gaussians, rotation: torch.Tensor | np.ndarray) -> Gaussians:
@@ -424,4 +425,4 @@ def load_usd(path: str | Path, source: str = "auto") -> Gaussians:
                   torch.from_numpy(np.ascontiguousarray(quats)), torch.from_numpy(logits),
                   torch.from_numpy(np.ascontiguousarray(sh)),
                   torch.from_numpy(times) if times is not None else None)
-    return rotate_gaussians(g, _usd_rotation(stage).T)
+    return checked(rotate_gaussians(g, _usd_rotation(stage).T), path)

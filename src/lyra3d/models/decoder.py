@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -31,42 +30,11 @@ from torch import Tensor, nn
 from lyra3d.core.cameras import Cameras, pixel_rays, plucker_rays
 from lyra3d.core.gaussians import Gaussians, rgb_to_sh
 from lyra3d.errors import InputError
+from lyra3d.models.configs import DecoderConfig  # noqa: F401 (the config lives in a torch-free module)
 from lyra3d.models.layers import positions_3d, ray_patch_tokens
 from lyra3d.models.modeling import Pretrained, shipped_weights
 
 DEFAULT_DECODER_WEIGHTS = "decoder"
-
-
-@dataclass
-class DecoderConfig:
-    latent_channels: int = 16
-    spatial_factor: int = 8  # tokenizer's pixels per latent pixel
-    temporal_factor: int = 4  # tokenizer's frames per latent frame after the first
-    patch_size: int = 2  # latent pixels per token side
-    gaussian_stride: int = 4  # pixels per Gaussian side (1 = a Gaussian per pixel; Lyra: 8)
-    dim: int = 256
-    depth: int = 6
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    max_views: int = 8  # learned trajectory embeddings
-    near: float = 0.1
-    far: float = 100.0
-    distance_shift: float = -2.9  # sigmoid(-2.9)·100 ≈ 5 m at start: a procedural scene's centre
-    scale_cap: float = 0.03  # relative to the distance
-    mamba: bool = False  # Mamba2 blocks (mamba-ssm, CUDA) in place of the global attention blocks
-    # a fact about training, not the architecture: frames per trajectory (4D: per clip) of the data it was
-    # trained on, recorded by `lyra3d train decoder`; other counts decode rougher (empty: not recorded)
-    trained_frames: list[int] = field(default_factory=list)
-
-    @property
-    def patch_px(self) -> int:
-        return self.spatial_factor * self.patch_size
-
-    @property
-    def blocks_per_patch(self) -> int:
-        if self.patch_px % self.gaussian_stride:
-            raise InputError(f"gaussian_stride {self.gaussian_stride} must divide the token's {self.patch_px} pixels")
-        return self.patch_px // self.gaussian_stride
 
 
 class _Attention(nn.Module):

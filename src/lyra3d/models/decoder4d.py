@@ -29,7 +29,6 @@ Checkpoints: ``config.json`` + ``model.safetensors`` with ``model_type = "lyra3d
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -37,16 +36,9 @@ from torch import Tensor, nn
 from lyra3d.core.cameras import Cameras, plucker_rays
 from lyra3d.core.gaussians import Gaussians
 from lyra3d.errors import InputError
-from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
+from lyra3d.models.configs import Decoder4DConfig  # noqa: F401 (the config lives in a torch-free module)
+from lyra3d.models.decoder import GaussianDecoder
 from lyra3d.models.layers import timestep_embedding
-
-
-@dataclass
-class Decoder4DConfig(DecoderConfig):
-    # seconds → the time code's unit range: [0, 1] over the 4 s that the procedural clips span
-    # (lyra3d.data.worlds.DYNAMIC_HORIZON; a test checks the two agree)
-    time_scale: float = 0.25
-    input_view: bool = False  # the input video's own latents join as the last view (decode's input_latents)
 
 
 def _time_mlp(dim: int) -> nn.Sequential:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lyra3d.errors import InputError
+from lyra3d.models.configs import DepthNetConfig  # noqa: F401 (the config lives in a torch-free module)
 from lyra3d.models.modeling import Pretrained, shipped_weights
 
 DEFAULT_DEPTH_WEIGHTS = "depth"
@@ -42,16 +43,6 @@ class DepthEstimator(Protocol):
 
 
 # -- the network --------------------------------------------------------------------------------------------
-@dataclass
-class DepthNetConfig:
-    base_channels: int = 32
-    levels: int = 4
-    min_depth: float = 0.05
-    max_depth: float = 100.0
-    height: int = 176  # inference resolution (inputs are resized to it, outputs back)
-    width: int = 320
-
-
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
                          nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU())

@@ -69,21 +69,17 @@ class Pretrained(torch.nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls: type[T], directory: str | Path, device: str | torch.device = "cpu") -> T:
-        """Load a model saved by :meth:`save_pretrained`."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    def check_pretrained(cls, directory: str | Path):
+        """Check a checkpoint folder without loading a tensor: ``config.json`` against :attr:`config_class`
+        (types, ranges, divisibility) and the tensor shapes in the ``model.safetensors`` header against the
+        model it builds (:mod:`lyra3d.models.checks`). Returns the config; one-line :class:`InputError` else."""
+        from lyra3d.models import checks
 
         directory = Path(directory)
         if not (directory / CONFIG_NAME).is_file() or not (directory / WEIGHTS_NAME).is_file():
             raise InputError(f"no {cls.model_type} checkpoint in {directory}: expected {CONFIG_NAME} and "
                              f"{WEIGHTS_NAME} (train one, or pass the folder of a saved model)")
-        try:
-            raw = json.loads((directory / CONFIG_NAME).read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"{directory / CONFIG_NAME} is not valid JSON ({e})") from None
-        if not isinstance(raw, dict):
-            raise InputError(f"{directory / CONFIG_NAME} is not a JSON object; re-save the model")
+        raw = checks.read_config(directory / CONFIG_NAME)
         if raw.get("model_type", cls.model_type) != cls.model_type:
             raise InputError(f"{directory} holds a different kind of model ({raw.get('model_type')}), "
                              f"not a {cls.model_type}")
@@ -91,12 +87,33 @@ class Pretrained(torch.nn.Module):
         names = {f.name for f in dataclasses.fields(cls.config_class)}
         unknown = sorted(set(raw) - names)
         if unknown:
-            raise InputError(f"{directory / CONFIG_NAME} has unknown keys {unknown} for {cls.model_type}")
-        model = cls(cls.config_class(**raw))
+            raise InputError(f"{directory / CONFIG_NAME} has unknown keys {unknown} for {cls.model_type}; "
+                             "remove them or re-save the model")
+        checks.check_fields(directory / CONFIG_NAME, cls.config_class, raw)
+        try:
+            config = cls.config_class(**raw)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{directory / CONFIG_NAME} is not a {cls.model_type} config ({e})") from None
+        checks.check_shapes(directory, directory / WEIGHTS_NAME, cls, config)
+        return config
+
+    @classmethod
+    def from_pretrained(cls: type[T], directory: str | Path, device: str | torch.device = "cpu") -> T:
+        """Load a model saved by :meth:`save_pretrained`, checked first (:meth:`check_pretrained`)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config = cls.check_pretrained(directory)
+        model = cls(config)
         try:
             state = load_file(str(directory / WEIGHTS_NAME))
         except (SafetensorError, OSError) as e:
             raise InputError(f"{directory / WEIGHTS_NAME} is not a readable safetensors file ({e})") from None
+        broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if broken:  # else the model's output would be blamed (NaN Gaussians, NaN frames)
+            raise InputError(f"{directory / WEIGHTS_NAME} holds NaN or infinite weights ({', '.join(broken[:3])}); "
+                             "the training diverged: use an earlier checkpoint or retrain")
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise InputError(f"{directory / WEIGHTS_NAME} does not fit the config: missing {missing[:3]}, "

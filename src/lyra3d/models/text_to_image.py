@@ -32,7 +32,6 @@ Parts:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
 import torch
@@ -40,11 +39,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lyra3d.errors import InputError
+from lyra3d.models.configs import PAD, UNK, TextToImageConfig  # noqa: F401 (the config lives in a torch-free module)
 from lyra3d.models.flow import euler_sample
 from lyra3d.models.layers import _Block, positions_3d, timestep_embedding
 from lyra3d.models.modeling import Pretrained
 
-PAD, UNK = "<pad>", "<unk>"
 _WORD_RE = re.compile(r"[a-z]+|[0-9]+|,")
 
 
@@ -95,27 +94,6 @@ class WordTokenizer:
         for i, r in enumerate(rows):
             ids[i, :len(r)] = torch.tensor(r)
         return ids.to(device), (ids != 0).to(device)
-
-
-@dataclass
-class TextToImageConfig:
-    vocab: list[str] = field(default_factory=lambda: [PAD, UNK])  # training sets the words it reads
-    max_tokens: int = 96
-    text_dim: int = 128
-    text_depth: int = 2
-    text_heads: int = 4
-    latent_channels: int = 16
-    latent_height: int = 22  # image height / the tokenizer's spatial factor (176 / 8)
-    latent_width: int = 40
-    spatial_factor: int = 8
-    patch_size: int = 2
-    dim: int = 256
-    depth: int = 8
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    # per-channel statistics of the training latents (the model works on (latent - mean) / std)
-    latent_mean: list[float] = field(default_factory=lambda: [0.0] * 16)
-    latent_std: list[float] = field(default_factory=lambda: [1.0] * 16)
 
 
 class TextCondition(NamedTuple):

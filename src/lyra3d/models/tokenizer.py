@@ -10,7 +10,6 @@ after them (causal). ``C = 16`` channels, as the Cosmos tokenizer Lyra uses. Det
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lyra3d.errors import InputError
+from lyra3d.models.configs import TokenizerConfig  # noqa: F401 (the config lives in a torch-free module)
 from lyra3d.models.modeling import Pretrained
 
 
@@ -35,14 +35,6 @@ class Tokenizer(Protocol):
     def encode(self, video: Tensor) -> Tensor: ...
 
     def decode(self, latents: Tensor) -> Tensor: ...
-
-
-@dataclass
-class TokenizerConfig:
-    latent_channels: int = 16
-    base_channels: int = 32
-    temporal_factor: int = 4  # k: frames per latent frame after the first
-    spatial_factor: int = 8  # fixed by the three 2x stages
 
 
 class _Res(nn.Module):

@@ -13,13 +13,13 @@ space-time patch embedding. Classifier-free guidance drops the cache and ray con
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lyra3d.errors import InputError
+from lyra3d.models.configs import VideoModelConfig  # noqa: F401 (the config lives in a torch-free module)
 from lyra3d.models.flow import euler_sample
 from lyra3d.models.layers import (
     _Block,
@@ -28,18 +28,6 @@ from lyra3d.models.layers import (
     timestep_embedding,
 )
 from lyra3d.models.modeling import Pretrained
-
-
-@dataclass
-class VideoModelConfig:
-    latent_channels: int = 16
-    patch_size: int = 2  # latent pixels per token side
-    spatial_factor: int = 8  # tokenizer's: pixels per latent pixel
-    temporal_factor: int = 4  # tokenizer's: frames per latent frame after the first
-    dim: int = 256
-    depth: int = 8
-    heads: int = 4
-    mlp_ratio: float = 4.0
 
 
 class VideoDiffusionModel(Pretrained):

@@ -13,11 +13,11 @@ from lyra3d.core.trajectories import LYRA_TRAJECTORIES, TRAJECTORY_NAMES
 from lyra3d.errors import InputError
 from lyra3d.io.images import FITS, MIN_IMAGE_SIDE
 
+from lyra3d.core.limits import (MAX_FRAMES, MAX_GUIDANCE, MAX_MOVEMENT_FACTOR, MAX_OUTPUT_TIMES,  # noqa: F401
+                               MAX_STEPS, TRAINED_MOVEMENT)
+
 #: ``keep_input`` values (:mod:`lyra3d.pipelines.keep_input`).
 KEEP_INPUT_MODES = ("on", "off")
-
-#: Most output times of one video → 4D call (each is a full decoder pass and a scene in memory).
-MAX_OUTPUT_TIMES = 128
 
 
 # -- settings -------------------------------------------------------------------------------------------------
@@ -120,24 +120,28 @@ class GenerateConfig:
         if len(set(self.trajectories)) != len(self.trajectories):
             raise InputError(f"trajectories repeat: {','.join(self.trajectories)}; name each once")
         if not (isinstance(self.movement_factor, (int, float)) and math.isfinite(self.movement_factor)
-                and self.movement_factor > 0):
-            raise InputError(f"movement factor must be a positive number, got {self.movement_factor}")
-        for name, lo in (("steps", 1), ("text_steps", 1)):
+                and 0 < self.movement_factor <= MAX_MOVEMENT_FACTOR):
+            raise InputError(f"movement factor must be a number in (0, {MAX_MOVEMENT_FACTOR:g}], got "
+                             f"{self.movement_factor} (the models were trained on {TRAINED_MOVEMENT[0]} to "
+                             f"{TRAINED_MOVEMENT[1]})")
+        for name in ("steps", "text_steps"):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise InputError(f"{name} must be a whole number >= {lo}, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_STEPS:
+                raise InputError(f"{name} must be a whole number from 1 to {MAX_STEPS}, got {v!r}")
         for name in ("guidance", "text_guidance"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise InputError(f"{name} must be a number >= 0, got {v!r}")
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v <= MAX_GUIDANCE):
+                raise InputError(f"{name} must be a number from 0 to {MAX_GUIDANCE:g}, got {v!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
             raise InputError(f"seed must be a whole number in [0, 2^63), got {self.seed!r}")
         if not (isinstance(self.keep_fraction, (int, float)) and 0 < self.keep_fraction <= 1):
             raise InputError(f"keep fraction must be in (0, 1], got {self.keep_fraction}")
         if self.fit not in FITS:
             raise InputError(f"fit must be {' or '.join(FITS)}, got {self.fit!r}")
-        if self.num_frames is not None and (not isinstance(self.num_frames, int) or self.num_frames < 1):
-            raise InputError(f"num_frames must be a whole number >= 1, got {self.num_frames!r}")
+        if self.num_frames is not None and (not isinstance(self.num_frames, int) or isinstance(self.num_frames, bool)
+                                            or not 1 <= self.num_frames <= MAX_FRAMES):
+            raise InputError(f"frames per trajectory must be a whole number from 1 to {MAX_FRAMES}, got "
+                             f"{self.num_frames!r} (the shipped models use 9 or 17)")
         if self.output_times is not None and (not isinstance(self.output_times, int)
                                               or not 1 <= self.output_times <= MAX_OUTPUT_TIMES):
             raise InputError(f"output times must be a whole number from 1 to {MAX_OUTPUT_TIMES}, "
@@ -146,6 +150,14 @@ class GenerateConfig:
             raise InputError(f"keep_input must be {' or '.join(KEEP_INPUT_MODES)}, got {self.keep_input!r}")
         check_device(self.device)
         return self
+
+    def warnings(self) -> list[str]:
+        """Settings that are valid but far from what the models were trained on: one line each."""
+        lo, hi = TRAINED_MOVEMENT
+        if not lo <= self.movement_factor <= hi:
+            return [f"movement factor {self.movement_factor:g} is outside {lo:g} to {hi:g}, the range the models "
+                    "were trained on: expect a poor scene"]
+        return []
 
     @property
     def resolution(self) -> Preset:

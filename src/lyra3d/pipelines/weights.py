@@ -48,12 +48,21 @@ def resolve_weights(weights: str | Path | None) -> tuple[dict[str, Path], dict |
         raise InputError(f"--weights must be a folder, but {root} is a file; {fix}")
     own = model_class_of(root)
     if own is not None and own.part:  # the folder is one part's checkpoint
+        own.check_pretrained(root)
         return {own.part: root}, None
     parts = {name: root / name for name in PARTS if (root / name).is_dir()}
     for name, folder in parts.items():
         if not (folder / CONFIG_NAME).is_file():
             raise InputError(f"{folder} has no {CONFIG_NAME}; put a saved {name} model there (config.json + "
                              f"{WEIGHTS_NAME}) or remove the folder to use the shipped one")
+    for name, folder in parts.items():  # every part's config and tensor shapes, before anything loads
+        cls = model_class_of(folder)
+        if cls is None:
+            from lyra3d.models.checks import read_config
+
+            read_config(folder / CONFIG_NAME)  # says why it is unreadable, if it is
+        else:
+            cls.check_pretrained(folder)
     settings = read_pipeline_json(root, parts) if (root / PIPELINE_CONFIG_NAME).is_file() else None
     if not parts:
         raise InputError(f"{root} holds none of the model folders {_LAYOUT}; save a pipeline there "

@@ -119,7 +119,11 @@ class Run:
         device = torch.device(device)
         if device.type == "cpu":
             device = torch.device("cpu")  # accelerate names a process's CPU "cpu:0", which torch.load refuses
+        self._check_resume(type(self.model).check_pretrained(self.out / "model"))
         state = torch.load(self.state_path, map_location=device, weights_only=False)
+        if state["step"] > self._steps:
+            raise InputError(f"{self.out} holds a run at step {state['step']}, past this run's {self._steps} steps; "
+                             f"pass --steps above {state['step']} to train on, or another --out")
         self.model = type(self.model).from_pretrained(self.out / "model", device).train()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=self._lr, weight_decay=self._wd)
         self.opt.load_state_dict(state["optimizer"])
@@ -127,6 +131,17 @@ class Run:
         self.set_lr()
         self.log({"resumed_at_step": self.step})
         return True
+
+    def _check_resume(self, saved) -> None:
+        """The saved model's architecture (its whole-number, flag and name fields) is this run's, or a one-line
+        error naming the fields: a resumed run never mixes settings."""
+        ours = dataclasses.asdict(self.model.config)
+        differ = sorted(k for k, v in dataclasses.asdict(saved).items()
+                        if isinstance(v, (int, bool, str)) and not isinstance(v, float) and ours.get(k) != v)
+        if differ:
+            what = ", ".join(f"{k} {getattr(saved, k)!r} there, {ours[k]!r} here" for k in differ)
+            raise InputError(f"{self.out} holds a run with another model ({what}); use the same settings to "
+                             "resume, or another --out")
 
     def save(self) -> None:
         self.model.save_pretrained(self.out / "model")

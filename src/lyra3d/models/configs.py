@@ -1,0 +1,116 @@
+"""The config dataclasses of the models (issue 26), torch-free: a checkpoint's ``config.json`` is checked against
+its class (:mod:`lyra3d.models.checks`) before torch is imported, so a bad weights folder is refused at once.
+Each model module imports its config from here (``from lyra3d.models.decoder import DecoderConfig`` still works).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lyra3d.errors import InputError
+
+#: The text-to-image vocabulary's first two words: padding and unknown.
+PAD, UNK = "<pad>", "<unk>"
+
+
+@dataclass
+class DecoderConfig:
+    latent_channels: int = 16
+    spatial_factor: int = 8  # tokenizer's pixels per latent pixel
+    temporal_factor: int = 4  # tokenizer's frames per latent frame after the first
+    patch_size: int = 2  # latent pixels per token side
+    gaussian_stride: int = 4  # pixels per Gaussian side (1 = a Gaussian per pixel; Lyra: 8)
+    dim: int = 256
+    depth: int = 6
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    max_views: int = 8  # learned trajectory embeddings
+    near: float = 0.1
+    far: float = 100.0
+    distance_shift: float = -2.9  # sigmoid(-2.9)·100 ≈ 5 m at start: a procedural scene's centre
+    scale_cap: float = 0.03  # relative to the distance
+    mamba: bool = False  # Mamba2 blocks (mamba-ssm, CUDA) in place of the global attention blocks
+    # a fact about training, not the architecture: frames per trajectory (4D: per clip) of the data it was
+    # trained on, recorded by `lyra3d train decoder`; other counts decode rougher (empty: not recorded)
+    trained_frames: list[int] = field(default_factory=list)
+
+    @property
+    def patch_px(self) -> int:
+        return self.spatial_factor * self.patch_size
+
+    @property
+    def blocks_per_patch(self) -> int:
+        if self.patch_px % self.gaussian_stride:
+            raise InputError(f"gaussian_stride {self.gaussian_stride} must divide the token's {self.patch_px} pixels")
+        return self.patch_px // self.gaussian_stride
+
+
+@dataclass
+class Decoder4DConfig(DecoderConfig):
+    # seconds → the time code's unit range: [0, 1] over the 4 s that the procedural clips span
+    # (lyra3d.data.worlds.DYNAMIC_HORIZON; a test checks the two agree)
+    time_scale: float = 0.25
+    input_view: bool = False  # the input video's own latents join as the last view (decode's input_latents)
+
+
+@dataclass
+class DepthNetConfig:
+    base_channels: int = 32
+    levels: int = 4
+    min_depth: float = 0.05
+    max_depth: float = 100.0
+    height: int = 176  # inference resolution (inputs are resized to it, outputs back)
+    width: int = 320
+
+
+@dataclass
+class TextToImageConfig:
+    vocab: list[str] = field(default_factory=lambda: [PAD, UNK])  # training sets the words it reads
+    max_tokens: int = 96
+    text_dim: int = 128
+    text_depth: int = 2
+    text_heads: int = 4
+    latent_channels: int = 16
+    latent_height: int = 22  # image height / the tokenizer's spatial factor (176 / 8)
+    latent_width: int = 40
+    spatial_factor: int = 8
+    patch_size: int = 2
+    dim: int = 256
+    depth: int = 8
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    # per-channel statistics of the training latents (the model works on (latent - mean) / std)
+    latent_mean: list[float] = field(default_factory=lambda: [0.0] * 16)
+    latent_std: list[float] = field(default_factory=lambda: [1.0] * 16)
+
+
+@dataclass
+class TokenizerConfig:
+    latent_channels: int = 16
+    base_channels: int = 32
+    temporal_factor: int = 4  # k: frames per latent frame after the first
+    spatial_factor: int = 8  # fixed by the three 2x stages
+
+
+@dataclass
+class VideoModelConfig:
+    latent_channels: int = 16
+    patch_size: int = 2  # latent pixels per token side
+    spatial_factor: int = 8  # tokenizer's: pixels per latent pixel
+    temporal_factor: int = 4  # tokenizer's: frames per latent frame after the first
+    dim: int = 256
+    depth: int = 8
+    heads: int = 4
+    mlp_ratio: float = 4.0
+
+
+#: Each checkpoint's ``model_type`` → its config class (the model classes say the same in ``config_class``; a
+#: test checks the two agree).
+CONFIGS: dict[str, type] = {
+    "lyra3d-3dgs-decoder": DecoderConfig,
+    "lyra3d-4dgs-decoder": Decoder4DConfig,
+    "lyra3d-depth-unet": DepthNetConfig,
+    "lyra3d-text-to-image": TextToImageConfig,
+    "lyra3d-video-tokenizer": TokenizerConfig,
+    "lyra3d-video-dit": VideoModelConfig,
+}
