@@ -4,7 +4,6 @@ model follows its prompts (:func:`lyra3d.train.text_to_image.prompt_evaluation`)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import math
 import time
@@ -14,9 +13,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from lyra3d.data import worlds
 from lyra3d.models.modeling import Pretrained
-
-if TYPE_CHECKING:  # the settings of the run that trains the judge
-    from lyra3d.train.text_to_image import TextToImageTrainConfig
 
 
 # -- the judge ---------------------------------------------------------------------------------------------
@@ -193,10 +189,11 @@ def _stack_targets(rows: list[dict[str, Tensor]], device) -> dict[str, Tensor]:
     return {k: torch.stack([r[k] for r in rows]).to(device) for k in rows[0]}
 
 
-def train_judge(images: list[Tensor], targets: dict[str, Tensor], config: TextToImageTrainConfig,
+def train_judge(images: list[Tensor], targets: dict[str, Tensor], config,
                 device: torch.device, generator: torch.Generator, log=print) -> LabelJudge:
     """Train the judge on ``images`` (a list of uint8 tensors sharing one row order with ``targets``: the
-    ground-truth renders and their tokenizer reconstructions, taken in turn batch by batch)."""
+    ground-truth renders and their tokenizer reconstructions, taken in turn batch by batch). ``config``: the
+    text-to-image run's settings (:class:`~lyra3d.train.text_to_image.TextToImageTrainConfig`: size, judge_*)."""
     jc = JudgeConfig(map_height=config.height // 8, map_width=config.width // 8, base_channels=config.judge_channels)
     judge = LabelJudge(jc).to(device).train()
     opt = torch.optim.AdamW(judge.parameters(), lr=2e-3, weight_decay=1e-4)
