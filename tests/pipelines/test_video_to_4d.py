@@ -334,7 +334,7 @@ def bad_videos(tmp_path_factory, clip_mp4, world_image):
     (["--video", "{bad}/short.gif", "--image", "{bad}/still.png"], ["exactly one of --image", "--video"]),
     (["--image", "{bad}/still.png", "--times", 3], ["--times is for --video only"]),
     (["--video", "{bad}/short.gif", "--times", 0], ["--times", "greater than or equal to 1"]),
-    (["--video", "{bad}/short.gif", "--max-frames", 1], ["--max-frames must be from 2 to"]),
+    (["--video", "{bad}/short.gif", "--max-frames", 1], ["--max-frames", "greater than or equal to 2"]),
     (["--video", "{bad}/short.gif", "--frames", 6], ["1 + 4·m"]),
 ])
 def test_bad_videos_give_one_line_and_leave_nothing(tmp_path, bad_videos, weights, args, fragments, assert_one_line_error, invoke):
