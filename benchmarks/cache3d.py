@@ -14,10 +14,10 @@ import time
 
 import torch
 
-from lyra3d.data import worlds
 from lyra3d.core.cache3d import unproject, warp
 from lyra3d.core.cameras import Cameras, default_camera
 from lyra3d.core.trajectories import lyra_trajectories
+from lyra3d.data import worlds
 
 
 def main() -> None:

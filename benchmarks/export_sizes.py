@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from lyra3d.io.export import export_gaussians
 from lyra3d.core.gaussians import Gaussians
+from lyra3d.io.export import export_gaussians
 
 ROWS = [  # label, file name, options
     ("ply", "scene.ply", {}),

@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> None:
             image, _ = load_input_image(args.image, p, config.fit)
             what = Path(args.image).name
         else:
-            from lyra3d.data import worlds
             from lyra3d.core.cameras import default_camera
+            from lyra3d.data import worlds
 
             camera = default_camera(p.width, p.height, p.fov_y_degrees)
             image = worlds.render(worlds.make_world(1_000_007), camera).rgb[0]

@@ -29,10 +29,11 @@ from pathlib import Path
 
 import torch
 
-from lyra3d.simready.stage import mesh, stage as simready
-from lyra3d.data import worlds
 from lyra3d.core.cameras import Cameras
+from lyra3d.data import worlds
 from lyra3d.evaluation.mesh import evaluate_mesh, write_world_scene
+from lyra3d.simready.stage import mesh
+from lyra3d.simready.stage import stage as simready
 
 
 def write_generated_scene(world, folder: Path, device: str) -> Path:

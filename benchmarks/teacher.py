@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from lyra3d.data import worlds
-from lyra3d.core.trajectories import LYRA_TRAJECTORIES
 from lyra3d.core.cameras import default_camera
+from lyra3d.core.trajectories import LYRA_TRAJECTORIES
+from lyra3d.data import worlds
 from lyra3d.pipelines.teacher import Teacher
 
 

@@ -14,8 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from lyra3d.data import worlds
 from lyra3d.core.cameras import default_camera
+from lyra3d.data import worlds
 from lyra3d.pipelines import ImageTo3DPipeline
 
 PHOTOS = sorted((Path(__file__).parent / "inputs").glob("photo_*.jpg"))

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lyra3d.data import worlds
 from lyra3d.core.cameras import default_camera
+from lyra3d.data import worlds
 
 SEEDS = (1_000_007, 1_000_011, 1_000_020)
 #: scikit-image file -> name here (licences: inputs/LICENSES.md)

@@ -14,9 +14,9 @@ import argparse
 import imageio.v3 as iio
 import torch
 
-from lyra3d.data import worlds
 from lyra3d.core.cameras import default_camera
 from lyra3d.core.metrics import psnr
+from lyra3d.data import worlds
 from lyra3d.pipelines.teacher import Teacher
 
 

@@ -16,11 +16,11 @@ import argparse
 import imageio.v3 as iio
 import torch
 
-from lyra3d.data.clips import make_clip
 from lyra3d.core.metrics import psnr
-from lyra3d.pipelines.video_to_4d import VideoTo4DPipeline
-from lyra3d.pipelines.outputs import bullet_time_cameras
 from lyra3d.core.render import rasterize
+from lyra3d.data.clips import make_clip
+from lyra3d.pipelines.outputs import bullet_time_cameras
+from lyra3d.pipelines.video_to_4d import VideoTo4DPipeline
 
 
 def main() -> None:

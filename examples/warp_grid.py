@@ -13,12 +13,12 @@ import argparse
 
 import torch
 
-from lyra3d.data import worlds
 from lyra3d.core.cache3d import unproject, warp
 from lyra3d.core.cameras import default_camera
-from lyra3d.core.trajectories import lyra_trajectories
-from lyra3d.models.depth import NetworkDepth
 from lyra3d.core.metrics import psnr
+from lyra3d.core.trajectories import lyra_trajectories
+from lyra3d.data import worlds
+from lyra3d.models.depth import NetworkDepth
 
 
 def colorize(depth: torch.Tensor) -> torch.Tensor:

@@ -76,9 +76,9 @@ def user_folder(tmp: Path) -> dict:
 
 def ply(n: int, nan: bool = False):
     def setup(tmp: Path) -> dict:
-        from lyra3d.core.gaussians import Gaussians, save_ply
-
         import torch
+
+        from lyra3d.core.gaussians import Gaussians, save_ply
 
         g = Gaussians(means=torch.zeros(n, 3) + torch.tensor([0.0, 0.0, 3.0]), scales=torch.full((n, 3), -3.0),
                       quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), opacities=torch.zeros(n),

@@ -14,9 +14,9 @@ import lyra3d as lyra3d_pkg
 from lyra3d.core.cameras import Cameras, default_camera
 from lyra3d.core.gaussians import load_ply
 from lyra3d.core.metrics import psnr
-from lyra3d.pipelines.base import IMAGE_STAGES
 from lyra3d.core.render import rasterize
 from lyra3d.io.video import read_video
+from lyra3d.pipelines.base import IMAGE_STAGES
 from lyra3d.viewer.server import load_trajectories
 
 FILES = {"scene.ply", "flythrough.mp4", "input_view.png", "cameras.json", "report.json"}

@@ -3,8 +3,15 @@ import math
 import pytest
 import torch
 
-from lyra3d.core.trajectories import (LYRA_MOVEMENT_RANGES, LYRA_TRAJECTORIES, TRAJECTORY_NAMES, flythrough, lyra_trajectories, trajectory)
 from lyra3d.core.cameras import Cameras, default_camera, intrinsics_from_fov, look_at, pixel_rays, plucker_rays
+from lyra3d.core.trajectories import (
+    LYRA_MOVEMENT_RANGES,
+    LYRA_TRAJECTORIES,
+    TRAJECTORY_NAMES,
+    flythrough,
+    lyra_trajectories,
+    trajectory,
+)
 from lyra3d.errors import InputError
 
 

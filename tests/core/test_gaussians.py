@@ -3,8 +3,8 @@ import pytest
 import torch
 from plyfile import PlyData, PlyElement
 
-from lyra3d.errors import InputError
 from lyra3d.core.gaussians import Gaussians, load_ply, ply_property_names, quat_to_rotmat, save_ply
+from lyra3d.errors import InputError
 
 STANDARD_DEG0 = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
                  "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from lyra3d.errors import InputError
 from lyra3d.core.metrics import depth_errors, lpips_unavailable_reason, psnr, ssim
+from lyra3d.errors import InputError
 
 
 def test_psnr_known_values_and_mask():

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from lyra3d.core.render import ckernel as _ckernel
 from lyra3d.core.cameras import Cameras, look_at
-from lyra3d.errors import InputError
 from lyra3d.core.gaussians import Gaussians
+from lyra3d.core.render import ckernel as _ckernel
 from lyra3d.core.render import cpu_kernel_available, rasterize, view_dependent_rgb
+from lyra3d.errors import InputError
 
 LOGIT = lambda p: math.log(p / (1 - p))  # noqa: E731
 

@@ -10,11 +10,27 @@ import numpy as np
 import pytest
 import torch
 
-from lyra3d.core.trajectories import LYRA_MOVEMENT_RANGES, LYRA_TRAJECTORIES, trajectory
 from lyra3d.core.cameras import Cameras, default_camera, look_at
-from lyra3d.data.datasets import load_sample, read_manifest, render_sample, DatasetSettings, write_dataset
+from lyra3d.core.trajectories import LYRA_MOVEMENT_RANGES, LYRA_TRAJECTORIES, trajectory
+from lyra3d.data.datasets import DatasetSettings, load_sample, read_manifest, render_sample, write_dataset
+from lyra3d.data.worlds import (
+    EVAL_SEED_START,
+    SKY_DEPTH,
+    TRAIN_SEEDS_END,
+    Box,
+    Cylinder,
+    Material,
+    Plane,
+    Sphere,
+    World,
+    center_depth,
+    eval_seeds,
+    is_eval_seed,
+    make_world,
+    render,
+    train_seeds,
+)
 from lyra3d.errors import InputError
-from lyra3d.data.worlds import (EVAL_SEED_START, SKY_DEPTH, TRAIN_SEEDS_END, Box, Cylinder, Material, Plane, Sphere, World, center_depth, eval_seeds, is_eval_seed, make_world, render, train_seeds)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -11,9 +11,16 @@ import torch
 from plyfile import PlyData, PlyElement
 
 from lyra3d.core.cameras import Cameras, default_camera, look_at
-from lyra3d.errors import InputError
-from lyra3d.io.export import (SPLAT_RECORD_BYTES, USD_AXIS_ROTATIONS, export_gaussians, load_splat, load_usd, rotate_gaussians)
 from lyra3d.core.gaussians import SH_C0, Gaussians, load_ply, quat_to_rotmat, rotate_sh, save_ply, sh_basis
+from lyra3d.errors import InputError
+from lyra3d.io.export import (
+    SPLAT_RECORD_BYTES,
+    USD_AXIS_ROTATIONS,
+    export_gaussians,
+    load_splat,
+    load_usd,
+    rotate_gaussians,
+)
 
 
 def only_files(folder, *names):

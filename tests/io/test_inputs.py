@@ -9,15 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
+from lyra3d.core.files import staged_dir
+from lyra3d.errors import InputError
 from lyra3d.io import images as inputs
 from lyra3d.io import video as video_io
-from lyra3d.errors import InputError
-from lyra3d.core.files import staged_dir
 from lyra3d.io.images import ImageInfo, load_image
-from lyra3d.io.video import load_video
 from lyra3d.io.prompts import validate_prompt
-from lyra3d.io.video import write_video
-from lyra3d.io.video import MAX_VIDEO_SIDE
+from lyra3d.io.video import MAX_VIDEO_SIDE, load_video, write_video
 
 W, H = 320, 176
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from lyra3d.core.cameras import Cameras, default_camera, plucker_rays
-from lyra3d.core.trajectories import lyra_trajectories
-from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
-from lyra3d.errors import InputError
 from lyra3d.core.metrics import psnr
 from lyra3d.core.render import rasterize
+from lyra3d.core.trajectories import lyra_trajectories
+from lyra3d.errors import InputError
+from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
 from lyra3d.train.decoder import DecoderTrainConfig, sample_loss, ssi_depth_loss
 
 SMALL = DecoderConfig(dim=32, depth=2, heads=2, gaussian_stride=8)
@@ -80,9 +80,9 @@ def test_ssi_depth_loss_ignores_scale_and_shift():
 def test_training_on_teacher_frames_lowers_the_loss():
     """Overfit one synthetic sample (frames from a world, as SDG would give) with the torch rasterizer."""
     from lyra3d.data import worlds
+    from lyra3d.models.modeling import shipped_weights
     from lyra3d.models.tokenizer import load_tokenizer
     from lyra3d.pipelines.teacher import DEFAULT_TOKENIZER_WEIGHTS
-    from lyra3d.models.modeling import shipped_weights
 
     torch.manual_seed(0)
     cams = _cams(v=2, t=5, w=96, h=48)
@@ -165,7 +165,6 @@ def test_training_reads_several_sdg_folders_of_different_frame_counts(tmp_path, 
     """``--data A,B``: teacher runs of 5 and of 9 frames per trajectory train one decoder (the shipped one,
     stage 7, was trained on 17 and 9); each folder's last sample is validation."""
     import json
-
 
     from lyra3d.train.decoder import split_data, train
 

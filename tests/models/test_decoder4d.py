@@ -9,9 +9,9 @@ import torch
 
 from lyra3d.core.cameras import Cameras, default_camera, plucker_rays
 from lyra3d.core.trajectories import lyra_trajectories
+from lyra3d.errors import InputError
 from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
 from lyra3d.models.decoder4d import Decoder4DConfig, GaussianDecoder4D, latent_frame_times
-from lyra3d.errors import InputError
 
 SMALL = DecoderConfig(dim=32, depth=2, heads=2, gaussian_stride=8)
 TIMES = torch.linspace(0, 4, 5)

@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from lyra3d.models.depth import (DepthEstimator, DepthNet, DepthNetConfig, FileDepth, NetworkDepth, load_depth_file, normalize_scene_scale)
 from lyra3d.errors import InputError
+from lyra3d.models.depth import (
+    DepthEstimator,
+    DepthNet,
+    DepthNetConfig,
+    FileDepth,
+    NetworkDepth,
+    load_depth_file,
+    normalize_scene_scale,
+)
 from lyra3d.train.depth import DepthTrainConfig, train
 
 

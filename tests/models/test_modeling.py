@@ -12,8 +12,7 @@ import torch
 import lyra3d
 from lyra3d.errors import InputError
 from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
-from lyra3d.models.modeling import (CONFIG_NAME, load_pretrained, model_class_of, model_classes,
-                                    shipped_weights)
+from lyra3d.models.modeling import CONFIG_NAME, load_pretrained, model_class_of, model_classes, shipped_weights
 from lyra3d.pipelines.weights import PARTS, resolve_weights
 
 

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from lyra3d.data import worlds
+from lyra3d.data.worlds import caption_vocabulary
 from lyra3d.errors import InputError
 from lyra3d.models.text_to_image import TextToImageConfig, TextToImageModel, WordTokenizer, flow_loss
-from lyra3d.data.worlds import caption_vocabulary
 from lyra3d.models.tokenizer import TokenizerConfig, VideoTokenizer
 
 

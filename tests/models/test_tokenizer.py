@@ -45,8 +45,8 @@ def test_bad_video_shapes(shape, message):
 
 
 def test_the_tokenizer_learns_a_world_video():
-    from lyra3d.data import worlds
     from lyra3d.core.metrics import psnr
+    from lyra3d.data import worlds
     from lyra3d.models.tokenizer import reconstruction_loss
     from lyra3d.train.tokenizer import render_clips
 

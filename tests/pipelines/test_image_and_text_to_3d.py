@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from lyra3d import pipelines as pl
-from lyra3d.errors import InputError
 from lyra3d.core.metrics import psnr
 from lyra3d.core.render import rasterize
+from lyra3d.errors import InputError
 from lyra3d.io.images import fit_image_tensor
 from lyra3d.models.modeling import shipped_weights
 from lyra3d.pipelines.base import IMAGE_STAGES

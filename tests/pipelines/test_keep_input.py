@@ -13,8 +13,15 @@ from lyra3d.core.cache3d import depth_edges
 from lyra3d.core.cameras import default_camera
 from lyra3d.core.gaussians import Gaussians, quat_to_rotmat
 from lyra3d.core.metrics import psnr
-from lyra3d.core.photo_gaussians import (PhotoSettings, composite, fuse, input_view_weights, photo_gaussians,
-                                         sky_depth, visible_surface_mask)
+from lyra3d.core.photo_gaussians import (
+    PhotoSettings,
+    composite,
+    fuse,
+    input_view_weights,
+    photo_gaussians,
+    sky_depth,
+    visible_surface_mask,
+)
 from lyra3d.core.render import rasterize
 from lyra3d.errors import InputError
 from lyra3d.pipelines.config import GenerateConfig

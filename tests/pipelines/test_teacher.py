@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 
-from lyra3d.data import worlds
 from lyra3d.core.cameras import default_camera
+from lyra3d.core.metrics import psnr
 from lyra3d.core.trajectories import lyra_trajectories
+from lyra3d.data import worlds
+from lyra3d.data.sdg import finished_ids, generate, load_sample, sample_dirs, shard_of, world_inputs
 from lyra3d.errors import InputError
 from lyra3d.evaluation.teacher import between_cameras, reprojection_psnr
-from lyra3d.core.metrics import psnr
-from lyra3d.data.sdg import finished_ids, generate, load_sample, sample_dirs, shard_of, world_inputs
 from lyra3d.pipelines.teacher import Teacher, TeacherConfig, drop_far
 
 

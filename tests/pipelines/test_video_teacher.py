@@ -4,14 +4,13 @@
 import pytest
 import torch
 
-from lyra3d.data import worlds
 from lyra3d.core.cache3d import Warped, multi_trajectory_conditioning, per_frame_trajectory_conditioning
-from lyra3d.data.clips import CLIP_FRAMES, make_clip, moving_mask, moving_object_mask, reverse_clip, with_reversed
-from lyra3d.evaluation.video_teacher import pooled_psnr
-from lyra3d.pipelines.teacher import video_teacher
-from lyra3d.errors import InputError
 from lyra3d.core.metrics import psnr
-from lyra3d.pipelines.teacher import Teacher, TeacherConfig
+from lyra3d.data import worlds
+from lyra3d.data.clips import CLIP_FRAMES, make_clip, moving_mask, moving_object_mask, reverse_clip, with_reversed
+from lyra3d.errors import InputError
+from lyra3d.evaluation.video_teacher import pooled_psnr
+from lyra3d.pipelines.teacher import Teacher, TeacherConfig, video_teacher
 
 SEED = 1_000_000  # held out; two circling objects, ~11 % of the pixels change over the clip
 

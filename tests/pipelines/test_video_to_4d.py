@@ -11,17 +11,16 @@ import pytest
 import torch
 
 from lyra3d import pipelines as pl
-from lyra3d.pipelines import video_to_4d as pl4
 from lyra3d.core.cameras import Cameras, default_camera
-from lyra3d.models.decoder4d import Decoder4DConfig, GaussianDecoder4D
-from lyra3d.data.clips import make_clip
-from lyra3d.errors import InputError
 from lyra3d.core.gaussians import load_ply
-from lyra3d.io.video import MAX_VIDEO_SIDE, load_video
 from lyra3d.core.metrics import psnr
 from lyra3d.core.render import rasterize
-from lyra3d.io.video import read_video, write_video
+from lyra3d.data.clips import make_clip
+from lyra3d.errors import InputError
+from lyra3d.io.video import MAX_VIDEO_SIDE, load_video, read_video, write_video
+from lyra3d.models.decoder4d import Decoder4DConfig, GaussianDecoder4D
 from lyra3d.models.modeling import shipped_weights
+from lyra3d.pipelines import video_to_4d as pl4
 from lyra3d.pipelines.outputs import bullet_time_cameras, save_scene4d
 
 #: A held-out dynamic world (seeds from 1,000,000 are never trained on): ``dynamic_eval_seeds(2)[1]``. (The first,

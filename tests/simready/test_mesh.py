@@ -9,12 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from lyra3d.simready import mesh
-from lyra3d.data import worlds
 from lyra3d.core.cameras import Cameras, default_camera
-from lyra3d.errors import InputError
 from lyra3d.core.gaussians import Gaussians, load_ply
-from lyra3d.evaluation.mesh import chamfer_distance, evaluate_mesh, point_mesh_distance, world_surface_distance, write_world_scene
+from lyra3d.data import worlds
+from lyra3d.errors import InputError
+from lyra3d.evaluation.mesh import (
+    chamfer_distance,
+    evaluate_mesh,
+    point_mesh_distance,
+    world_surface_distance,
+    write_world_scene,
+)
+from lyra3d.simready import mesh
 from lyra3d.simready.ground import leveling_transform, rotation_between
 
 pytest.importorskip("skimage")

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from lyra3d.simready import mesh, stage as simready
-from lyra3d.data import worlds
 from lyra3d.core.cameras import Cameras
-from lyra3d.errors import InputError
 from lyra3d.core.gaussians import load_ply
+from lyra3d.data import worlds
+from lyra3d.errors import InputError
 from lyra3d.evaluation.mesh import point_mesh_distance, world_surface_samples, write_world_scene
+from lyra3d.simready import mesh
+from lyra3d.simready import stage as simready
 from lyra3d.simready.config import DropTestConfig
 
 pytest.importorskip("pxr")
@@ -180,8 +181,8 @@ def _floor_with_a_hole_a_dip_and_a_table():
     1 m square hole (nothing seen through it), a patch 0.15 m lower (a dip) and a table top 0.5 m above the
     floor, seen by Lyra's six trajectories of 2 frames; the three places' centres in the stage's (X, Y)."""
     from lyra3d.core.cameras import default_camera
-    from lyra3d.core.trajectories import lyra_trajectories
     from lyra3d.core.gaussians import Gaussians
+    from lyra3d.core.trajectories import lyra_trajectories
 
     step = 0.06
     x, z = (a.reshape(-1) for a in np.meshgrid(np.arange(-3, 3, step), np.arange(3.0, 9.0, step), indexing="ij"))

@@ -8,16 +8,16 @@ import math
 import pytest
 import torch
 
-from lyra3d.data import worlds
 from lyra3d.core.cameras import Cameras, default_camera
+from lyra3d.core.metrics import psnr
+from lyra3d.core.render import rasterize
 from lyra3d.core.trajectories import lyra_trajectories
+from lyra3d.data import worlds
+from lyra3d.data.sdg import clip_camera, clip_inputs, generate, load_sample, sample_dirs, world_inputs
+from lyra3d.errors import InputError
 from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
 from lyra3d.models.decoder4d import GaussianDecoder4D
-from lyra3d.errors import InputError
-from lyra3d.core.render import rasterize
-from lyra3d.data.sdg import clip_camera, clip_inputs, generate, load_sample, sample_dirs, world_inputs
 from lyra3d.pipelines.teacher import Teacher, TeacherConfig
-from lyra3d.core.metrics import psnr
 from lyra3d.train.decoder import DecoderTrainConfig, frame_picks, image_loss, load_data, sample_loss, train
 
 TINY = DecoderConfig(dim=32, depth=2, heads=2, gaussian_stride=8)
@@ -75,8 +75,8 @@ def test_clip_sdg_writes_times_and_no_truth(teacher, clip_sdg):
 def _dynamic_sample():
     """Teacher-like frames of a moving world at 2 trajectories × 5 frames (frame t at time t), tokenized."""
     from lyra3d.models.modeling import shipped_weights
-    from lyra3d.pipelines.teacher import DEFAULT_TOKENIZER_WEIGHTS
     from lyra3d.models.tokenizer import load_tokenizer
+    from lyra3d.pipelines.teacher import DEFAULT_TOKENIZER_WEIGHTS
 
     world = worlds.make_world(1_000_000, dynamic=True)
     trajs = lyra_trajectories(default_camera(96, 48), 5, worlds.center_depth(world))

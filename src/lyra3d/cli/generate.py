@@ -13,7 +13,6 @@ from lyra3d.core.files import check_output
 from lyra3d.errors import InputError
 
 
-
 def warn_untrained(model: str, known: Sequence[int], trained_on: str, got: int) -> None:
     """One warning line unless ``got`` is one of ``known``, the frame counts ``model`` was trained on (its
     config's ``trained_frames``; empty: not recorded, no warning). ``trained_on`` says them, with one ``{}``
@@ -88,8 +87,8 @@ def generate(
     check_weights_configs(weights)  # every config.json, before torch loads
 
     from lyra3d import pipelines as pl
-    from lyra3d.core.device import environment
     from lyra3d.core import flythrough as fly
+    from lyra3d.core.device import environment
     from lyra3d.pipelines import video_to_4d as pl4
     from lyra3d.pipelines.config import parse_trajectories
     from lyra3d.pipelines.image_to_3d import load_input_image

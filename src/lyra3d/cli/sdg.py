@@ -13,7 +13,6 @@ from lyra3d.cli.app import StageBars, app, progress_bar
 from lyra3d.core import limits as L
 
 
-
 @app.command()
 def sdg(
     out: Path = typer.Option(..., "--out", help="SDG folder (resumed if it exists; shards write into the same one)."),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from lyra3d.core import limits as L
 from lyra3d.cli.app import StageBars, app, err, progress_bar
+from lyra3d.core import limits as L
 from lyra3d.errors import InputError
 
 

@@ -36,11 +36,7 @@ import lyra3d
 from lyra3d.core.cameras import Cameras, default_camera
 from lyra3d.core.files import check_output, check_settings
 from lyra3d.core.progress import Progress, no_progress
-from lyra3d.core.trajectories import (
-    LYRA_TRAJECTORIES,
-    TRAJECTORY_NAMES,
-    lyra_trajectories,
-)
+from lyra3d.core.trajectories import LYRA_TRAJECTORIES, TRAJECTORY_NAMES, lyra_trajectories
 from lyra3d.data.worlds import center_depth, make_world, render, train_seeds
 from lyra3d.errors import InputError
 

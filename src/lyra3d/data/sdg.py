@@ -45,8 +45,8 @@ import lyra3d
 from lyra3d.core.cameras import Cameras, default_camera
 from lyra3d.core.device import check_device
 from lyra3d.core.files import check_settings, usual_mode
-from lyra3d.core.progress import Progress, StageClock, no_progress
 from lyra3d.core.limits import MAX_SIDE, MAX_WORLDS
+from lyra3d.core.progress import Progress, StageClock, no_progress
 from lyra3d.errors import InputError
 from lyra3d.io.images import MIN_IMAGE_SIDE
 from lyra3d.pipelines.teacher import Teacher, TeacherConfig

@@ -14,12 +14,11 @@ import numpy as np
 import torch
 
 from lyra3d.core.cameras import Cameras, default_camera
-from lyra3d.core.gaussians import Gaussians
+from lyra3d.core.gaussians import Gaussians, rotmat_to_quat
 from lyra3d.core.trajectories import lyra_trajectories
 from lyra3d.errors import InputError
 from lyra3d.simready.ground import SCENE_UP
 from lyra3d.simready.mesh import MeshResult, sample_surface
-from lyra3d.core.gaussians import rotmat_to_quat
 
 
 # -- distances -------------------------------------------------------------------------------------------------------

@@ -14,14 +14,7 @@ import torch
 from torch import Tensor
 
 from lyra3d.core.metrics import mean_psnr, pooled_psnr, ssim
-from lyra3d.data.clips import (
-    CLIP_FRAMES,
-    DynamicClip,
-    make_clip,
-    moving_mask,
-    moving_object_mask,
-    reverse_clip,
-)
+from lyra3d.data.clips import CLIP_FRAMES, DynamicClip, make_clip, moving_mask, moving_object_mask, reverse_clip
 from lyra3d.pipelines.teacher import Teacher, VideoTeacherSample, video_teacher
 
 

@@ -20,8 +20,8 @@ from typing import ClassVar, TypeVar
 
 import torch
 
-from lyra3d.errors import InputError
 from lyra3d.core.files import staged_dir
+from lyra3d.errors import InputError
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"

@@ -13,7 +13,6 @@ space-time patch embedding. Classifier-free guidance drops the cache and ray con
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -21,12 +20,7 @@ from torch import Tensor, nn
 from lyra3d.errors import InputError
 from lyra3d.models.configs import VideoModelConfig  # noqa: F401 (the config lives in a torch-free module)
 from lyra3d.models.flow import euler_sample
-from lyra3d.models.layers import (
-    _Block,
-    positions_3d,
-    ray_patch_tokens,
-    timestep_embedding,
-)
+from lyra3d.models.layers import _Block, positions_3d, ray_patch_tokens, timestep_embedding
 from lyra3d.models.modeling import Pretrained
 
 

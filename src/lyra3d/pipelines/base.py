@@ -16,13 +16,7 @@ from lyra3d.errors import InputError
 from lyra3d.models.modeling import CONFIG_NAME, shipped_weights
 from lyra3d.models.tokenizer import check_trajectory_frames
 from lyra3d.pipelines.config import GenerateConfig
-from lyra3d.pipelines.weights import (
-    _file_digest,
-    _model_type,
-    _save_part,
-    resolve_weights,
-)
-from lyra3d.pipelines.weights import write_pipeline_json
+from lyra3d.pipelines.weights import _file_digest, _model_type, _save_part, resolve_weights, write_pipeline_json
 
 #: Stages of the image → 3D pipeline, in order (``progress(stage, 1, 1)`` is called as each one ends).
 IMAGE_STAGES = ("depth", "cache", "encode", "sample", "decoder", "input_view")
@@ -96,11 +90,7 @@ class TeacherPipeline:
     @classmethod
     def _load_parts(cls, parts: dict[str, Path], device: str):
         from lyra3d.models.depth import DEFAULT_DEPTH_WEIGHTS
-        from lyra3d.pipelines.teacher import (
-            DEFAULT_TOKENIZER_WEIGHTS,
-            DEFAULT_VIDEO_MODEL_WEIGHTS,
-            Teacher,
-        )
+        from lyra3d.pipelines.teacher import DEFAULT_TOKENIZER_WEIGHTS, DEFAULT_VIDEO_MODEL_WEIGHTS, Teacher
 
         shipped = {"depth": DEFAULT_DEPTH_WEIGHTS, "tokenizer": DEFAULT_TOKENIZER_WEIGHTS,
                    "video_model": DEFAULT_VIDEO_MODEL_WEIGHTS, cls.decoder_part: cls.decoder_part}

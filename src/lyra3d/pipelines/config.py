@@ -9,12 +9,17 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from lyra3d.core.device import check_device
+from lyra3d.core.limits import (  # noqa: F401
+    MAX_FRAMES,
+    MAX_GUIDANCE,
+    MAX_MOVEMENT_FACTOR,
+    MAX_OUTPUT_TIMES,
+    MAX_STEPS,
+    TRAINED_MOVEMENT,
+)
 from lyra3d.core.trajectories import LYRA_TRAJECTORIES, TRAJECTORY_NAMES
 from lyra3d.errors import InputError
 from lyra3d.io.images import FITS, MIN_IMAGE_SIDE
-
-from lyra3d.core.limits import (MAX_FRAMES, MAX_GUIDANCE, MAX_MOVEMENT_FACTOR, MAX_OUTPUT_TIMES,  # noqa: F401
-                               MAX_STEPS, TRAINED_MOVEMENT)
 
 #: ``keep_input`` values (:mod:`lyra3d.pipelines.keep_input`).
 KEEP_INPUT_MODES = ("on", "off")

@@ -8,6 +8,7 @@ and the Gaussians rendered at the input camera measure how faithfully they keep 
 from __future__ import annotations
 
 from pathlib import Path
+
 import torch
 from torch import Tensor
 

@@ -21,7 +21,6 @@ from lyra3d.core.photo_gaussians import PhotoSettings, fuse, photo_gaussians, sk
 from lyra3d.errors import InputError
 from lyra3d.pipelines.config import KEEP_INPUT_MODES
 
-
 #: Settings of the input's Gaussians in generated scenes (chosen on training worlds and the ``tune`` photos).
 PHOTO_SETTINGS = PhotoSettings()
 

@@ -16,8 +16,7 @@ from lyra3d.models.modeling import CONFIG_NAME, shipped_weights
 from lyra3d.pipelines.config import GenerateConfig
 from lyra3d.pipelines.image_to_3d import ImageTo3DPipeline
 from lyra3d.pipelines.outputs import Scene
-from lyra3d.pipelines.weights import _missing_text_to_image, _save_part, resolve_weights
-from lyra3d.pipelines.weights import write_pipeline_json
+from lyra3d.pipelines.weights import _missing_text_to_image, _save_part, resolve_weights, write_pipeline_json
 
 
 # -- text → 3D ----------------------------------------------------------------------------------------------------

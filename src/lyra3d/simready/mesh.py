@@ -62,13 +62,7 @@ from lyra3d.core.gaussians import Gaussians
 from lyra3d.core.progress import Progress, no_progress
 from lyra3d.errors import InputError
 from lyra3d.simready.config import SIM_INSTALL, ExtractionConfig
-from lyra3d.simready.ground import (
-    SCENE_UP,
-    GroundPlane,
-    fill_under_ground,
-    fit_ground_plane,
-    floor_footprint,
-)
+from lyra3d.simready.ground import SCENE_UP, GroundPlane, fill_under_ground, fit_ground_plane, floor_footprint
 from lyra3d.simready.tsdf import TSDFVolume, fuse_tsdf
 
 

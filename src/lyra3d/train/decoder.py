@@ -52,11 +52,7 @@ from lyra3d.core.render import rasterize
 from lyra3d.data.sdg import load_sample, sample_dirs
 from lyra3d.errors import InputError
 from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
-from lyra3d.models.decoder4d import (
-    Decoder4DConfig,
-    GaussianDecoder4D,
-    append_input_view,
-)
+from lyra3d.models.decoder4d import Decoder4DConfig, GaussianDecoder4D, append_input_view
 from lyra3d.train.common import Run, RunConfig, initial_model, train_loop
 
 

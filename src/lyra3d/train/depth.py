@@ -23,13 +23,7 @@ from lyra3d.core.device import check_device
 from lyra3d.core.metrics import depth_errors
 from lyra3d.data import worlds
 from lyra3d.models.depth import DepthNet, DepthNetConfig, scale_invariant_log_loss
-from lyra3d.train.common import (
-    Run,
-    RunConfig,
-    make_worlds,
-    optimizer_step,
-    train_loop,
-)
+from lyra3d.train.common import Run, RunConfig, make_worlds, optimizer_step, train_loop
 
 
 @dataclass

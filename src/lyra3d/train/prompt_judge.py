@@ -4,16 +4,16 @@ model follows its prompts (:func:`lyra3d.train.text_to_image.prompt_evaluation`)
 
 from __future__ import annotations
 
-
 import math
 import time
 from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
 from lyra3d.data import worlds
 from lyra3d.models.modeling import Pretrained
-
 
 # -- the judge ---------------------------------------------------------------------------------------------
 MULTI_HEADS = ("objects", "colors", "kinds")

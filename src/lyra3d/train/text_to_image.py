@@ -51,26 +51,20 @@ from lyra3d.core.device import check_device
 from lyra3d.data import worlds
 from lyra3d.data.worlds.captions import caption_vocabulary
 from lyra3d.errors import InputError
-from lyra3d.models.text_to_image import (
-    TextToImageConfig,
-    TextToImageModel,
-    WordTokenizer,
-    flow_loss,
+from lyra3d.models.text_to_image import TextToImageConfig, TextToImageModel, WordTokenizer, flow_loss
+from lyra3d.models.tokenizer import Tokenizer, TokenizerConfig, VideoTokenizer, load_tokenizer
+from lyra3d.train.common import Run, RunConfig, make_worlds, optimizer_step, train_loop
+from lyra3d.train.prompt_judge import (
+    SINGLE_HEADS,
+    JudgeConfig,
+    LabelJudge,
+    _stack_targets,
+    judge_predict,
+    judge_scores,
+    label_maps,
+    train_judge,
+    world_targets,
 )
-from lyra3d.models.tokenizer import (
-    Tokenizer,
-    TokenizerConfig,
-    VideoTokenizer,
-    load_tokenizer,
-)
-from lyra3d.train.common import (
-    Run,
-    RunConfig,
-    make_worlds,
-    optimizer_step,
-    train_loop,
-)
-from lyra3d.train.prompt_judge import JudgeConfig, LabelJudge, SINGLE_HEADS, _stack_targets, judge_predict, judge_scores, label_maps, train_judge, world_targets
 
 
 @dataclass

@@ -21,14 +21,7 @@ from lyra3d.core.metrics import psnr, ssim
 from lyra3d.core.trajectories import lyra_trajectories
 from lyra3d.data import worlds
 from lyra3d.models.tokenizer import TokenizerConfig, VideoTokenizer, reconstruction_loss
-from lyra3d.train.common import (
-    Run,
-    RunConfig,
-    initial_model,
-    make_worlds,
-    optimizer_step,
-    train_loop,
-)
+from lyra3d.train.common import Run, RunConfig, initial_model, make_worlds, optimizer_step, train_loop
 
 
 @dataclass

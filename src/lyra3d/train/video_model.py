@@ -21,24 +21,9 @@ from lyra3d.core.cameras import Cameras, default_camera, plucker_rays
 from lyra3d.core.device import check_device
 from lyra3d.data import worlds
 from lyra3d.errors import InputError
-from lyra3d.models.tokenizer import (
-    Tokenizer,
-    TokenizerConfig,
-    VideoTokenizer,
-    load_tokenizer,
-)
-from lyra3d.models.video_model import (
-    VideoDiffusionModel,
-    VideoModelConfig,
-    flow_matching_loss,
-)
-from lyra3d.train.common import (
-    Run,
-    RunConfig,
-    make_worlds,
-    optimizer_step,
-    train_loop,
-)
+from lyra3d.models.tokenizer import Tokenizer, TokenizerConfig, VideoTokenizer, load_tokenizer
+from lyra3d.models.video_model import VideoDiffusionModel, VideoModelConfig, flow_matching_loss
+from lyra3d.train.common import Run, RunConfig, make_worlds, optimizer_step, train_loop
 
 
 @dataclass

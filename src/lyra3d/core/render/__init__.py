@@ -5,7 +5,13 @@
 - ``gsplat``: gsplat's CUDA kernels (``pip install lyra3d[cuda]``).
 """
 
-from lyra3d.core.render.rasterize import (BACKENDS, RenderOutput, available_backends, cpu_kernel_available,
-                                          rasterize, view_dependent_rgb)
+from lyra3d.core.render.rasterize import (
+                                          BACKENDS,
+                                          RenderOutput,
+                                          available_backends,
+                                          cpu_kernel_available,
+                                          rasterize,
+                                          view_dependent_rgb,
+)
 
 __all__ = ["BACKENDS", "RenderOutput", "available_backends", "cpu_kernel_available", "rasterize", "view_dependent_rgb"]

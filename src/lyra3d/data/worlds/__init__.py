@@ -8,9 +8,29 @@ normals, at any camera and time); :mod:`~lyra3d.data.worlds.captions` is the voc
 from lyra3d.data.worlds.captions import caption_vocabulary
 from lyra3d.data.worlds.generate import make_world
 from lyra3d.data.worlds.raycast import center_depth, render
-from lyra3d.data.worlds.scene import (DYNAMIC_HORIZON, EVAL_SEED_START, PALETTE, SKIES, SKY_DEPTH, TEXTURES,
-                                      TRAIN_SEEDS_END, Box, Cylinder, Light, Material, Motion, Object3D, Plane, Sky,
-                                      Sphere, World, WorldRender, eval_seeds, is_eval_seed, train_seeds)
+from lyra3d.data.worlds.scene import (
+                                      DYNAMIC_HORIZON,
+                                      EVAL_SEED_START,
+                                      PALETTE,
+                                      SKIES,
+                                      SKY_DEPTH,
+                                      TEXTURES,
+                                      TRAIN_SEEDS_END,
+                                      Box,
+                                      Cylinder,
+                                      Light,
+                                      Material,
+                                      Motion,
+                                      Object3D,
+                                      Plane,
+                                      Sky,
+                                      Sphere,
+                                      World,
+                                      WorldRender,
+                                      eval_seeds,
+                                      is_eval_seed,
+                                      train_seeds,
+)
 
 __all__ = ["DYNAMIC_HORIZON", "EVAL_SEED_START", "PALETTE", "SKIES", "SKY_DEPTH", "TEXTURES", "TRAIN_SEEDS_END", "Box",
            "Cylinder", "Light", "Material", "Motion", "Object3D", "Plane", "Sky", "Sphere", "World", "WorldRender",

@@ -14,13 +14,7 @@ from torch import Tensor
 
 from lyra3d.core.cameras import default_camera
 from lyra3d.core.trajectories import LYRA_MOVEMENT_RANGES, LYRA_TRAJECTORIES, trajectory
-from lyra3d.data.worlds.raycast import (
-    _CENTER_DEPTH_SIZE,
-    _GROUND_EXTENT,
-    _measure_center_depth,
-    _pose,
-    render,
-)
+from lyra3d.data.worlds.raycast import _CENTER_DEPTH_SIZE, _GROUND_EXTENT, _measure_center_depth, _pose, render
 from lyra3d.data.worlds.scene import (
     _KINDS,
     DYNAMIC_HORIZON,

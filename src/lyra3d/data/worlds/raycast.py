@@ -10,16 +10,7 @@ import torch
 from torch import Tensor
 
 from lyra3d.core.cameras import Cameras, default_camera, pixel_rays
-from lyra3d.data.worlds.scene import (
-    PALETTE,
-    SKY_DEPTH,
-    Material,
-    Object3D,
-    Plane,
-    Vec,
-    World,
-    WorldRender,
-)
+from lyra3d.data.worlds.scene import PALETTE, SKY_DEPTH, Material, Object3D, Plane, Vec, World, WorldRender
 from lyra3d.errors import InputError
 
 _EPS = 1e-4  # smallest accepted ray parameter (metres)
