@@ -21,6 +21,8 @@ DIVISIBLE = (("dim", "heads"), ("text_dim", "text_heads"))
 #: Number fields that may be zero or negative (offsets, not sizes).
 SIGNED = {"distance_shift"}
 RESAVE = "fix the value or re-save the model (save_pretrained)"
+#: Keys of config.json that describe the checkpoint rather than the model's config.
+META_KEYS = ("model_type", "_class_name", "_lyra3d_version")
 
 
 def _type_name(tp) -> str:
@@ -97,6 +99,17 @@ def check_fields(path: Path, config_class: type, raw: dict) -> None:
             raise InputError(f"{path}: {num} ({a}) must be a multiple of {den} ({b}); {RESAVE}")
 
 
+def check_config(path: Path, config_class: type, model_type: str, raw: dict) -> dict:
+    """``raw`` (a config.json's object) without its :data:`META_KEYS`, after checking it has no unknown keys
+    and that its fields fit ``config_class`` (:func:`check_fields`)."""
+    raw = {k: v for k, v in raw.items() if k not in META_KEYS}
+    unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(config_class)})
+    if unknown:
+        raise InputError(f"{path} has unknown keys {unknown} for {model_type}; remove them or re-save the model")
+    check_fields(path, config_class, raw)
+    return raw
+
+
 def check_shapes(directory: Path, weights: Path, model_class: type, config) -> None:
     """The model that ``config`` builds has exactly the tensors (names and shapes) of ``weights``."""
     import torch
@@ -136,12 +149,7 @@ def check_config_file(folder: Path) -> None:
     config_class = CONFIGS.get(raw.get("model_type"))
     if config_class is None:
         return
-    names = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(raw) - names - {"model_type", "_class_name", "_lyra3d_version"})
-    if unknown:
-        raise InputError(f"{path} has unknown keys {unknown} for {raw['model_type']}; remove them or re-save the "
-                         "model")
-    check_fields(path, config_class, raw)
+    check_config(path, config_class, raw["model_type"], raw)
 
 
 def check_weights_configs(weights: str | Path | None) -> None:

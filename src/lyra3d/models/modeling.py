@@ -25,8 +25,6 @@ from lyra3d.errors import InputError
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-#: Keys of config.json that describe the checkpoint rather than the model's config.
-META_KEYS = ("model_type", "_class_name", "_lyra3d_version")
 T = TypeVar("T", bound="Pretrained")
 #: lyra3d's model classes by ``model_type``, filled as their modules are imported.
 _REGISTRY: dict[str, type["Pretrained"]] = {}
@@ -83,13 +81,7 @@ class Pretrained(torch.nn.Module):
         if raw.get("model_type", cls.model_type) != cls.model_type:
             raise InputError(f"{directory} holds a different kind of model ({raw.get('model_type')}), "
                              f"not a {cls.model_type}")
-        raw = {k: v for k, v in raw.items() if k not in META_KEYS}
-        names = {f.name for f in dataclasses.fields(cls.config_class)}
-        unknown = sorted(set(raw) - names)
-        if unknown:
-            raise InputError(f"{directory / CONFIG_NAME} has unknown keys {unknown} for {cls.model_type}; "
-                             "remove them or re-save the model")
-        checks.check_fields(directory / CONFIG_NAME, cls.config_class, raw)
+        raw = checks.check_config(directory / CONFIG_NAME, cls.config_class, cls.model_type, raw)
         try:
             config = cls.config_class(**raw)
         except (TypeError, ValueError) as e:
