@@ -1,12 +1,13 @@
 """Collect real photographs from installed packages into one folder, with a manifest (issue 21).
 
-    apt-get install mate-backgrounds plasma-workspace-wallpapers   # Debian 12 packages (root)
+    apt-get install mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers   # Debian packages (root)
     python examples/real_photos.py --out photos                    # -> photos/*.png + photos/manifest.json
     python examples/real_photos.py --out photos --split heldout    # only the held-out split
+    python examples/real_photos.py --out .photos --format jpg      # JPEG (quality 92): ~6x smaller, to carry
 
 No image is stored in the repository: the photos are read from where the packages install them
 (``/usr/share/backgrounds/mate/nature``, ``/usr/share/wallpapers/<name>/contents/images``, scikit-image's
-``skimage/data``), converted to RGB, resized so the longer side is at most 640 px (Lanczos) and written as
+``skimage/data``, Ubuntu Touch's ``/usr/share/backgrounds``), converted to RGB, resized so the longer side is at most 640 px (Lanczos) and written as
 PNG. Only photographs are listed (no vector art or renders), each with its package, file, author and
 licence as the package states them (Debian ``copyright`` files, the KDE wallpapers' ``metadata.json``,
 scikit-image's ``skimage/data/_fetchers.py`` docstrings). A photo whose package is not installed is skipped
@@ -30,6 +31,8 @@ MATE = "/usr/share/backgrounds/mate/nature"
 KDE = "/usr/share/wallpapers"
 MATE_LICENCE = "GPL-2+ (Debian copyright of mate-backgrounds 1.26.0-1)"
 KDE_LICENCE = "LGPL-3 (the wallpaper's metadata.json); GPL-2+ (Debian copyright of plasma-workspace-wallpapers)"
+LOMIRI = "/usr/share/backgrounds"
+LOMIRI_COPYRIGHT = "Debian copyright of lomiri-wallpapers 20.04.0-2"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,14 @@ def _mate(stem: str, author: str, split: str, what: str) -> Photo:
 def _kde(stem: str, author: str, split: str, what: str, size: str = "1920x1080.jpg") -> Photo:
     return Photo(f"kde_{stem.lower()}", "plasma-workspace-wallpapers", f"{KDE}/{stem}/contents/images/{size}", author,
                  KDE_LICENCE, split, what)
+
+
+def _lomiri(file: str, author: str, licence: str, what: str, release: str = "16.04") -> Photo:
+    """A photo of Ubuntu Touch's wallpapers (``apt-get install lomiri-wallpapers`` installs both releases'
+    packages); training only (``tune``): they came after the held-out list was fixed."""
+    stem = file.rsplit(".", 1)[0].split("_by_")[0].lower().replace("-", "_")
+    return Photo(f"lomiri_{stem}", f"lomiri-wallpapers-{release}", f"{LOMIRI}/{file}", author,
+                 f"{licence} ({LOMIRI_COPYRIGHT})", "tune", what)
 
 
 def _skimage(stem: str, file: str, author: str, licence: str, split: str, what: str) -> Photo:
@@ -89,6 +100,20 @@ PHOTOS: tuple[Photo, ...] = (
     _kde("FallenLeaf", "Martin Klapetek", "tune", "fallen leaf"),
     _kde("Kite", "Risto Saukonpaa", "tune", "kite in a cloudy sky"),
     _kde("OneStandsOut", "Risto Saukonpaa", "tune", "moss"),
+    # added for training (issue 21 part 2): all "tune"; the held-out list above is unchanged
+    _lomiri("aitzgorri_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0", "mountain above autumn trees"),
+    _lomiri("Bridge_by_Sander_Klootwijk.jpg", "Sander Klootwijk", "CC-BY-SA-4.0", "bridge cables over a beach"),
+    _lomiri("Dragonfly_by_Bolly.jpg", "Bolly", "CC-BY-SA-4.0", "leaves against a blue sky"),
+    _lomiri("free_by_Peter_Nerlich.jpg", "Peter Nerlich", "CC-BY-SA-4.0", "toy bird under ceiling lamps"),
+    _lomiri("friends_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0", "dog at a window"),
+    _lomiri("life_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0", "stream in a forest"),
+    _lomiri("picosdeeuropa_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0", "path below mountains"),
+    _lomiri("Picture_0B_by_freespace.jpg", "Trevor \"Freespace\"", "CC-BY-4.0", "fig in a red bowl"),
+    _lomiri("Picture_1A_by_freespace.jpg", "Trevor \"Freespace\"", "CC-BY-4.0", "paint brushes"),
+    _lomiri("seeding_by_Clements_Engelhardt.jpg", "Clemens Engelhardt", "CC0-1.0", "dandelions at sunset"),
+    _lomiri("sunset_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0", "sun over a hilltop"),
+    _lomiri("Wine_by_Jakkub_Mede.jpg", "Jakub Mede", "CC-BY-4.0", "wine bottle on a table"),
+    _lomiri("Kleiber_by_Lukas_Baubkus.jpg", "Lukas Baubkus", "CC-BY-SA-3.0", "nuthatch on a tree trunk", "20.04"),
 )
 
 SPLITS = ("heldout", "tune")
@@ -108,9 +133,9 @@ def source_file(photo: Photo) -> Path:
     return Path(photo.path)
 
 
-def collect(out: Path, split: str | None = None) -> tuple[list[dict], list[str]]:
-    """Write the photos (of ``split``, or all) to ``out`` as PNG and ``out/manifest.json``; returns the manifest
-    entries and the packages that are missing."""
+def collect(out: Path, split: str | None = None, fmt: str = "png", quality: int = 92) -> tuple[list[dict], list[str]]:
+    """Write the photos (of ``split``, or all) to ``out`` as PNG (or JPEG of ``quality``: ``fmt="jpg"``) and
+    ``out/manifest.json``; returns the manifest entries and the packages that are missing."""
     from PIL import Image
 
     out.mkdir(parents=True, exist_ok=True)
@@ -131,8 +156,11 @@ def collect(out: Path, split: str | None = None) -> tuple[list[dict], list[str]]
             scale = MAX_SIDE / max(im.size)
             if scale < 1:
                 im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
-            im.save(out / f"{photo.name}.png", optimize=True)
-        entries.append({**asdict(photo), "file": f"{photo.name}.png", "source": str(src),
+            if fmt == "jpg":
+                im.save(out / f"{photo.name}.jpg", quality=quality, optimize=True)
+            else:
+                im.save(out / f"{photo.name}.png", optimize=True)
+        entries.append({**asdict(photo), "file": f"{photo.name}.{fmt}", "source": str(src),
                         "source_size": list(size), "size": [im.width, im.height]})
     (out / "manifest.json").write_text(json.dumps({"max_side": MAX_SIDE, "photos": entries}, indent=1) + "\n")
     return entries, sorted(set(missing))
@@ -142,8 +170,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("photos"))
     ap.add_argument("--split", choices=SPLITS, default=None, help="only this split (default: all)")
+    ap.add_argument("--format", choices=("png", "jpg"), default="png", help="file format (jpg: quality 92)")
     args = ap.parse_args()
-    entries, missing = collect(args.out, args.split)
+    entries, missing = collect(args.out, args.split, args.format)
     for split in SPLITS:
         n = sum(e["split"] == split for e in entries)
         print(f"{split}: {n} photos")

@@ -19,6 +19,10 @@ def sdg(
     worlds: Optional[int] = typer.Option(None, "--worlds", min=1, max=L.MAX_WORLDS, help="Inputs: this many procedural training worlds "
                                          "(their default-camera render)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Inputs: the images of this folder."),
+    augment: int = typer.Option(1, "--augment", min=1, max=64, help="--images: views per image (the centre crop, "
+                                "then random crops of 60-100 % with a coin-flip mirror)."),
+    split: Optional[str] = typer.Option(None, "--split", help="--images: only this split of the folder's "
+                                        "manifest.json (examples/real_photos.py; tune is the one to train on)."),
     clips: Optional[int] = typer.Option(None, "--clips", min=1, max=L.MAX_WORLDS, help="Inputs: this many dynamic clips of procedural "
                                         "training worlds, as videos (each also reversed: 2 samples per clip)."),
     frames: Optional[int] = typer.Option(None, min=1, max=L.MAX_FRAMES, help="Frames per trajectory, 1 + 4·m (--worlds and --images; default: the teacher's, 17)."),
@@ -53,7 +57,7 @@ def sdg(
 
     with progress_bar(quiet, remaining=True) as bar:
         rows = StageBars(bar, labels={"samples": f"SDG shard {shard} → {out.name}"})
-        written = run_sdg(out, worlds=worlds, clips=clips, images=images, frames=frames, clip_frames=clip_frames,
+        written = run_sdg(out, worlds=worlds, clips=clips, images=images, augment=augment, split=split, frames=frames, clip_frames=clip_frames,
                           camera=clip_camera, width=width, height=height, first_seed=first_seed, shard=shard,
                           num_shards=num_shards, steps=steps, guidance=guidance, seed=seed, tokenizer=tokenizer,
                           video_model=video_model, device=device, threads=threads, progress=rows)

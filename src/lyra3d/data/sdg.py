@@ -142,20 +142,50 @@ def clip_inputs(seeds: list[int], device: str | torch.device = "cpu", num_frames
                            reversed=clip.reversed)
 
 
-def image_inputs(folder: str | Path, width: int = 320, height: int = 176) -> Iterator[SDGInput]:
-    """Every image file of ``folder`` (sorted), centre-cropped to the model's size, default camera."""
-    from lyra3d.io.images import load_image
-
+def image_paths(folder: str | Path, split: str | None = None) -> list[Path]:
+    """The image files of ``folder``, sorted; with ``split``, those of that split of its ``manifest.json``
+    (``examples/real_photos.py``: ``tune`` is the split training may read)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"input folder not found: {folder}")
+    if split is not None:
+        manifest = folder / "manifest.json"
+        if not manifest.is_file():
+            raise InputError(f"{folder} has no manifest.json, so it has no splits; leave out --split")
+        entries = json.loads(manifest.read_text()).get("photos", [])
+        files = sorted(folder / e["file"] for e in entries if e.get("split") == split)
+        if not files:
+            raise InputError(f"{manifest} lists no photo of split {split!r}")
+        return files
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"))
     if not files:
         raise InputError(f"{folder} holds no PNG, JPEG, WebP or TIFF image")
+    return files
+
+
+def image_inputs(folder: str | Path, width: int = 320, height: int = 176, augment: int = 1,
+                 split: str | None = None) -> Iterator[SDGInput]:
+    """Every image file of ``folder`` (sorted; ``split``: :func:`image_paths`), centre-cropped to the model's size,
+    default camera. ``augment`` > 1: each image also gives ``augment - 1`` random views (a crop of 60–100 % of
+    the largest window, a coin-flip mirror: :func:`lyra3d.data.photos.random_crop`), ids ``<stem>_augNN``,
+    drawn from the image's name, so a rerun or another shard makes the same ones."""
+    import zlib
+
+    from lyra3d.data.photos import load_photo, random_crop
+    from lyra3d.io.images import load_image
+
+    if augment < 1:
+        raise InputError(f"--augment must be >= 1, got {augment}")
     cam = default_camera(width, height)
-    for path in files:
+    for path in image_paths(folder, split):
         image, _ = load_image(path, width, height)
         yield SDGInput(path.stem, image, cam, "")
+        if augment > 1:
+            photo = load_photo(path, max_side=4 * max(width, height))
+            gen = torch.Generator().manual_seed(zlib.crc32(path.stem.encode()))
+            for k in range(1, augment):
+                view, _ = random_crop(photo, width, height, gen)
+                yield SDGInput(f"{path.stem}_aug{k:02d}", view, cam, "")
 
 
 def finished_ids(out: str | Path) -> set[str]:
@@ -303,7 +333,7 @@ def sample_dirs(out: str | Path) -> list[Path]:
 
 
 def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = None,
-            images: str | Path | None = None, frames: int = TeacherConfig.num_frames, clip_frames: int = 17,
+            images: str | Path | None = None, augment: int = 1, split: str | None = None, frames: int = TeacherConfig.num_frames, clip_frames: int = 17,
             camera: str = "mixed", width: int = 320, height: int = 176, first_seed: int = 0, shard: int = 0,
             num_shards: int = 1, steps: int = TeacherConfig.steps, guidance: float = TeacherConfig.guidance,
             seed: int = 0, tokenizer: str | Path | None = None, video_model: str | Path | None = None,
@@ -313,7 +343,8 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
 
     Inputs, exactly one of: ``worlds`` procedural training worlds from seed ``first_seed``, ``clips`` dynamic
     clips of them (``clip_frames`` frames, their ``camera``: mixed, static or a trajectory name; each
-    also time-reversed: 2 samples per clip), or the images of the folder ``images``. ``frames`` per trajectory
+    also time-reversed: 2 samples per clip), or the images of the folder ``images`` (``split``: only that
+    split of its manifest; ``augment``: views per image, :func:`image_inputs`). ``frames`` per trajectory
     (1 + 4·m; images and worlds); ``width``/``height`` of the inputs; the teacher's sampler ``steps``,
     ``guidance`` and ``seed``; ``tokenizer``/``video_model`` folders (default: the shipped ones); ``threads``:
     CPU threads of this process (0: the CPU count / ``num_shards``). ``progress``: as :func:`generate`."""
@@ -346,7 +377,7 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
         else:
             inputs, total = world_inputs(seeds, width, height, device=dev), len(seeds)
     else:
-        inputs = shard_of(list(image_inputs(images, width, height)), shard, num_shards)
+        inputs = shard_of(list(image_inputs(images, width, height, augment, split)), shard, num_shards)
         total = len(inputs)
     return generate(teacher, inputs, out, seed, shard, progress=progress, total=total, clips=clip_settings,
                     size=(width, height))

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,16 +81,31 @@ class Run:
     """A run folder: logging, and saving/resuming a model with its AdamW optimizer and schedule.
 
     The schedule's progress is ``step / steps``, or, with a training-time budget, the larger of that and the
-    share of the budget spent (``elapsed_s`` counts across resumes), so a run sized in seconds anneals to 0."""
+    share of the budget spent (``elapsed_s`` counts across resumes), so a run sized in seconds anneals to 0.
+
+    ``frozen(model)``: the names of parameters that stay fixed (no gradient, not in the optimiser, so
+    bit-identical), also after a resume."""
 
     def __init__(self, out: str | Path, model: Pretrained, lr: float, weight_decay: float, warmup: int, steps: int,
-                 train_time_s: float = 0.0):
+                 train_time_s: float = 0.0, frozen: Callable[[Pretrained], Iterable[str]] | None = None):
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.model, self.step, self.elapsed_s = model, 0, 0.0
         self._lr, self._wd, self._warmup, self._steps, self._limit = lr, weight_decay, warmup, steps, train_time_s
-        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        self._frozen = frozen
+        self.opt = self._optimizer()
         self.set_lr()
+
+    def _optimizer(self) -> torch.optim.AdamW:
+        """AdamW over the model's parameters, less the ``frozen`` ones (whose gradients are switched off)."""
+        fixed = set(self._frozen(self.model)) if self._frozen is not None else set()
+        params = []
+        for name, p in self.model.named_parameters():
+            if name in fixed:
+                p.requires_grad_(False)
+            else:
+                params.append(p)
+        return torch.optim.AdamW(params, lr=self._lr, weight_decay=self._wd)
 
     @property
     def progress(self) -> float:
@@ -125,8 +141,12 @@ class Run:
             raise InputError(f"{self.out} holds a run at step {state['step']}, past this run's {self._steps} steps; "
                              f"pass --steps above {state['step']} to train on, or another --out")
         self.model = type(self.model).from_pretrained(self.out / "model", device).train()
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self._lr, weight_decay=self._wd)
-        self.opt.load_state_dict(state["optimizer"])
+        self.opt = self._optimizer()
+        try:
+            self.opt.load_state_dict(state["optimizer"])
+        except ValueError:
+            raise InputError(f"{self.out} holds a run that trained other parameters (e.g. with or without "
+                             "--freeze-encoder); resume with the same settings, or use another --out") from None
         self.step, self.elapsed_s = state["step"], state.get("elapsed_s", 0.0)
         self.set_lr()
         self.log({"resumed_at_step": self.step})

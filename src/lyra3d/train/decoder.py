@@ -1,10 +1,13 @@
 """Train the 3DGS decoder by self-distillation (``lyra3d train decoder``, or :func:`train`).
 
 Data: an SDG folder (``lyra3d sdg``), or several (``--data A,B``: e.g. teacher runs of 17 and of 9 frames per
-trajectory): the teacher's latents, decoded frames, their estimated depth, the cameras. Nothing else: no
-world's ground truth is read. Each step takes one sample per process, decodes
-Gaussians from the latents of its input trajectories, renders them at ``render_frames`` random frames of
-those trajectories (gsplat on CUDA, the torch rasterizer on CPU) and compares with the teacher's frames:
+trajectory; or procedural worlds and photos, issue 21): the teacher's latents, decoded frames, their estimated
+depth, the cameras. Nothing else: no world's ground truth is read. ``--data-weights 1,1`` draws each step's
+folder by those shares (default: every sample alike, so a large folder dominates); validation then also
+reports each folder's own PSNR (``val_psnr_vs_teacher_<i>``, ``i`` its place in ``--data``). Each step takes
+one sample per process, decodes Gaussians from the latents of its input trajectories, renders them at
+``render_frames`` random frames of those trajectories (``--backend``: gsplat on CUDA where installed, else the
+torch rasterizer) and compares with the teacher's frames:
 
     loss = MSE + ssim_weight·(1 − SSIM) + depth_weight·(scale-and-shift-invariant depth L1 vs the estimated
            depth, sky excluded) + opacity_weight·mean opacity (final pruning stage only)
@@ -80,6 +83,8 @@ class DecoderTrainConfig(RunConfig):
     input_weight: float = 0.5  # dynamic: weight of the input camera's loss vs the input frame at the target time
     input_view: int = 0  # dynamic: 1 = the decoder also reads the input video's latents as one more view
     gaussian_stride: int = 0  # 0: the model's; else the model at this stride (--init-from: GaussianDecoder.with_stride)
+    data_weights: str = ""  # share of steps per --data folder, comma-separated (e.g. 1,1); empty: by sample count
+    backend: str = "auto"  # rasterizer: auto (gsplat on CUDA where installed, else torch), gsplat or torch
     model: DecoderConfig = field(default_factory=DecoderConfig)
 
     @classmethod
@@ -108,11 +113,30 @@ def ssi_depth_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor)
     return rel[ok].mean() if bool(ok.any()) else pred.sum() * 0
 
 
+def data_folders(folders: str) -> list[str]:
+    """The SDG folders of ``--data`` (comma-separated)."""
+    return [f.strip() for f in folders.split(",") if f.strip()]
+
+
+def folder_weights(weights: str, folders: list[str]) -> list[float] | None:
+    """``--data-weights`` as one share per folder (normalised), or ``None`` (sample uniformly over all samples)."""
+    if not weights.strip():
+        return None
+    try:
+        w = [float(x) for x in weights.split(",")]
+    except ValueError:
+        w = []
+    if len(w) != len(folders) or any(not x >= 0 for x in w) or sum(w) <= 0:
+        raise InputError(f"--data-weights takes one non-negative number per --data folder ({len(folders)}), "
+                         f"not all zero; got {weights!r}")
+    return [x / sum(w) for x in w]
+
+
 def split_data(folders: str, val_samples: int) -> tuple[list, list]:
     """Training and validation sample folders of the SDG folder(s) ``folders`` (comma-separated): the last
     ``val_samples`` of each folder are held out for validation."""
     train_dirs, val_dirs = [], []
-    for folder in (f.strip() for f in folders.split(",") if f.strip()):
+    for folder in data_folders(folders):
         dirs = sample_dirs(folder)
         if len(dirs) <= val_samples:
             raise InputError(f"{folder} holds {len(dirs)} samples; need more than val_samples={val_samples}")
@@ -198,6 +222,19 @@ def frame_picks(n_views: int, t: int, f: int) -> torch.Tensor:
     return torch.arange(n_views) * t + f
 
 
+def train_backend(backend: str, device: torch.device) -> str:
+    """The rasterizer of a run on ``device``: ``auto`` is gsplat on CUDA where it is installed, else torch."""
+    from lyra3d.core.render import available_backends
+
+    if backend not in ("auto", "gsplat", "torch"):
+        raise InputError(f"--backend must be auto, gsplat or torch, got {backend!r}")
+    if backend == "auto":
+        return "gsplat" if "gsplat" in available_backends(device) else "torch"
+    if backend == "gsplat" and "gsplat" not in available_backends(device):
+        raise InputError("--backend gsplat needs CUDA and gsplat (pip install gsplat); use --backend torch")
+    return backend
+
+
 def initial_model_4d(config: DecoderTrainConfig, device: torch.device) -> GaussianDecoder4D:
     """A fresh 4D decoder of ``config.model``, or one from ``config.init_from``: a static decoder folder
     (:meth:`GaussianDecoder4D.from_static`) or a 4D folder. With a folder, its config replaces
@@ -230,8 +267,11 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
     check_device(config.device)  # an unknown device or a missing GPU: one line (accelerate picks the device)
     acc = Accelerator(cpu=config.device == "cpu")
     device, main = acc.device, acc.is_main_process
-    backend = "gsplat" if device.type == "cuda" else "torch"
+    backend = train_backend(config.backend, device)
     train_dirs, val_dirs = split_data(config.data, config.val_samples)
+    folders = data_folders(config.data)
+    weights = folder_weights(config.data_weights, folders)
+    folder_of = {str(d): i for i, f in enumerate(folders) for d in sample_dirs(f)}
     dynamic = bool(config.dynamic)
     if config.static_data and not dynamic:
         raise InputError("--static-data is for --dynamic 1 runs (static steps of a 4D decoder)")
@@ -250,8 +290,16 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
     if main:
         run.log({"config": dataclasses.asdict(config), "device": str(device), "processes": acc.num_processes,
                  "parameters": sum(p.numel() for p in decoder.parameters())})
-    data = load_data(train_dirs[acc.process_index::acc.num_processes], device)
+    mine = train_dirs[acc.process_index::acc.num_processes]
+    data = load_data(mine, device)
+    for s, d in zip(data, mine):
+        s["folder"] = folder_of[str(d)]
     val = load_data(val_dirs, device) if main else []
+    for s, d in zip(val, val_dirs):
+        s["folder"] = folder_of[str(d)]
+    by_folder = [[s for s in data if s["folder"] == i] for i in range(len(folders))]
+    if weights is not None and any(w > 0 and not by_folder[i] for i, w in enumerate(weights)):
+        raise InputError("a --data folder with a share in --data-weights has no training sample for this process")
     static_data = []
     if config.static_data:
         static_data = [s for s in load_data(sample_dirs(config.static_data)[acc.process_index::acc.num_processes],
@@ -271,7 +319,8 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
                                                                                 *frames}))
     if main:
         run.log({"train_samples": len(train_dirs), "val_samples": len(val_dirs), "static_samples": len(static_data),
-                 "frames_per_trajectory": frames, "data_s": round(time.time() - start_wall, 1)})
+                 "frames_per_trajectory": frames, "backend": backend, "folder_weights": weights,
+                 "samples_per_folder": [len(f) for f in by_folder], "data_s": round(time.time() - start_wall, 1)})
     gen = torch.Generator().manual_seed(1234 + run.step * acc.num_processes + acc.process_index)
     num_v = data[0]["latents"].shape[0]
 
@@ -280,14 +329,21 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
         frames = torch.randperm(n_views * t, generator=gen)[:config.render_frames].sort().values
         return views, frames
 
+    def training_pool() -> list[dict]:
+        """All training samples, or (``--data-weights``) those of one folder drawn by its share."""
+        if weights is None:
+            return data
+        return by_folder[int(torch.multinomial(torch.tensor(weights), 1, generator=gen))]
+
     def one_loss(n_views: int, ow: float):
         """A static step (a static decoder, or a 4D one on an image sample at time 0), or a dynamic step."""
         if not dynamic or (static_data and float(torch.rand((), generator=gen)) < config.static_share):
-            pool = static_data or data
+            pool = static_data or training_pool()
             sample = pool[int(torch.randint(len(pool), (), generator=gen))]
             return sample_loss(model, decoder, sample, *pick(n_views, sample["frames"].shape[1]), config, ow, backend,
                                target_time=0.0 if dynamic else None)[0]
-        sample = data[int(torch.randint(len(data), (), generator=gen))]
+        pool = training_pool()
+        sample = pool[int(torch.randint(len(pool), (), generator=gen))]
         t = sample["frames"].shape[1]
         views = torch.randperm(num_v, generator=gen)[:n_views].sort().values
         f = int(torch.randint(t, (), generator=gen))
@@ -311,6 +367,7 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
     def eval_fn():
         g = torch.Generator().manual_seed(0)
         scores, static_scores, input_scores = [], [], []
+        per_folder: dict[int, list[float]] = {}
         n_views = config.views or num_v
         views = torch.arange(n_views)
         for sample in val:
@@ -327,7 +384,10 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
                     frames = torch.randperm(n_views * t, generator=g)[:config.render_frames].sort().values
                     _, terms = sample_loss(decoder, decoder, sample, views, frames, config, 0.0, backend)
                     scores.append(terms["psnr"])
+                    per_folder.setdefault(sample["folder"], []).append(terms["psnr"])
         out = {"val_psnr_vs_teacher": sum(scores) / max(1, len(scores))}
+        if len(per_folder) > 1:  # each --data folder's own validation samples (e.g. worlds and photos)
+            out.update({f"val_psnr_vs_teacher_{i}": sum(v) / len(v) for i, v in sorted(per_folder.items())})
         if input_scores:  # the input camera vs the input frame, at the same three times
             out["val_input_psnr"] = sum(input_scores) / len(input_scores)
         if main and static_data:  # a few training image samples: does the 4D decoder still decode still scenes?
