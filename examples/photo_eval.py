@@ -33,11 +33,12 @@ def main() -> None:
     ap.add_argument("--keep-input", default="on", choices=("on", "off"))
     ap.add_argument("--worlds", type=int, default=0, help="also this many held-out procedural worlds")
     ap.add_argument("--json", type=Path, default=None, help="the worlds' rows and summary")
+    ap.add_argument("--weights", type=Path, default=None, help="a weights folder (default: the shipped models)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = ImageTo3DPipeline.from_pretrained(device=args.device)
+    pipe = ImageTo3DPipeline.from_pretrained(args.weights, device=args.device)
     if args.photos is not None:
         rows = evaluate_photos(pipe, args.photos, out_dir=args.out, split=args.split, keep_input=args.keep_input,
                                progress=lambda name, row: print(
@@ -56,7 +57,7 @@ def main() -> None:
         summary = summarize(rows)
         print(table(summary, f"{len(rows)} held-out worlds"))
         if args.json:
-            args.json.write_text(json.dumps({"device": args.device, "seeds": seeds, "summary": summary, "rows": rows},
+            args.json.write_text(json.dumps({"device": args.device, "weights": str(args.weights), "seeds": seeds, "summary": summary, "rows": rows},
                                             indent=1) + "\n")
 
 
