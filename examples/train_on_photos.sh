@@ -16,6 +16,8 @@
 #   4. the new weights (float16, as shipped) evaluated: held-out photos with keep_input on and off, 12 held-out
 #      worlds through the pipeline and with `lyra3d eval decoder`; then the comparison table and verdict
 #      (examples/photo_training_report.py) in $OUT/summary.json
+# DEADLINE (570 s on the GPU) shortens the decoder's training and the evaluation's time limit if earlier stages ran
+# long, so that the report is written inside a 10-minute call.
 # Held-out photos are only ever read by stage 0 and 4 (evaluation); training reads the manifest's tune split.
 # Logs: $OUT/logs/*.log; weights: $OUT/weights/{tokenizer,decoder}; evaluations: $OUT/eval/{new,shipped}/.
 set -euo pipefail
@@ -37,15 +39,16 @@ if ls .whl/*.whl >/dev/null 2>&1; then pip install -q --no-deps .whl/*.whl >"$OU
 
 if [ "$TINY" = 1 ]; then
   DEVICE=cpu; TOK_S=${TOK_S:-20}; SDG_S=${SDG_S:-240}; DEC_S=${DEC_S:-20}; EVAL_S=${EVAL_S:-900}; AUGMENT=${AUGMENT:-2}
-  SDG_PROCS=1; NWORLDS=3; EVAL_WORLDS=1
-  # a toy photo folder: 3 tune photos for training, 1 held-out photo for the evaluation
+  DEADLINE=${DEADLINE:-100000}
+  SDG_PROCS=1; NWORLDS=2; EVAL_WORLDS=1; VAL=1
+  # a toy photo folder: 2 tune photos for training, 1 held-out photo for the evaluation
   python - "$PHOTOS" "$WORK/photos" <<'EOF'
 import json, shutil, sys
 from pathlib import Path
 src, dst = Path(sys.argv[1]), Path(sys.argv[2])
 dst.mkdir(parents=True, exist_ok=True)
 m = json.loads((src / "manifest.json").read_text())
-keep = [e for e in m["photos"] if e["split"] == "tune"][:3] + [e for e in m["photos"] if e["split"] == "heldout"][:1]
+keep = [e for e in m["photos"] if e["split"] == "tune"][:2] + [e for e in m["photos"] if e["split"] == "heldout"][:1]
 for e in keep:
     shutil.copy(src / e["file"], dst / e["file"])
 (dst / "manifest.json").write_text(json.dumps({**m, "photos": keep}, indent=1))
@@ -56,8 +59,9 @@ EOF
   DEC_ARGS="--render-frames 2"
   EVAL_FRAMES="--frames 5"
 else
-  DEVICE=cuda; TOK_S=${TOK_S:-95}; SDG_S=${SDG_S:-110}; DEC_S=${DEC_S:-150}; EVAL_S=${EVAL_S:-150}; AUGMENT=${AUGMENT:-4}
-  SDG_PROCS=${SDG_PROCS:-3}; NWORLDS=${NWORLDS:-0}; EVAL_WORLDS=12
+  DEVICE=cuda; TOK_S=${TOK_S:-95}; SDG_S=${SDG_S:-110}; DEC_S=${DEC_S:-150}; EVAL_S=${EVAL_S:-120}; AUGMENT=${AUGMENT:-4}
+  DEADLINE=${DEADLINE:-570}   # seconds from the start by which everything (the report included) must be done
+  SDG_PROCS=${SDG_PROCS:-3}; NWORLDS=${NWORLDS:-0}; EVAL_WORLDS=12; VAL=$AUGMENT
   TOK_ARGS="--crop 128 --batch-size 12 --num-worlds 200 --eval-worlds 8 --eval-every 400 --save-every 400"
   SDG_ARGS=""
   DEC_ARGS=""
@@ -68,19 +72,25 @@ NTUNE=$(python -c "import json,sys; print(sum(e['split']=='tune' for e in json.l
 say "device $DEVICE, tiny=$TINY, $NTUNE tune photos x $AUGMENT views, $NWORLDS worlds; budgets tok ${TOK_S}s sdg ${SDG_S}s dec ${DEC_S}s"
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee -a "$OUT/logs/script.log"
 
+EVAL_PIDS=()
+unless_done() {  # unless_done RESULT LOG CMD...: run CMD in the background (time-limited) unless RESULT exists
+  local result=$1 log=$2; shift 2
+  [ -e "$result" ] && return 0   # written by an earlier run into this OUT
+  timeout "$EVAL_S" "$@" > "$log" 2>&1 & EVAL_PIDS+=($!)
+}
 evaluate() {  # evaluate WEIGHTS SIDE: held-out photos (keep_input on, off), 12 worlds (pipeline; eval decoder), in parallel
-  local weights=$1 side=$2 dir="$OUT/eval/$2" w=() d=() pids=() name
+  local weights=$1 side=$2 dir="$OUT/eval/$2" w=() d=()
   if [ -n "$weights" ]; then w=(--weights "$weights"); d=(--tokenizer "$weights/tokenizer" --decoder "$weights/decoder"); fi
+  EVAL_PIDS=()
   for mode in on off; do
-    timeout "$EVAL_S" python examples/photo_eval.py --photos "$PHOTOS" --split heldout --keep-input $mode \
-      --out "$dir/photos_$mode" "${w[@]}" --device "$DEVICE" --threads 2 > "$OUT/logs/eval_${side}_photos_$mode.log" 2>&1 &
-    pids+=($!)
+    unless_done "$dir/photos_$mode/photos.json" "$OUT/logs/eval_${side}_photos_$mode.log" python examples/photo_eval.py \
+      --photos "$PHOTOS" --split heldout --keep-input $mode --out "$dir/photos_$mode" "${w[@]}" --device "$DEVICE" --threads 2
   done
-  timeout "$EVAL_S" python examples/photo_eval.py --worlds "$EVAL_WORLDS" --json "$dir/worlds.json" "${w[@]}" \
-    --device "$DEVICE" --threads 2 > "$OUT/logs/eval_${side}_worlds.log" 2>&1 & pids+=($!)
-  timeout "$EVAL_S" $L eval decoder --worlds "$EVAL_WORLDS" $EVAL_FRAMES "${d[@]}" --device "$DEVICE" \
-    --json "$dir/decoder.json" > "$OUT/logs/eval_${side}_decoder.log" 2>&1 & pids+=($!)
-  for p in "${pids[@]}"; do wait "$p" || echo "an evaluation of $side failed or ran out of time (rc $?)" >> "$OUT/logs/script.log"; done
+  unless_done "$dir/worlds.json" "$OUT/logs/eval_${side}_worlds.log" python examples/photo_eval.py \
+    --worlds "$EVAL_WORLDS" --json "$dir/worlds.json" "${w[@]}" --device "$DEVICE" --threads 2
+  unless_done "$dir/decoder.json" "$OUT/logs/eval_${side}_decoder.log" $L eval decoder --worlds "$EVAL_WORLDS" \
+    $EVAL_FRAMES "${d[@]}" --device "$DEVICE" --json "$dir/decoder.json"
+  for p in "${EVAL_PIDS[@]}"; do wait "$p" || echo "an evaluation of $side failed or ran out of time" >> "$OUT/logs/script.log"; done
 }
 
 # -- 0. the shipped weights' evaluations, beside the training ------------------------------------------------------
@@ -139,9 +149,11 @@ NP=$(ls -d "$WORK"/sdg_photos/*/ 2>/dev/null | wc -l); NW=$(ls -d "$WORK"/sdg_wo
 say "SDG samples: photos $NP, worlds $NW"
 
 # -- 3. the 3DGS decoder from the shipped one, on worlds and photos alike ------------------------------------------------
-say "decoder fine-tune"
+LEFT=$(( DEADLINE - ($(date +%s) - T0) - EVAL_S - 60 ))   # what is left before the evaluation must start
+if [ "$LEFT" -lt "$DEC_S" ]; then DEC_S=$(( LEFT > 30 ? LEFT : 30 )); fi
+say "decoder fine-tune (${DEC_S}s)"
 $L train decoder --out "$WORK/dec" --init-from "$SHIPPED/decoder" --data "$WORK/sdg_worlds,$WORK/sdg_photos" \
-  --data-weights 1,1 --val-samples "$AUGMENT" --warmup 50 --few-views-until 0 --lr 1e-4 --steps 100000 \
+  --data-weights 1,1 --val-samples "$VAL" --warmup 50 --few-views-until 0 --lr 1e-4 --steps 100000 \
   --train-time-s "$DEC_S" --time-limit-s $(( DEC_S + 40 )) --eval-every 500 --save-every 500 --device "$DEVICE" $DEC_ARGS \
   > "$OUT/logs/decoder.log" 2>&1
 grep '"eval"' "$OUT/logs/decoder.log" | tail -1 | tee -a "$OUT/logs/script.log"
@@ -149,7 +161,9 @@ grep '"s_per_step"' "$OUT/logs/decoder.log" | tail -1 | tee -a "$OUT/logs/script
 half "$WORK/dec/model" "$OUT/weights/decoder"
 
 # -- 4. the new weights, evaluated; the comparison --------------------------------------------------------------------
-say "evaluating the new weights"
+LEFT=$(( DEADLINE - ($(date +%s) - T0) - 20 ))
+if [ "$LEFT" -lt "$EVAL_S" ]; then EVAL_S=$(( LEFT > 30 ? LEFT : 30 )); fi
+say "evaluating the new weights (at most ${EVAL_S}s)"
 evaluate "$OUT/weights" new
 if [ -n "${BASE_PID:-}" ]; then wait "$BASE_PID" || true; fi
 say "report"
