@@ -103,7 +103,7 @@ say "tokenizer fine-tune"
 $L train tokenizer --out "$WORK/tok" --init-from "$SHIPPED/tokenizer" --freeze-encoder --photos "$PHOTOS" \
   --photo-fraction 0.5 --lr 2e-4 --warmup 50 --steps 100000 --train-time-s "$TOK_S" --time-limit-s $(( TOK_S + 60 )) \
   --device "$DEVICE" $TOK_ARGS > "$OUT/logs/tokenizer.log" 2>&1
-grep '"eval"' "$OUT/logs/tokenizer.log" | tail -1 | tee -a "$OUT/logs/script.log"
+grep '"eval"' "$OUT/logs/tokenizer.log" | tail -1 | tee -a "$OUT/logs/script.log" || true
 
 half() {  # half SRC DST: float16 weights as shipped (config.json and logs copied)
   python - "$1" "$2" <<'EOF'
@@ -156,8 +156,8 @@ $L train decoder --out "$WORK/dec" --init-from "$SHIPPED/decoder" --data "$WORK/
   --data-weights 1,1 --val-samples "$VAL" --warmup 50 --few-views-until 0 --lr 1e-4 --steps 100000 \
   --train-time-s "$DEC_S" --time-limit-s $(( DEC_S + 40 )) --eval-every 500 --save-every 500 --device "$DEVICE" $DEC_ARGS \
   > "$OUT/logs/decoder.log" 2>&1
-grep '"eval"' "$OUT/logs/decoder.log" | tail -1 | tee -a "$OUT/logs/script.log"
-grep '"s_per_step"' "$OUT/logs/decoder.log" | tail -1 | tee -a "$OUT/logs/script.log"
+grep '"eval"' "$OUT/logs/decoder.log" | tail -1 | tee -a "$OUT/logs/script.log" || true
+grep '"s_per_step"' "$OUT/logs/decoder.log" | tail -1 | tee -a "$OUT/logs/script.log" || true
 half "$WORK/dec/model" "$OUT/weights/decoder"
 
 # -- 4. the new weights, evaluated; the comparison --------------------------------------------------------------------
