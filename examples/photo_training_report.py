@@ -77,7 +77,7 @@ def main() -> None:
         for name in ("photos_on", "photos_off", "worlds", "decoder"):
             values[side][name] = _summary(args.eval / side, name)
     rows, ok = [], True
-    print(f"| measure | shipped | new | change | rule | pass |\n|---|---|---|---|---|---|")
+    print("| measure | shipped | new | change | rule | pass |\n|---|---|---|---|---|---|")
     for name, key, what, rule in RULES:
         new, old = values["new"][name].get(key), values["shipped"][name].get(key)
         if new is None or old is None:
