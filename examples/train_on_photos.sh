@@ -118,6 +118,7 @@ with safe_open(str(src / "model.safetensors"), "pt") as f:
     tensors = {k: (f.get_tensor(k).half() if f.get_tensor(k).is_floating_point() else f.get_tensor(k)).contiguous()
                for k in f.keys()}
 save_file(tensors, str(dst / "model.safetensors"), metadata=meta)
+(dst / "model.safetensors").chmod(0o644)  # safetensors writes 0600; the shipped files are 0644
 shutil.copy(src / "config.json", dst / "config.json")
 for log in src.parent.glob("train_log*.jsonl"):
     shutil.copy(log, dst / log.name)
