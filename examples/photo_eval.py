@@ -57,7 +57,8 @@ def main() -> None:
         summary = summarize(rows)
         print(table(summary, f"{len(rows)} held-out worlds"))
         if args.json:
-            args.json.write_text(json.dumps({"device": args.device, "weights": str(args.weights), "seeds": seeds, "summary": summary, "rows": rows},
+            args.json.write_text(json.dumps({"device": args.device, "weights": str(args.weights), "seeds": seeds,
+                                             "summary": summary, "rows": rows},
                                             indent=1) + "\n")
 
 

@@ -1,14 +1,14 @@
 """Collect real photographs from installed packages into one folder, with a manifest (issue 21).
 
-    apt-get install mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers   # Debian packages (root)
+    apt-get install mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers  # Debian packages
     python examples/real_photos.py --out photos                    # -> photos/*.png + photos/manifest.json
     python examples/real_photos.py --out photos --split heldout    # only the held-out split
     python examples/real_photos.py --out .photos --format jpg      # JPEG (quality 92): ~6x smaller, to carry
 
 No image is stored in the repository: the photos are read from where the packages install them
 (``/usr/share/backgrounds/mate/nature``, ``/usr/share/wallpapers/<name>/contents/images``, scikit-image's
-``skimage/data``, Ubuntu Touch's ``/usr/share/backgrounds``), converted to RGB, resized so the longer side is at most 640 px (Lanczos) and written as
-PNG. Only photographs are listed (no vector art or renders), each with its package, file, author and
+``skimage/data``, Ubuntu Touch's ``/usr/share/backgrounds``), converted to RGB, resized so the longer side is
+at most 640 px (Lanczos) and written as PNG (or JPEG). Only photographs are listed (no vector art or renders), each with its package, file, author and
 licence as the package states them (Debian ``copyright`` files, the KDE wallpapers' ``metadata.json``,
 scikit-image's ``skimage/data/_fetchers.py`` docstrings). A photo whose package is not installed is skipped
 and named, with the command that installs it.

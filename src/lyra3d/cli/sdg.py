@@ -57,7 +57,8 @@ def sdg(
 
     with progress_bar(quiet, remaining=True) as bar:
         rows = StageBars(bar, labels={"samples": f"SDG shard {shard} → {out.name}"})
-        written = run_sdg(out, worlds=worlds, clips=clips, images=images, augment=augment, split=split, frames=frames, clip_frames=clip_frames,
+        written = run_sdg(out, worlds=worlds, clips=clips, images=images, augment=augment, split=split,
+                          frames=frames, clip_frames=clip_frames,
                           camera=clip_camera, width=width, height=height, first_seed=first_seed, shard=shard,
                           num_shards=num_shards, steps=steps, guidance=guidance, seed=seed, tokenizer=tokenizer,
                           video_model=video_model, device=device, threads=threads, progress=rows)

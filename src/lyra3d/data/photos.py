@@ -125,7 +125,7 @@ def pseudo_video_boxes(photo_width: int, photo_height: int, num_frames: int, wid
     x0, y0, w0, h0 = random_box(photo_width, photo_height, aspect, min_scale, generator)
     r = torch.rand(3, generator=generator)
     zoom = math.exp((2 * float(r[0]) - 1) * math.log(max_zoom))
-    bw, bh = largest_box(photo_width, photo_height, aspect)
+    bw, _ = largest_box(photo_width, photo_height, aspect)
     w1 = min(w0 * zoom, bw)
     h1 = w1 / aspect
     cx = x0 + w0 / 2 + (2 * float(r[1]) - 1) * max_move * w0

@@ -157,7 +157,8 @@ def image_paths(folder: str | Path, split: str | None = None) -> list[Path]:
         if not files:
             raise InputError(f"{manifest} lists no photo of split {split!r}")
         return files
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"))
+    suffixes = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
     if not files:
         raise InputError(f"{folder} holds no PNG, JPEG, WebP or TIFF image")
     return files
@@ -333,7 +334,8 @@ def sample_dirs(out: str | Path) -> list[Path]:
 
 
 def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = None,
-            images: str | Path | None = None, augment: int = 1, split: str | None = None, frames: int = TeacherConfig.num_frames, clip_frames: int = 17,
+            images: str | Path | None = None, augment: int = 1, split: str | None = None,
+            frames: int = TeacherConfig.num_frames, clip_frames: int = 17,
             camera: str = "mixed", width: int = 320, height: int = 176, first_seed: int = 0, shard: int = 0,
             num_shards: int = 1, steps: int = TeacherConfig.steps, guidance: float = TeacherConfig.guidance,
             seed: int = 0, tokenizer: str | Path | None = None, video_model: str | Path | None = None,

@@ -116,8 +116,9 @@ def train(config: TokenizerTrainConfig) -> dict[str, float]:
     device = check_device(config.device)
     train_photos, photo_eval = _photo_data(config)  # a bad folder fails before any work
     train_photos = [p.to(device) for p in train_photos]  # pseudo-videos are resampled where they train
-    run = Run(config.out, initial_model(VideoTokenizer, config.model, config.init_from, device), config.lr, config.weight_decay, config.warmup,
-              config.steps, config.train_time_s, frozen=encoder_parameter_names if config.freeze_encoder else None)
+    model0 = initial_model(VideoTokenizer, config.model, config.init_from, device)
+    run = Run(config.out, model0, config.lr, config.weight_decay, config.warmup, config.steps, config.train_time_s,
+              frozen=encoder_parameter_names if config.freeze_encoder else None)
     run.resume(device)
     model, start_wall = run.model.train(), time.time()
     run.log({"config": dataclasses.asdict(config), "device": str(device),
