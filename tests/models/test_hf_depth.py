@@ -16,27 +16,6 @@ from lyra3d.models.hf_depth import (
 transformers = pytest.importorskip("transformers")
 
 
-def tiny_depth_anything(folder: Path, metric: bool = False, seed: int = 0) -> Path:
-    """A ~75k-parameter Depth Anything (Dinov2 backbone of 2 layers) with random weights and its image processor.
-    The head's last bias is set positive: a random head would give (almost) zero disparity everywhere."""
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
-
-    torch.manual_seed(seed)
-    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                            image_size=56, patch_size=14, out_features=["stage1", "stage2"],
-                            reshape_hidden_states=False)
-    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[16, 32],
-                                 fusion_hidden_size=16, head_hidden_size=8, reassemble_factors=[2, 1],
-                                 depth_estimation_type="metric" if metric else "relative", max_depth=20)
-    model = DepthAnythingForDepthEstimation(config)
-    with torch.no_grad():
-        model.head.conv3.bias.fill_(0.5)
-    model.save_pretrained(folder)
-    DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14).save_pretrained(
-        folder)
-    return folder
-
-
 def tiny_dpt(folder: Path) -> Path:
     from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
 
@@ -53,19 +32,20 @@ def tiny_dpt(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def relative_folder(tmp_path_factory):
+def relative_folder(tmp_path_factory, tiny_depth_anything):
     return tiny_depth_anything(tmp_path_factory.mktemp("da_relative"))
 
 
 # -- the convention -------------------------------------------------------------------------------------------
-def test_a_worlds_inverse_depth_comes_back_as_its_z_depth(world_image):
+def test_a_worlds_inverse_depth_comes_back_as_its_z_depth():
     """A procedural world's true z-depth, given as a relative model's output (inverse depth at an arbitrary scale),
     comes back as the world's z-depth up to one factor: the one that puts its median at RELATIVE_MEDIAN_DEPTH.
     The sky (1000 m, beyond SKY_RATIO × the near depth) comes back unknown (0)."""
     from lyra3d.data import worlds
+    from lyra3d.data.worlds.scene import SKY_DEPTH
 
     truth = worlds.render(worlds.make_world(1_000_007), default_camera(160, 88)).depth  # (1, 1, H, W)
-    sky = truth >= worlds.SKY_DEPTH * 0.999 if hasattr(worlds, "SKY_DEPTH") else truth >= 999
+    sky = truth >= SKY_DEPTH
     assert 0.2 < sky.float().mean() < 0.8  # the test means something: sky and scene both present
     depth, factors = inverse_depth_to_depth(0.37 / truth)
     scene = ~sky
@@ -118,7 +98,7 @@ def test_relative_depth_anything_end_to_end(relative_folder, world_image):
     torch.testing.assert_close(result.depth, inverse_depth_to_depth(inv[:, None])[0])
 
 
-def test_metric_depth_anything_keeps_metres(tmp_path, world_image):
+def test_metric_depth_anything_keeps_metres(tmp_path, world_image, tiny_depth_anything):
     est = load_depth(tiny_depth_anything(tmp_path / "da_metric", metric=True))
     assert est.metric and est.max_depth == 20.0
     result = est(world_image(64, 40)[None])
