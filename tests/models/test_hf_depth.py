@@ -116,7 +116,10 @@ def test_dpt_is_relative(tmp_path, world_image):
 
 
 def test_load_depth_still_loads_lyra3d_networks(tmp_path):
-    assert isinstance(load_depth(None), NetworkDepth)
+    shipped = load_depth(None)
+    assert isinstance(shipped, NetworkDepth)
+    record = shipped(torch.rand(1, 3, 32, 48)).record  # the shipped network says what it is, too
+    assert record["kind"] == "metric" and record["model"] == "DepthNet" and record["model_type"] == "lyra3d-depth-unet"
     from lyra3d.models.depth import DepthNet, DepthNetConfig
 
     DepthNet(DepthNetConfig(base_channels=8, levels=2)).save_pretrained(tmp_path / "net")

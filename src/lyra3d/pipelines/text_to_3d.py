@@ -14,12 +14,12 @@ from lyra3d.core.progress import Progress, StageClock
 from lyra3d.errors import InputError
 from lyra3d.io.images import fit_image_tensor
 from lyra3d.models.modeling import CONFIG_NAME, shipped_weights
-from lyra3d.pipelines.config import GenerateConfig
 from lyra3d.pipelines.base import with_depth
+from lyra3d.pipelines.config import GenerateConfig
 from lyra3d.pipelines.image_to_3d import ImageTo3DPipeline
 from lyra3d.pipelines.outputs import Scene
 from lyra3d.pipelines.weights import (
-    _missing_text_to_image, _save_part, is_diffusers_pipeline, resolve_weights, write_pipeline_json)
+    _missing_text_to_image, _model_type, _save_part, is_diffusers_pipeline, resolve_weights, write_pipeline_json)
 
 
 # -- text → 3D ----------------------------------------------------------------------------------------------------
@@ -57,8 +57,8 @@ class TextTo3DPipeline:
         parts = with_depth(parts, depth)
         folder = Path(text_to_image).expanduser() if text_to_image is not None else \
             parts.get("text_to_image", shipped_weights("text_to_image"))
-        given_other = text_to_image is not None and not (folder / CONFIG_NAME).is_file()  # the loader says why
-        diffusers = is_diffusers_pipeline(folder) or given_other
+        own = str(_model_type(folder) or "").startswith("lyra3d-")  # a lyra3d checkpoint; else diffusers says why
+        diffusers = is_diffusers_pipeline(folder) or (text_to_image is not None and not own)
         if not diffusers and not (folder / CONFIG_NAME).is_file():
             raise _missing_text_to_image()
         config = ImageTo3DPipeline._config(config, settings, device)
