@@ -54,6 +54,11 @@ def test_a_weights_folder_with_real_parts(tmp_path, folders):
                                                                                  TransformersDepth)
     assert text.model_versions()["text_to_image"]["model_type"] == "StableDiffusionPipeline"
     assert isinstance(Teacher.from_pretrained(depth=folders["depth"]).depth, TransformersDepth)
+    saved = text.save_pretrained(tmp_path / "saved")  # saved back, both real parts as they were loaded
+    assert (saved / "depth" / "preprocessor_config.json").is_file() and (saved / "text_to_image" / "unet").is_dir()
+    again = TextTo3DPipeline.from_pretrained(saved)
+    assert isinstance(again.text_to_image, DiffusersTextToImage) and isinstance(again.image_to_3d.teacher.depth,
+                                                                                  TransformersDepth)
 
 
 def test_generate_from_text_with_a_diffusers_pipeline(tmp_path, folders, invoke):

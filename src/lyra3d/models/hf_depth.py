@@ -155,10 +155,15 @@ class TransformersDepth:
             try:
                 model = AutoModelForDepthEstimation.from_pretrained(str(directory), local_files_only=True)
                 processor = AutoImageProcessor.from_pretrained(str(directory), local_files_only=True)
+            except ImportError as e:  # e.g. Depth Pro's image processor needs torchvision
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise InputError(f"cannot load the depth model in {directory}: a package it needs is missing "
+                                 f"({first[:160]})") from None
             except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise InputError(f"cannot load the depth model in {directory} ({first[:200]}); nothing is "
-                                 "downloaded: copy the complete model folder there") from None
+                fix = "install what it names (e.g. pip install torchvision)" if "could be imported" in first else \
+                    "nothing is downloaded: copy the complete model folder there"
+                raise InputError(f"cannot load the depth model in {directory} ({first[:200]}); {fix}") from None
         return cls(model.to(device), processor, directory)
 
     def save_pretrained(self, directory: str | Path) -> Path:
