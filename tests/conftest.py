@@ -260,8 +260,8 @@ def _tiny_sd_pipeline(folder: Path, seed: int = 0) -> Path:
     vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
                         up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8, sample_size=32)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=EulerDiscreteScheduler(steps_offset=1), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+                                   scheduler=EulerDiscreteScheduler(steps_offset=1), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
     for f in ("vocab.json", "merges.txt"):
         (folder / f).unlink()
     pipe.save_pretrained(folder)

@@ -303,6 +303,7 @@ class Scene4D:
         frames: the teacher's RGB frames ``(V, T, 3, H, W)`` when ``keep_frames``, else ``None``.
         gaussians_before_pruning: the decoder's Gaussian count per time before opacity-rank pruning.
         preset: the resolution preset used.
+        depth: what gave the frames' depth (:attr:`Scene.depth`; the record of the first frames), or ``None``.
     """
 
     gaussians: list[Gaussians]
@@ -326,6 +327,7 @@ class Scene4D:
     frames: Tensor | None = None
     gaussians_before_pruning: int = 0
     preset: Preset | None = None
+    depth: dict | None = None
 
     def __len__(self) -> int:
         return len(self.gaussians)
@@ -347,7 +349,7 @@ class Scene4D:
                      input_camera=self.input_cameras[j], input_image=self.input_video[j],
                      center_depth=self.center_depth, input_view_psnr=self.input_view_psnrs[k], timings=self.timings,
                      seed=self.seed, config=self.config, gaussians_before_pruning=self.gaussians_before_pruning,
-                     preset=self.preset)
+                     preset=self.preset, depth=self.depth)
 
     def cameras_record(self) -> dict:
         """The ``cameras.json`` record: :meth:`Scene.cameras_record` (every trajectory frame's camera, the

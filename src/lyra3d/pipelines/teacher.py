@@ -268,10 +268,11 @@ def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int 
     cameras = _check_video(teacher, frames, cameras)
     frames, cameras = frames.to(dev), cameras.to(dev)
     t = frames.shape[0]
+    record = {"kind": "given", "done": "the depth maps given with the video, used as they are"}
     if depth is None:
         step = 1 if dev.type == "cpu" else 8  # on a CPU one frame at a time is fastest (measured)
-        depth = torch.cat([teacher.depth(frames[i:i + step], cameras.intrinsics[i:i + step]).depth
-                           for i in range(0, t, step)])
+        estimates = [teacher.depth(frames[i:i + step], cameras.intrinsics[i:i + step]) for i in range(0, t, step)]
+        depth, record = torch.cat([e.depth for e in estimates]), estimates[0].record  # the first frames' record
     elif depth.shape != (t, 1, *frames.shape[-2:]):
         raise InputError(f"depth must be (T, 1, H, W) = {(t, 1, *frames.shape[-2:])}, got {tuple(depth.shape)}")
     say("depth", 1, 1)
@@ -284,7 +285,7 @@ def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int 
     names, latents, cams, rgb, mask = teacher.generate(cond, frames[0], seed, say)  # as for one image
     times = torch.arange(t, dtype=torch.float32) if times is None else torch.as_tensor(times, dtype=torch.float32)
     meta = {"seed": seed, "steps": cfg.steps, "guidance": cfg.guidance, "movement_factor": cfg.movement_factor,
-            "per_frame_cache": True, "times": [round(float(x), 6) for x in times]}
+            "per_frame_cache": True, "times": [round(float(x), 6) for x in times], "depth": record}
     return VideoTeacherSample(names, latents, cams, frames[0], depth[0], center, rgb if keep_cache else None,
                               mask if keep_cache else None, meta, video=frames, video_depth=depth,
                               input_cameras=cameras, times=times, input_latents=input_latents)
