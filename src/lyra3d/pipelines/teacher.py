@@ -115,13 +115,14 @@ class Teacher:
                         config: TeacherConfig | None = None) -> "Teacher":
         """The shipped teacher, or parts from folders (a diffusers VAE folder works as the tokenizer, a transformers
         depth-estimation folder as the depth: :func:`lyra3d.models.hf_depth.load_depth`)."""
+        estimator = load_depth(depth, device)  # first: a bad depth folder is refused before the larger parts load
         tok = load_tokenizer(tokenizer or shipped_weights(DEFAULT_TOKENIZER_WEIGHTS), device)
         vm = VideoDiffusionModel.from_pretrained(video_model or shipped_weights(DEFAULT_VIDEO_MODEL_WEIGHTS), device)
         if tok.latent_channels != vm.config.latent_channels or tok.temporal_factor != vm.config.temporal_factor:
             raise InputError(f"the video model expects {vm.config.latent_channels}-channel latents with temporal "
                              f"factor {vm.config.temporal_factor}; the tokenizer gives {tok.latent_channels} and "
                              f"{tok.temporal_factor}")
-        return cls(load_depth(depth, device), tok, vm, config)
+        return cls(estimator, tok, vm, config)
 
     @property
     def device(self) -> torch.device:
