@@ -188,7 +188,12 @@ class TransformersDepth:
             kwargs = {"target_sizes": [(h, w)] * b}
             if "source_sizes" in inspect.signature(post).parameters:  # ZoeDepth removes its padding
                 kwargs["source_sizes"] = [(h, w)] * b
-            done = post(outputs, **kwargs)
+            try:
+                done = post(outputs, **kwargs)
+            except (NameError, ImportError) as e:  # transformers 5's PIL ZoeDepth processor calls torchvision here
+                raise InputError(f"the image processor of {self.directory or type(self.model).__name__} needs "
+                                 f"torchvision to post-process ({type(e).__name__}: {e}); pip install torchvision"
+                                 ) from None
         raw = torch.stack([d["predicted_depth"].reshape(h, w) for d in done])[:, None].float()
         record = {"kind": "metric" if self.metric else "relative", "model": type(self.model).__name__,
                   "model_type": self.model.config.model_type,
