@@ -200,3 +200,76 @@ def write_sdg_folder():
         return root
 
     return write
+
+
+# -- tiny real models: transformers depth, diffusers text-to-image (random weights, saved with save_pretrained) ------
+def _tiny_depth_anything(folder: Path, metric: bool = False, seed: int = 0) -> Path:
+    """A ~75k-parameter Depth Anything (a 2-layer Dinov2 backbone) with random weights and its image processor. The
+    head's last bias is set positive: a random head gives (almost) zero disparity everywhere."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    torch.manual_seed(seed)
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                            image_size=56, patch_size=14, out_features=["stage1", "stage2"],
+                            reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[16, 32],
+                                 fusion_hidden_size=16, head_hidden_size=8, reassemble_factors=[2, 1],
+                                 depth_estimation_type="metric" if metric else "relative", max_depth=20)
+    model = DepthAnythingForDepthEstimation(config)
+    with torch.no_grad():
+        model.head.conv3.bias.fill_(0.5)
+    model.save_pretrained(folder)
+    DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=True,
+                      ensure_multiple_of=14).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_anything():
+    """``tiny_depth_anything(folder, metric=False, seed=0) -> folder``: a tiny random transformers Depth Anything
+    folder (relative, or metric with max_depth 20)."""
+    return _tiny_depth_anything
+
+
+def _tiny_sd_pipeline(folder: Path, seed: int = 0) -> Path:
+    """A tiny random Stable Diffusion pipeline folder (UNet, VAE of factor 2, 1-layer CLIP text encoder, a CLIP BPE
+    tokenizer from a vocabulary of single letters and a few words written here, Euler scheduler)."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab: dict[str, int] = {}
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    for w in ("a", "red", "sphere", "on", "floor", "blue", "sky", "yellow", "cylinder"):
+        vocab.setdefault(w + "</w>", len(vocab))
+    bos, eos = len(vocab), len(vocab) + 1
+    vocab.update({"<|startoftext|>": bos, "<|endoftext|>": eos})
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32,
+                                                num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16,
+                                                bos_token_id=bos, eos_token_id=eos, pad_token_id=eos))
+    unet = UNet2DConditionModel(sample_size=32, in_channels=4, out_channels=4, block_out_channels=(16, 32),
+                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
+                                attention_head_dim=2, norm_num_groups=8)
+    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8, sample_size=32)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=EulerDiscreteScheduler(steps_offset=1), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    for f in ("vocab.json", "merges.txt"):
+        (folder / f).unlink()
+    pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_pipeline():
+    """``tiny_sd_pipeline(folder, seed=0) -> folder``: a tiny random diffusers Stable Diffusion pipeline folder
+    (native size 64 px: a sample size of 32 latent pixels × the VAE's factor 2)."""
+    return _tiny_sd_pipeline

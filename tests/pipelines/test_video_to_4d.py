@@ -124,6 +124,7 @@ def test_scene4d_shapes_counts_and_determinism(pipe, moving_video):
     assert report["frames_used"]["indices"] == [0, 1, 2, 3, 4]
     assert report["frames_used"]["description"] == "all 5 frames"
     assert report["input"]["kind"] == "tensor" and report["camera"].startswith("assumed: a still camera")
+    assert report["depth"]["kind"] == "metric" and report["depth"]["model"] == "DepthNet"  # what gave the depth
     json.dumps(report)
 
     # same seed, same scene; another seed or another time, another scene

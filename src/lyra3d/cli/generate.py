@@ -39,6 +39,15 @@ def generate(
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights folder DIR/{depth,tokenizer,"
                                            "video_model,decoder,text_to_image}, each optional (missing parts: the "
                                            "shipped ones)."),
+    depth: Optional[Path] = typer.Option(None, "--depth", help="Depth model folder, local only (nothing is "
+                                         "downloaded): a transformers depth-estimation model (Depth Anything V1/V2, "
+                                         "DPT, Depth Pro, ZoeDepth, ...; pip install 'lyra3d[real]') or a lyra3d "
+                                         "depth network; replaces the depth part."),
+    text_to_image: Optional[Path] = typer.Option(None, "--text-to-image", help="--text: a text-to-image folder, "
+                                                 "local only (nothing is downloaded): a diffusers pipeline "
+                                                 "(model_index.json: SD, SDXL, SD3, PixArt, Sana, Flux, ...; pip "
+                                                 "install 'lyra3d[real]') or a lyra3d one; replaces the shipped "
+                                                 "model."),
     trajectories: Optional[str] = typer.Option(None, help="Comma-separated trajectories (left, right, up, zoom_out, "
                                                "zoom_in, spiral, down, orbit, dolly, static), or N for the first N "
                                                "of Lyra's six (default: all six)."),
@@ -79,6 +88,8 @@ def generate(
 
     if sum(x is not None for x in (image, text, video)) != 1:
         raise InputError('give exactly one of --image PATH, --text "a prompt" or --video PATH')
+    if text_to_image is not None and text is None:
+        raise InputError("--text-to-image is for --text only (it makes the input image from the prompt)")
     if video is None and (times is not None or max_frames is not None):
         raise InputError(f"{'--times' if times is not None else '--max-frames'} is for --video only")
     check_output(out, force, "folder")  # before any import of torch: a refusal is quick
@@ -124,7 +135,8 @@ def generate(
 
     cls = pl.TextTo3DPipeline if prompt is not None else pl4.VideoTo4DPipeline if video is not None \
         else pl.ImageTo3DPipeline
-    pipe = cls.from_pretrained(weights, device=device)
+    folders = {"depth": depth, **({"text_to_image": text_to_image} if prompt is not None else {})}
+    pipe = cls.from_pretrained(weights, device=device, **folders)
     if prompt is not None and not quiet:
         unknown = pipe.unknown_words(prompt)
         if unknown:

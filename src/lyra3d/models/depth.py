@@ -8,7 +8,7 @@ pipeline always sees a median input depth of ``target_median``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -26,10 +26,12 @@ DEFAULT_DEPTH_WEIGHTS = "depth"
 
 @dataclass
 class DepthResult:
-    """``depth (B, 1, H, W)`` z-depth; ``metric`` says whether it is in metres."""
+    """``depth (B, 1, H, W)`` z-depth; ``metric`` says whether it is in metres; ``record`` what the estimator is
+    and did (JSON-ready; ``report.json`` holds it)."""
 
     depth: Tensor
     metric: bool
+    record: dict = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -116,7 +118,9 @@ class NetworkDepth:
         depth = self.model(x).exp()
         if (h, w) != (cfg.height, cfg.width):
             depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=False)
-        return DepthResult(depth.to(images.device, images.dtype), metric=True)
+        record = {"kind": "metric", "model": type(self.model).__name__, "model_type": self.model.model_type,
+                  "done": f"the lyra3d depth network's metric z-depth (trained on procedural worlds), at {w}x{h}"}
+        return DepthResult(depth.to(images.device, images.dtype), metric=True, record=record)
 
 
 # -- depth maps from files ------------------------------------------------------------------------------------

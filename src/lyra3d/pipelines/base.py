@@ -18,6 +18,11 @@ from lyra3d.models.tokenizer import check_trajectory_frames
 from lyra3d.pipelines.config import GenerateConfig
 from lyra3d.pipelines.weights import _file_digest, _model_type, _save_part, resolve_weights, write_pipeline_json
 
+def with_depth(parts: dict[str, Path], depth: str | Path | None) -> dict[str, Path]:
+    """A weights folder's parts with the depth part replaced by ``depth`` (``None``: kept)."""
+    return parts if depth is None else {**parts, "depth": Path(depth).expanduser()}
+
+
 #: Stages of the image → 3D pipeline, in order (``progress(stage, 1, 1)`` is called as each one ends).
 IMAGE_STAGES = ("depth", "cache", "encode", "sample", "decoder", "input_view")
 
@@ -58,16 +63,18 @@ class TeacherPipeline:
 
     @classmethod
     def from_pretrained(cls, weights: str | Path | None = None, device: str | torch.device | None = None,
-                        config: GenerateConfig | None = None):
+                        config: GenerateConfig | None = None, depth: str | Path | None = None):
         """The shipped models (``weights=None``) or a weights folder (see the module docstring); parts the
         folder lacks are the shipped ones. ``config`` (default: the folder's ``pipeline.json``, else
         :class:`GenerateConfig`'s defaults) sets every call's defaults; ``device`` overrides its device.
+        ``depth`` (a lyra3d depth network or a local transformers depth-estimation folder) replaces the depth part.
 
         Raises:
             InputError: the folder is missing, holds no part, a part is broken or does not fit the others, or
                 no decoder exists (none in the folder and none shipped)."""
         t0 = time.perf_counter()
         parts, settings = resolve_weights(weights)
+        parts = with_depth(parts, depth)
         reads = {"depth", "tokenizer", "video_model", cls.decoder_part}
         if parts and not (reads | {"text_to_image"}) & set(parts):  # e.g. a 4D decoder given for an image
             raise InputError(f"{weights} holds only {', '.join(p + '/' for p in parts)}, which this pipeline does "
@@ -135,7 +142,7 @@ class TeacherPipeline:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         t = self.teacher
-        depth = getattr(t.depth, "model", None)
+        depth = t.depth if hasattr(t.depth, "save_pretrained") else getattr(t.depth, "model", None)
         if depth is None:
             raise InputError(f"cannot save the depth part: {type(t.depth).__name__} is not a trained network")
         parts = {"depth": depth, "tokenizer": t.tokenizer, "video_model": t.video_model,

@@ -100,4 +100,4 @@ class ImageTo3DPipeline(TeacherPipeline):
                      input_image=gen.image, center_depth=float(gen.center_depth), input_view_psnr=score,
                      timings=timings, seed=cfg.seed, config=cfg, info=info, prompt=prompt, frames=frames,
                      gaussians_before_pruning=before, unknown_words=unknown_words, preset=p,
-                     input_depth=gen.depth.cpu(), keep_input=kept)
+                     input_depth=gen.depth.cpu(), keep_input=kept, depth=gen.meta.get("depth"))

@@ -50,6 +50,8 @@ class Scene:
         preset: the resolution preset used.
         input_depth: the input's z-depth ``(1, H, W)`` as the teacher used it (0 = sky), when known.
         keep_input: what ``keep_input`` did (:func:`lyra3d.pipelines.keep_input.keep_input`), ``None`` when off.
+        depth: what gave the input's depth and what was done to it (``DepthResult.record``: kind metric/relative/
+            given, model, folder, conversion), ``None`` when not known.
     """
 
     gaussians: Gaussians
@@ -70,6 +72,7 @@ class Scene:
     preset: Preset | None = None
     input_depth: Tensor | None = None
     keep_input: dict | None = None
+    depth: dict | None = None
 
     @property
     def frames_per_trajectory(self) -> int:
@@ -116,6 +119,7 @@ class Scene:
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "config": self.config.to_dict(),
             **({"keep_input": self.keep_input} if self.keep_input is not None else {}),
+            **({"depth": self.depth} if self.depth is not None else {}),
         })
 
 
@@ -299,6 +303,7 @@ class Scene4D:
         frames: the teacher's RGB frames ``(V, T, 3, H, W)`` when ``keep_frames``, else ``None``.
         gaussians_before_pruning: the decoder's Gaussian count per time before opacity-rank pruning.
         preset: the resolution preset used.
+        depth: what gave the frames' depth (:attr:`Scene.depth`; the record of the first frames), or ``None``.
     """
 
     gaussians: list[Gaussians]
@@ -322,6 +327,7 @@ class Scene4D:
     frames: Tensor | None = None
     gaussians_before_pruning: int = 0
     preset: Preset | None = None
+    depth: dict | None = None
 
     def __len__(self) -> int:
         return len(self.gaussians)
@@ -343,7 +349,7 @@ class Scene4D:
                      input_camera=self.input_cameras[j], input_image=self.input_video[j],
                      center_depth=self.center_depth, input_view_psnr=self.input_view_psnrs[k], timings=self.timings,
                      seed=self.seed, config=self.config, gaussians_before_pruning=self.gaussians_before_pruning,
-                     preset=self.preset)
+                     preset=self.preset, depth=self.depth)
 
     def cameras_record(self) -> dict:
         """The ``cameras.json`` record: :meth:`Scene.cameras_record` (every trajectory frame's camera, the

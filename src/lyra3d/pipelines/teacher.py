@@ -27,7 +27,8 @@ from lyra3d.core.cameras import Cameras, plucker_rays
 from lyra3d.core.progress import Progress, no_progress
 from lyra3d.core.trajectories import LYRA_TRAJECTORIES
 from lyra3d.errors import InputError
-from lyra3d.models.depth import DepthEstimator, NetworkDepth
+from lyra3d.models.depth import DepthEstimator
+from lyra3d.models.hf_depth import load_depth
 from lyra3d.models.modeling import shipped_weights
 from lyra3d.models.tokenizer import Tokenizer, load_tokenizer
 from lyra3d.models.video_model import VideoDiffusionModel, sample
@@ -112,14 +113,16 @@ class Teacher:
     def from_pretrained(cls, tokenizer: str | Path | None = None, video_model: str | Path | None = None,
                         depth: str | Path | None = None, device: str | torch.device = "cpu",
                         config: TeacherConfig | None = None) -> "Teacher":
-        """The shipped teacher, or parts from folders (a diffusers VAE folder works as the tokenizer)."""
+        """The shipped teacher, or parts from folders (a diffusers VAE folder works as the tokenizer, a transformers
+        depth-estimation folder as the depth: :func:`lyra3d.models.hf_depth.load_depth`)."""
+        estimator = load_depth(depth, device)  # first: a bad depth folder is refused before the larger parts load
         tok = load_tokenizer(tokenizer or shipped_weights(DEFAULT_TOKENIZER_WEIGHTS), device)
         vm = VideoDiffusionModel.from_pretrained(video_model or shipped_weights(DEFAULT_VIDEO_MODEL_WEIGHTS), device)
         if tok.latent_channels != vm.config.latent_channels or tok.temporal_factor != vm.config.temporal_factor:
             raise InputError(f"the video model expects {vm.config.latent_channels}-channel latents with temporal "
                              f"factor {vm.config.temporal_factor}; the tokenizer gives {tok.latent_channels} and "
                              f"{tok.temporal_factor}")
-        return cls(NetworkDepth.from_pretrained(depth, device), tok, vm, config)
+        return cls(estimator, tok, vm, config)
 
     @property
     def device(self) -> torch.device:
@@ -149,8 +152,10 @@ class Teacher:
         if len(camera) != 1 or (camera.width, camera.height) != (image.shape[-1], image.shape[-2]):
             raise InputError(f"camera must be one camera of the image's size {image.shape[-1]}x{image.shape[-2]}")
         image, camera = image.to(dev), camera.to(dev)
+        record = {"kind": "given", "done": "the depth map given with the image, used as it is"}
         if depth is None:
-            depth = self.depth(image[None], camera.intrinsics).depth[0]
+            estimate = self.depth(image[None], camera.intrinsics)
+            depth, record = estimate.depth[0], estimate.record
         say("depth", 1, 1)
         depth = self.clean_depth(depth)
         center = scene_center_depth(depth)
@@ -160,7 +165,8 @@ class Teacher:
         names, latents, cams, rgb, mask = self.generate(cond, image, seed, say)
         return TeacherSample(names, latents, cams, image, depth, center, rgb if keep_cache else None,
                              mask if keep_cache else None, {"seed": seed, "steps": cfg.steps, "guidance": cfg.guidance,
-                                                            "movement_factor": cfg.movement_factor})
+                                                            "movement_factor": cfg.movement_factor,
+                                                            "depth": record})
 
     @torch.no_grad()
     def generate(self, cond: dict[str, TrajectoryCondition], first: Tensor, seed: int = 0,
@@ -263,10 +269,11 @@ def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int 
     cameras = _check_video(teacher, frames, cameras)
     frames, cameras = frames.to(dev), cameras.to(dev)
     t = frames.shape[0]
+    record = {"kind": "given", "done": "the depth maps given with the video, used as they are"}
     if depth is None:
         step = 1 if dev.type == "cpu" else 8  # on a CPU one frame at a time is fastest (measured)
-        depth = torch.cat([teacher.depth(frames[i:i + step], cameras.intrinsics[i:i + step]).depth
-                           for i in range(0, t, step)])
+        estimates = [teacher.depth(frames[i:i + step], cameras.intrinsics[i:i + step]) for i in range(0, t, step)]
+        depth, record = torch.cat([e.depth for e in estimates]), estimates[0].record  # the first frames' record
     elif depth.shape != (t, 1, *frames.shape[-2:]):
         raise InputError(f"depth must be (T, 1, H, W) = {(t, 1, *frames.shape[-2:])}, got {tuple(depth.shape)}")
     say("depth", 1, 1)
@@ -279,7 +286,7 @@ def video_teacher(teacher: Teacher, frames: Tensor, cameras: Cameras, seed: int 
     names, latents, cams, rgb, mask = teacher.generate(cond, frames[0], seed, say)  # as for one image
     times = torch.arange(t, dtype=torch.float32) if times is None else torch.as_tensor(times, dtype=torch.float32)
     meta = {"seed": seed, "steps": cfg.steps, "guidance": cfg.guidance, "movement_factor": cfg.movement_factor,
-            "per_frame_cache": True, "times": [round(float(x), 6) for x in times]}
+            "per_frame_cache": True, "times": [round(float(x), 6) for x in times], "depth": record}
     return VideoTeacherSample(names, latents, cams, frames[0], depth[0], center, rgb if keep_cache else None,
                               mask if keep_cache else None, meta, video=frames, video_depth=depth,
                               input_cameras=cameras, times=times, input_latents=input_latents)

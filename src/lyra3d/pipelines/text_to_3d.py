@@ -1,4 +1,5 @@
-"""Text → 3D: the text-to-image model makes the input image (decoded by the teacher's tokenizer), then
+"""Text → 3D: the text-to-image model makes the input image (decoded by the teacher's tokenizer; or a local
+diffusers text-to-image pipeline, :mod:`lyra3d.models.diffusers_text_to_image`), then
 :class:`~lyra3d.pipelines.image_to_3d.ImageTo3DPipeline` makes the scene."""
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from lyra3d.core.progress import Progress, StageClock
 from lyra3d.errors import InputError
 from lyra3d.io.images import fit_image_tensor
 from lyra3d.models.modeling import CONFIG_NAME, shipped_weights
+from lyra3d.pipelines.base import with_depth
 from lyra3d.pipelines.config import GenerateConfig
 from lyra3d.pipelines.image_to_3d import ImageTo3DPipeline
 from lyra3d.pipelines.outputs import Scene
-from lyra3d.pipelines.weights import _missing_text_to_image, _save_part, resolve_weights, write_pipeline_json
+from lyra3d.pipelines.weights import (
+    _missing_text_to_image, _model_type, _save_part, is_diffusers_pipeline, resolve_weights, write_pipeline_json)
 
 
 # -- text → 3D ----------------------------------------------------------------------------------------------------
@@ -26,7 +29,8 @@ class TextTo3DPipeline:
     def __init__(self, text_to_image, image_to_3d: ImageTo3DPipeline):
         self.text_to_image, self.image_to_3d = text_to_image.eval(), image_to_3d
         tok = image_to_3d.teacher.tokenizer
-        if text_to_image.config.latent_channels != tok.latent_channels:
+        channels = getattr(getattr(text_to_image, "config", None), "latent_channels", None)  # lyra3d's own model
+        if channels is not None and channels != tok.latent_channels:
             raise InputError(f"the text-to-image model makes {text_to_image.config.latent_channels}-channel latents; "
                              f"the tokenizer reads {tok.latent_channels}: use the tokenizer it was trained with")
 
@@ -40,21 +44,29 @@ class TextTo3DPipeline:
 
     @classmethod
     def from_pretrained(cls, weights: str | Path | None = None, device: str | torch.device | None = None,
-                        config: GenerateConfig | None = None) -> "TextTo3DPipeline":
+                        config: GenerateConfig | None = None, depth: str | Path | None = None,
+                        text_to_image: str | Path | None = None) -> "TextTo3DPipeline":
         """The shipped models or a weights folder (as :meth:`ImageTo3DPipeline.from_pretrained`) plus the
-        text-to-image model (``WEIGHTS/text_to_image``, else the shipped one)."""
+        text-to-image model (``text_to_image``, else ``WEIGHTS/text_to_image``, else the shipped one): lyra3d's
+        own or a local diffusers text-to-image pipeline folder (``model_index.json``)."""
+        from lyra3d.models.diffusers_text_to_image import DiffusersTextToImage
         from lyra3d.models.text_to_image import TextToImageModel
 
         t0 = time.perf_counter()
         parts, settings = resolve_weights(weights)
-        folder = parts.get("text_to_image", shipped_weights("text_to_image"))
-        if not (folder / CONFIG_NAME).is_file():
+        parts = with_depth(parts, depth)
+        folder = Path(text_to_image).expanduser() if text_to_image is not None else \
+            parts.get("text_to_image", shipped_weights("text_to_image"))
+        own = str(_model_type(folder) or "").startswith("lyra3d-")  # a lyra3d checkpoint; else diffusers says why
+        diffusers = is_diffusers_pipeline(folder) or (text_to_image is not None and not own)
+        if not diffusers and not (folder / CONFIG_NAME).is_file():
             raise _missing_text_to_image()
         config = ImageTo3DPipeline._config(config, settings, device)
+        model = (DiffusersTextToImage if diffusers else TextToImageModel).from_pretrained(folder, config.device)
         teacher, decoder, sources = ImageTo3DPipeline._load_parts(parts, config.device)
         inner = ImageTo3DPipeline(teacher, decoder, config)
         inner.sources = {**sources, "text_to_image": folder}
-        pipe = cls(TextToImageModel.from_pretrained(folder, config.device), inner)
+        pipe = cls(model, inner)
         inner.load_seconds = time.perf_counter() - t0
         return pipe
 
@@ -77,7 +89,8 @@ class TextTo3DPipeline:
         inner.save_pretrained(directory)
         _save_part(self.text_to_image, directory / "text_to_image", self.sources.get("text_to_image"))
         t = inner.teacher
-        parts = {"depth": t.depth.model, "tokenizer": t.tokenizer, "video_model": t.video_model,
+        depth = t.depth if hasattr(t.depth, "save_pretrained") else t.depth.model
+        parts = {"depth": depth, "tokenizer": t.tokenizer, "video_model": t.video_model,
                  inner.decoder_part: inner.decoder, "text_to_image": self.text_to_image}
         write_pipeline_json(directory, type(self).__name__, parts, self.config)
         return directory
@@ -90,7 +103,9 @@ class TextTo3DPipeline:
 
     def unknown_words(self, prompt: str) -> tuple[str, ...]:
         """Words of ``prompt`` outside the model's vocabulary (they reach it as ``<unk>``)."""
-        words = self.text_to_image.words
+        words = getattr(self.text_to_image, "words", None)
+        if words is None:  # a diffusers pipeline: no fixed vocabulary
+            return ()
         return tuple(dict.fromkeys(w for w in words.split(prompt) if w not in words.index))
 
     @torch.no_grad()
@@ -104,9 +119,10 @@ class TextTo3DPipeline:
         pipe = self.image_to_3d
         cfg = pipe._call_config(seed, overrides)
         clock = StageClock(pipe.device, progress)
-        image = self.text_to_image.generate(prompt, pipe.teacher.tokenizer, steps=cfg.text_steps,
-                                            guidance=cfg.text_guidance, seed=cfg.seed)[0]
         p = cfg.resolution
+        aspect = {"aspect": p.width / p.height} if hasattr(self.text_to_image, "size_for") else {}  # diffusers'
+        image = self.text_to_image.generate(prompt, pipe.teacher.tokenizer, steps=cfg.text_steps,
+                                            guidance=cfg.text_guidance, seed=cfg.seed, **aspect)[0]
         info = None
         if tuple(image.shape[-2:]) != (p.height, p.width):
             image, info = fit_image_tensor(image.float().clamp(0, 1), p.width, p.height, cfg.fit)

@@ -256,4 +256,4 @@ class VideoTo4DPipeline(TeacherPipeline):
                        input_views=torch.stack(renders), timings=clock.total(), seed=cfg.seed, config=cfg,
                        fps=float(fps), frames_in_input=available, info=info,
                        cameras_given=cameras is not None, frames=teacher_frames, gaussians_before_pruning=before,
-                       preset=p)
+                       preset=p, depth=gen.meta.get("depth"))

@@ -5,7 +5,7 @@
     WEIGHTS/video_model/    (lyra3d train video-model)
     WEIGHTS/decoder/        (lyra3d train decoder)
     WEIGHTS/decoder4d/      (lyra3d train decoder --dynamic 1; video → 4D only)
-    WEIGHTS/text_to_image/  (lyra3d train text-to-image; text → 3D only)
+    WEIGHTS/text_to_image/  (lyra3d train text-to-image, or a diffusers text-to-image pipeline; text → 3D only)
     WEIGHTS/pipeline.json   the pipeline's class, the class of each part and the default settings
 
 A folder that is itself one part's checkpoint (e.g. ``runs/decoder/model``) is taken as that part: its
@@ -23,16 +23,28 @@ from lyra3d.models.modeling import CONFIG_NAME, WEIGHTS_NAME, Pretrained, model_
 #: The parts of a weights folder, in the order they are loaded.
 PARTS = ("depth", "tokenizer", "video_model", "decoder", "decoder4d", "text_to_image")
 PIPELINE_CONFIG_NAME = "pipeline.json"
+DIFFUSERS_INDEX = "model_index.json"
 _LAYOUT = "depth/, tokenizer/, video_model/, decoder/, decoder4d/ or text_to_image/"
 
 
 # -- loading parts ----------------------------------------------------------------------------------------------
 def _model_type(folder: Path) -> str | None:
+    if is_diffusers_pipeline(folder):  # its class, from model_index.json
+        try:
+            raw = json.loads((folder / DIFFUSERS_INDEX).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return raw.get("_class_name") if isinstance(raw, dict) else None
     try:
         raw = json.loads((folder / CONFIG_NAME).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     return raw.get("model_type") if isinstance(raw, dict) else None
+
+
+def is_diffusers_pipeline(folder: Path) -> bool:
+    """Whether ``folder`` holds a diffusers pipeline (its ``model_index.json``), e.g. a text-to-image one."""
+    return (Path(folder) / DIFFUSERS_INDEX).is_file()
 
 
 def resolve_weights(weights: str | Path | None) -> tuple[dict[str, Path], dict | None]:
@@ -52,10 +64,14 @@ def resolve_weights(weights: str | Path | None) -> tuple[dict[str, Path], dict |
         return {own.part: root}, None
     parts = {name: root / name for name in PARTS if (root / name).is_dir()}
     for name, folder in parts.items():
+        if name == "text_to_image" and is_diffusers_pipeline(folder):  # checked when it loads
+            continue
         if not (folder / CONFIG_NAME).is_file():
             raise InputError(f"{folder} has no {CONFIG_NAME}; put a saved {name} model there (config.json + "
                              f"{WEIGHTS_NAME}) or remove the folder to use the shipped one")
     for name, folder in parts.items():  # every part's config and tensor shapes, before anything loads
+        if name == "text_to_image" and is_diffusers_pipeline(folder):
+            continue
         cls = model_class_of(folder)
         if cls is None:
             from lyra3d.models.checks import read_config
@@ -94,6 +110,8 @@ def _save_part(model, folder: Path, source: Path | None) -> None:
         model.save_pretrained(folder, extra_files=extra)
     elif hasattr(model, "vae") and hasattr(model.vae, "save_pretrained"):  # a diffusers VAE as tokenizer
         model.vae.save_pretrained(str(folder))
+    elif hasattr(model, "save_pretrained"):  # an adapter of a transformers or diffusers model
+        model.save_pretrained(folder)
     else:
         raise InputError(f"cannot save the {folder.name} part ({type(model).__name__} has no save_pretrained)")
 

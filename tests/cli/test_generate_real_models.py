@@ -1,0 +1,101 @@
+"""``lyra3d generate`` with real-model folders (tiny random ones built here, saved with ``save_pretrained``): a
+transformers depth model (``--depth DIR``, or a weights folder's depth/) and a diffusers text-to-image pipeline
+(``--text-to-image DIR``, or a weights folder's text_to_image/), through the real loading code, end to end; the
+report says what was used; bad folders are one-line errors that leave nothing behind."""
+
+import json
+import shutil
+
+import pytest
+
+from lyra3d.models.hf_depth import RELATIVE_MEDIAN_DEPTH
+
+pytest.importorskip("transformers")
+pytest.importorskip("diffusers")
+
+FAST = ("--trajectories", "left", "--frames", 5, "--steps", 1, "--flythrough-frames", 2)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, tiny_depth_anything, tiny_sd_pipeline, photo_image, save_png):
+    root = tmp_path_factory.mktemp("real")
+    return {"depth": tiny_depth_anything(root / "depth_anything"), "sd": tiny_sd_pipeline(root / "sd"),
+            "photo": save_png(photo_image(160, 88), root / "photo.png"), "root": root}
+
+
+def test_generate_with_a_transformers_depth_model(tmp_path, folders, invoke, listing):
+    out = tmp_path / "scene"
+    r = invoke("generate", "--image", folders["photo"], "--depth", folders["depth"], "--out", out, *FAST, "-q")
+    assert r.exit_code == 0, r.output
+    assert r.stderr == ""  # transformers' own warnings and progress bars stay quiet
+    assert "scene.ply" in listing(out)
+    report = json.loads((out / "report.json").read_text())
+    depth = report["depth"]
+    assert depth["kind"] == "relative" and depth["model"] == "DepthAnythingForDepthEstimation"
+    assert depth["folder"] == str(folders["depth"]) and depth["median_depth"] == RELATIVE_MEDIAN_DEPTH
+    assert depth["done"].startswith("inverse depth -> z-depth") and "resized to 320x176" in depth["done"]
+    assert report["models"]["depth"]["path"] == str(folders["depth"])
+    assert report["models"]["depth"]["model_type"] == "depth_anything" and not report["models"]["depth"]["shipped"]
+    assert 0.5 * RELATIVE_MEDIAN_DEPTH < report["center_depth"] < 2 * RELATIVE_MEDIAN_DEPTH
+
+
+def test_a_weights_folder_with_real_parts(tmp_path, folders):
+    """depth/ a transformers folder and text_to_image/ a diffusers pipeline: both load through the weights folder."""
+    from lyra3d.models.diffusers_text_to_image import DiffusersTextToImage
+    from lyra3d.models.hf_depth import TransformersDepth
+    from lyra3d.pipelines import TextTo3DPipeline
+    from lyra3d.pipelines.teacher import Teacher
+
+    weights = tmp_path / "weights"
+    shutil.copytree(folders["depth"], weights / "depth")
+    shutil.copytree(folders["sd"], weights / "text_to_image")
+    text = TextTo3DPipeline.from_pretrained(weights)
+    assert isinstance(text.text_to_image, DiffusersTextToImage) and isinstance(text.image_to_3d.teacher.depth,
+                                                                                 TransformersDepth)
+    assert text.model_versions()["text_to_image"]["model_type"] == "StableDiffusionPipeline"
+    assert isinstance(Teacher.from_pretrained(depth=folders["depth"]).depth, TransformersDepth)
+    saved = text.save_pretrained(tmp_path / "saved")  # saved back, both real parts as they were loaded
+    assert (saved / "depth" / "preprocessor_config.json").is_file() and (saved / "text_to_image" / "unet").is_dir()
+    again = TextTo3DPipeline.from_pretrained(saved)
+    assert isinstance(again.text_to_image, DiffusersTextToImage) and isinstance(again.image_to_3d.teacher.depth,
+                                                                                  TransformersDepth)
+
+
+def test_generate_from_text_with_a_diffusers_pipeline(tmp_path, folders, invoke):
+    out = tmp_path / "scene"
+    r = invoke("generate", "--text", "a yellow cylinder next to a green sphere on a wooden floor, sunset sky",
+               "--text-to-image", folders["sd"], "--out", out, *FAST, "--keep-input", "off")
+    assert r.exit_code == 0, r.output
+    assert "does not know" not in r.stderr  # a diffusers pipeline has no fixed vocabulary
+    assert "diffusers" not in r.stderr.lower() and "Loading" not in r.stderr  # its logs and bars stay quiet
+    report = json.loads((out / "report.json").read_text())
+    assert report["input"]["kind"] == "text" and "unknown_words" not in report["input"]
+    t2i = report["models"]["text_to_image"]
+    assert t2i["path"] == str(folders["sd"]) and t2i["model_type"] == "StableDiffusionPipeline"
+    assert "text_to_image" in report["timings_s"] and report["gaussians"] > 0
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--image", "{photo}", "--depth", "{root}/nowhere"], ["depth folder not found", "nowhere"]),
+    (["--image", "{photo}", "--depth", "{root}/bert"], ["holds a bert, not a depth model", "bert"]),
+    (["--image", "{photo}", "--depth", "{root}/no_weights"], ["has no weights file", "no_weights"]),
+    (["--text", "a red sphere", "--text-to-image", "{root}/nowhere"], ["text-to-image folder not found"]),
+    (["--text", "a red sphere", "--text-to-image", "{root}/bert"], ["has no model_index.json", "bert"]),
+    (["--image", "{photo}", "--text-to-image", "{sd}"], ["--text-to-image is for --text only"]),
+])
+def test_bad_folders_give_one_line_and_leave_nothing(tmp_path, folders, args, fragments, invoke,
+                                                      assert_one_line_error):
+    root = folders["root"]
+    if not (root / "bert").is_dir():
+        from transformers import BertConfig
+
+        BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8).save_pretrained(
+            root / "bert")
+        (root / "no_weights").mkdir()
+        for f in ("config.json", "preprocessor_config.json"):
+            shutil.copy(folders["depth"] / f, root / "no_weights" / f)
+    args = [str(a).format(root=root, photo=folders["photo"], sd=folders["sd"]) for a in args]
+    out = tmp_path / "out" / "scene"
+    r = invoke("generate", *args, "--out", out)
+    assert_one_line_error(r.exit_code, r.stderr, *fragments)
+    assert not (tmp_path / "out").exists()
