@@ -120,8 +120,8 @@ def test_tiling_and_slicing_are_options():
 
 
 def test_one_decoder_training_step_on_each_vaes_latents(saved_vae, tmp_path, write_sdg_folder):
-    from lyra3d.train.decoder import DecoderTrainConfig, data_latent_shape, load_data, sample_loss
     from lyra3d.models.decoder import GaussianDecoder
+    from lyra3d.train.decoder import DecoderTrainConfig, data_latent_shape, load_data, sample_loss
 
     name, folder = saved_vae
     tok = load_tokenizer(folder)

@@ -32,20 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from lyra3d.errors import InputError
-
-
-@dataclass(frozen=True)
-class LatentShape:
-    """What a decoder must know of a tokenizer's latents: channels, pixels per latent pixel (``spatial_factor``)
-    and frames per latent frame after the first (``temporal_factor``)."""
-
-    latent_channels: int
-    spatial_factor: int
-    temporal_factor: int
-
-    def describe(self) -> str:
-        return (f"{self.latent_channels}-channel latents with temporal factor {self.temporal_factor} and spatial "
-                f"factor {self.spatial_factor}")
+from lyra3d.models.latents import LatentShape, causal_latent_frames
 
 
 def _ratio(key: str) -> Callable[[Mapping], int]:
@@ -202,8 +189,6 @@ class DiffusersVideoTokenizer:
 
     # -- shapes ---------------------------------------------------------------------------------------------------
     def latent_frames(self, num_frames: int) -> int:
-        from lyra3d.models.tokenizer import causal_latent_frames
-
         return causal_latent_frames(num_frames, self.temporal_factor)
 
     def _stats(self, frames: int, like: Tensor) -> tuple[Tensor, Tensor]:

@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from lyra3d.errors import InputError
 from lyra3d.models.configs import TokenizerConfig  # noqa: F401 (the config lives in a torch-free module)
-from lyra3d.models.diffusers_vae import DiffusersVideoTokenizer, LatentShape, vae_latent_shape
+from lyra3d.models.diffusers_vae import DiffusersVideoTokenizer, vae_latent_shape
+from lyra3d.models.latents import LatentShape, causal_latent_frames, check_trajectory_frames  # noqa: F401
 from lyra3d.models.modeling import Pretrained
 
 
@@ -139,21 +140,6 @@ class VideoTokenizer(Pretrained):
 
     def forward(self, video: Tensor) -> Tensor:
         return self.decode_raw(self.encode(video))
-
-
-def causal_latent_frames(num_frames: int, k: int) -> int:
-    """Latent frames of a causal tokenizer with temporal factor ``k``: ``1 + (T - 1) / k``."""
-    if num_frames < 1 or (num_frames - 1) % k:
-        raise InputError(f"the tokenizer takes 1 + {k}·m frames (1, {1 + k}, {1 + 2 * k}, ...), got {num_frames}")
-    return 1 + (num_frames - 1) // k
-
-
-def check_trajectory_frames(num_frames: int, k: int, name: str = "frames per trajectory") -> None:
-    """A one-line error unless ``num_frames`` is ``1 + k·m`` with ``m >= 1``: a trajectory of a causal
-    tokenizer with temporal factor ``k`` (one frame is an image, not a trajectory)."""
-    if num_frames < 1 + k or (num_frames - 1) % k:
-        raise InputError(f"{name} must be 1 + {k}·m with m >= 1 for this tokenizer (e.g. {1 + k}, {1 + 2 * k}, "
-                         f"{1 + 4 * k}), got {num_frames}")
 
 
 def _read_config(directory: Path) -> dict:

@@ -144,7 +144,7 @@ def data_latent_shape(config: DecoderTrainConfig, dirs: list) -> LatentShape:
 
 def sample_latent_shape(sample) -> LatentShape:
     """The latent shape a sample's latents ``(V, T', C, h, w)`` and frames ``(V, T, 3, H, W)`` show."""
-    (tl, c, h, w), (t, _, hh, ww) = sample.latents.shape[1:], sample.frames.shape[1:]
+    (tl, c, h, _), (t, _, hh, _) = sample.latents.shape[1:], sample.frames.shape[1:]
     return LatentShape(int(c), hh // h, (t - 1) // (tl - 1) if tl > 1 else 0)  # 0: one latent frame shows no factor
 
 
