@@ -12,7 +12,7 @@ VAE (128 channels, 32x space, 8x time), HunyuanVideo VAE (128,256,512,512; scali
 (8x space, 8x time, 16 channels). Workloads: ``trajectories`` = 6 trajectories × 17 frames of 320×176 (lyra3d's
 teacher batch; LTX-Video takes sides in multiples of 32: 320×192 there), ``long`` = 1 × 81 frames of 480×832.
 Modes: ``whole`` (no tiling, no slicing), ``sliced`` (one video of the batch at a time), ``tiled`` (tiling and
-slicing: lyra3d's default). bf16 on CUDA, float32 on the CPU. Each cell is the best of ``--repeats`` runs
+slicing, tiling forced on: lyra3d's default ``tiling="auto"`` is ``sliced`` at 320×176 and ``tiled`` at 480×832). bf16 on CUDA, float32 on the CPU. Each cell is the best of ``--repeats`` runs
 (the first also warms up); an out-of-memory cell reads ``OOM``. Expected on one H100: about 6–10 minutes for
 everything (the untiled 81-frame decodes dominate); split with ``--vaes`` if a call is limited to 10 minutes.
 """
@@ -65,7 +65,7 @@ TINY = {
 
 WORKLOADS = {"trajectories": (6, 17, 176, 320), "long": (1, 81, 480, 832)}  # videos, frames, height, width
 TINY_WORKLOADS = {"trajectories": (2, 9, 64, 64), "long": (1, 17, 64, 64)}
-MODES = {"whole": (False, False), "sliced": (False, True), "tiled": (True, True)}  # tiling, slicing
+MODES = {"whole": (False, False), "sliced": (False, True), "tiled": (True, True)}  # tiling, slicing (forced)
 
 
 def build(name: str, tiny: bool, device: torch.device, dtype: torch.dtype):

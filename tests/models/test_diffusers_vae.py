@@ -84,7 +84,7 @@ def test_each_vae_loads_as_a_tokenizer_and_encodes_and_decodes_a_clip(saved_vae)
     shape = SHAPES[name]
     assert isinstance(tok, DiffusersVideoTokenizer) and isinstance(tok, Tokenizer) and type(tok.vae).__name__ == name
     assert latent_shape_of(tok) == shape == tokenizer_latent_shape(folder)  # from the config alone, too
-    assert tok.vae.use_tiling and tok.vae.use_slicing  # on by default
+    assert tok.tiling == "auto" and tok.vae.use_slicing  # by default: slicing, and tiling for large frames
     video = torch.rand(2, 9, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     z = tok.encode(video)
     s, k = shape.spatial_factor, shape.temporal_factor
@@ -95,6 +95,7 @@ def test_each_vae_loads_as_a_tokenizer_and_encodes_and_decodes_a_clip(saved_vae)
         raw = tok.vae.encode(video.permute(0, 2, 1, 3, 4) * 2 - 1).latent_dist.mode()
     torch.testing.assert_close(z, by_hand(name, tok.vae, raw).permute(0, 2, 1, 3, 4), rtol=1e-4, atol=1e-5)
     assert not torch.allclose(z, raw.permute(0, 2, 1, 3, 4))  # it was applied
+    assert not tok.vae.use_tiling  # 64x64: encoded whole
     out = tok.decode(z)
     assert out.shape == video.shape and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
     with torch.no_grad():  # decode undoes the normalisation before the VAE's decoder
@@ -117,6 +118,14 @@ def test_tiling_and_slicing_are_options():
     vae = tiny_vae("AutoencoderKLWan")
     tok = DiffusersVideoTokenizer(vae, tiling=False, slicing=False)
     assert not vae.use_tiling and not vae.use_slicing and (tok.tiling, tok.slicing) == (False, False)
+    assert DiffusersVideoTokenizer(vae, tiling=True).vae.use_tiling
+    tok = DiffusersVideoTokenizer(vae)  # auto: frames with a side over 512 px are tiled
+    z = tok.encode(torch.rand(1, 1, 3, 16, 520))
+    assert vae.use_tiling and z.shape == (1, 1, 4, 2, 65)
+    tok.encode(torch.rand(1, 1, 3, 16, 512))
+    assert not vae.use_tiling
+    with pytest.raises(InputError, match="tiling must be"):
+        DiffusersVideoTokenizer(vae, tiling="sometimes")
 
 
 def test_one_decoder_training_step_on_each_vaes_latents(saved_vae, tmp_path, write_sdg_folder):

@@ -15,10 +15,10 @@ latents roughly unit-scale, as each model's own diffusers pipeline does before i
   frames past the table use its last), or ``z`` where the config has none.
 
 All five take frames in [-1, 1], compress causally (the first frame alone) and are encoded deterministically
-(the latent distribution's mode). Tiled and sliced encoding/decoding (``enable_tiling`` / ``enable_slicing``)
-are on by default: slicing runs the batch one video at a time, and tiling only splits frames larger than
-the VAE's tile size (256 px for Wan, HunyuanVideo; 480×720 for CogVideoX; 512 px for LTX, Cosmos), so small
-frames are encoded whole. Nothing is downloaded: folders load with ``local_files_only=True``.
+(the latent distribution's mode). Slicing (``enable_slicing``: the batch one video at a time) is on by default;
+tiling (``enable_tiling``: overlapping spatial tiles, blended) is ``"auto"``: on for frames with a side over
+:data:`AUTO_TILE_SIDE` pixels (480×832 is tiled; lyra3d's 320×176 is encoded whole, exactly), or forced on or
+off. Nothing is downloaded: folders load with ``local_files_only=True``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -76,6 +76,10 @@ def _cosmos_stats(vae: nn.Module, frames: int) -> tuple[Tensor | float, Tensor |
     std = torch.tensor(cfg.latents_std).reshape(cfg.latent_channels, -1)
     idx = torch.arange(frames).clamp(max=mean.shape[1] - 1)  # frames past the table: its last column
     return mean[:, idx], std[:, idx]
+
+
+#: ``tiling="auto"`` tiles frames with a side longer than this (pixels).
+AUTO_TILE_SIDE = 512
 
 
 @dataclass(frozen=True)
@@ -148,10 +152,12 @@ class DiffusersVideoTokenizer:
 
     Args:
         vae: the diffusers VAE.
-        tiling, slicing: use the VAE's tiled / batch-sliced encoding and decoding (see the module docstring).
+        tiling: the VAE's tiled encoding and decoding: ``True``, ``False`` or ``"auto"`` (frames with a side over
+            :data:`AUTO_TILE_SIDE` px).
+        slicing: the VAE's batch-sliced encoding and decoding (one video at a time).
     """
 
-    def __init__(self, vae: nn.Module, tiling: bool = True, slicing: bool = True):
+    def __init__(self, vae: nn.Module, tiling: bool | str = "auto", slicing: bool = True):
         name = type(vae).__name__
         if name not in FAMILIES:
             raise InputError(f"a diffusers {name} is not a video VAE lyra3d reads; use one of {', '.join(FAMILIES)}")
@@ -159,9 +165,16 @@ class DiffusersVideoTokenizer:
         shape = self.family.latent_shape(vae.config)
         self.latent_channels, self.spatial_factor, self.temporal_factor = \
             shape.latent_channels, shape.spatial_factor, shape.temporal_factor
+        if tiling not in (True, False, "auto"):
+            raise InputError(f"tiling must be true, false or auto, got {tiling!r}")
         self.tiling, self.slicing = tiling, slicing
-        (vae.enable_tiling if tiling else vae.disable_tiling)()
+        (vae.enable_tiling if tiling is True else vae.disable_tiling)()
         (vae.enable_slicing if slicing else vae.disable_slicing)()
+
+    def _tile_for(self, height: int, width: int) -> None:
+        """``tiling="auto"``: tile frames of this size (pixels) if a side is over :data:`AUTO_TILE_SIDE`."""
+        if self.tiling == "auto":
+            self.vae.use_tiling = max(height, width) > AUTO_TILE_SIDE
 
     @property
     def latent_shape(self) -> LatentShape:
@@ -169,7 +182,7 @@ class DiffusersVideoTokenizer:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                        tiling: bool = True, slicing: bool = True) -> "DiffusersVideoTokenizer":
+                        tiling: bool | str = "auto", slicing: bool = True) -> DiffusersVideoTokenizer:
         """Load the diffusers VAE saved in ``directory`` (its ``config.json`` names the class). Local only."""
         family, _ = read_vae_config(directory)
         try:
@@ -223,6 +236,7 @@ class DiffusersVideoTokenizer:
         if video.shape[-1] % s or video.shape[-2] % s:
             raise InputError(f"this {self.family.class_name} takes frames whose sides are multiples of {s}, got "
                              f"{video.shape[-1]}x{video.shape[-2]}")
+        self._tile_for(*video.shape[-2:])
         x = (video.permute(0, 2, 1, 3, 4) * 2 - 1).to(self._dtype)
         dist = self.vae.encode(x).latent_dist
         z = dist.mode() if hasattr(dist, "mode") else dist.mean
@@ -233,6 +247,7 @@ class DiffusersVideoTokenizer:
         """``latents (B, T', C, h, w)`` → video ``(B, 1 + k(T'−1), 3, s·h, s·w)`` in [0, 1] (clamped), float32."""
         if latents.ndim != 5 or latents.shape[2] != self.latent_channels:
             raise InputError(f"latents must be (B, T', {self.latent_channels}, h, w), got {tuple(latents.shape)}")
+        self._tile_for(latents.shape[-2] * self.spatial_factor, latents.shape[-1] * self.spatial_factor)
         z = self.denormalise(latents.permute(0, 2, 1, 3, 4)).to(self._dtype)
         out = self.vae.decode(z).sample
         return ((out.float().permute(0, 2, 1, 3, 4) + 1) / 2).clamp(0, 1)

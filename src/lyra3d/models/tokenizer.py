@@ -159,7 +159,7 @@ def _read_config(directory: Path) -> dict:
 
 
 def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                   tiling: bool = True, slicing: bool = True) -> Tokenizer:
+                   tiling: bool | str = "auto", slicing: bool = True) -> Tokenizer:
     """A tokenizer from a folder: lyra3d's own (``model_type`` in config.json) or a diffusers video VAE
     (``_class_name``: Wan 2.1, CogVideoX, LTX-Video, HunyuanVideo or Cosmos, :mod:`lyra3d.models.diffusers_vae`;
     ``dtype``, ``tiling`` and ``slicing`` apply to those)."""

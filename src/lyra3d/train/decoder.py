@@ -9,6 +9,10 @@ those trajectories (gsplat on CUDA, the torch rasterizer on CPU) and compares wi
     loss = MSE + ssim_weight·(1 − SSIM) + depth_weight·(scale-and-shift-invariant depth L1 vs the estimated
            depth, sky excluded) + opacity_weight·mean opacity (final pruning stage only)
 
+The decoder reads the latents' shape (channels, spatial and temporal factor: :meth:`~lyra3d.models.configs.DecoderConfig.for_latents`): ``--tokenizer DIR``'s (any tokenizer folder, e.g. a diffusers
+video VAE, read from its config.json), else the one the SDG folder records (``sdg.json``), else the one its
+latents and frames show; a tokenizer or record that disagrees with the latents is refused before training.
+
 Curriculum (Lyra's, shortened): the first ``few_views_until`` of training sees ``few_views`` random
 trajectories, then all of them; the last ``prune_from`` share adds the opacity term. Ablations: ``views=1``
 (a single trajectory throughout), ``depth_weight=0``. bf16 autocast on CUDA, AdamW with warm-up and cosine,
