@@ -1,6 +1,6 @@
-"""Benchmark diffusers video VAEs as lyra3d's tokenizer: encode and decode seconds and peak memory at the published
-architectures' sizes (random weights), through lyra3d's adapter (:class:`lyra3d.models.diffusers_vae.DiffusersVideoTokenizer`),
-with and without the VAE's tiling and slicing.
+"""Benchmark diffusers video VAEs as lyra3d's tokenizer: encode and decode seconds and peak memory at the
+published architectures' sizes (random weights), through lyra3d's adapter
+(:class:`lyra3d.models.diffusers_vae.DiffusersVideoTokenizer`), with and without the VAE's tiling and slicing.
 
     PYTHONUNBUFFERED=1 python benchmarks/vae.py [--device cuda] [--vaes wan,cogvideox,ltx,hunyuan,cosmos]
         [--workloads trajectories,long] [--modes whole,sliced,tiled] [--repeats 2] [--out DIR]
@@ -12,8 +12,10 @@ VAE (128 channels, 32x space, 8x time), HunyuanVideo VAE (128,256,512,512; scali
 (8x space, 8x time, 16 channels). Workloads: ``trajectories`` = 6 trajectories × 17 frames of 320×176 (lyra3d's
 teacher batch; LTX-Video takes sides in multiples of 32: 320×192 there), ``long`` = 1 × 81 frames of 480×832.
 Modes: ``whole`` (no tiling, no slicing), ``sliced`` (one video of the batch at a time), ``tiled`` (tiling and
-slicing, tiling forced on: lyra3d's default ``tiling="auto"`` is ``sliced`` at 320×176 and ``tiled`` at 480×832). bf16 on CUDA, float32 on the CPU. Each cell is the best of ``--repeats`` runs
-(the first also warms up); an out-of-memory cell reads ``OOM``. Expected on one H100: about 6–10 minutes for
+slicing, tiling forced on: lyra3d's default ``tiling="auto"`` is ``sliced`` at 320×176 and ``tiled`` at
+480×832). bf16 on CUDA, float32 on the CPU. Each cell is the best of ``--repeats`` runs
+(the first also warms up); memory is the peak CUDA memory allocated during the cell (the weights and the input
+included; CPU: the process's peak resident size so far); an out-of-memory cell reads ``OOM``. Expected on one H100: about 6–10 minutes for
 everything (the untiled 81-frame decodes dominate); split with ``--vaes`` if a call is limited to 10 minutes.
 """
 
@@ -39,7 +41,8 @@ REAL = {
                                                  scaling_factor=1.15258426, use_quant_conv=False,
                                                  use_post_quant_conv=False)),
     "ltx": ("AutoencoderKLLTXVideo", dict(latent_channels=128, block_out_channels=(128, 256, 512, 512),
-                                          layers_per_block=(4, 3, 3, 3, 4), spatio_temporal_scaling=(True, True, True, False),
+                                          layers_per_block=(4, 3, 3, 3, 4),
+                                          spatio_temporal_scaling=(True, True, True, False),
                                           patch_size=4, patch_size_t=1, encoder_causal=True, decoder_causal=False,
                                           timestep_conditioning=False, scaling_factor=1.0)),
     "hunyuan": ("AutoencoderKLHunyuanVideo", dict(latent_channels=16, block_out_channels=(128, 256, 512, 512),
@@ -156,7 +159,8 @@ def main() -> None:
                        "decode_s": dec_s, "decode_gib": dec_gib, "build_s": round(build_s, 1)}
                 rows.append(row)
                 num = lambda x: "OOM" if x is None else f"{x:.3f}" if x < 10 else f"{x:.1f}"  # noqa: E731
-                line = (f"| {name} | {params:.3g} | {tok.latent_channels},{s},{tok.temporal_factor} | {wl} {b}×{t}×{ww}×{hh} "
+                line = (f"| {name} | {params:.3g} | {tok.latent_channels},{s},{tok.temporal_factor} "
+                        f"| {wl} {b}×{t}×{ww}×{hh} "
                         f"| {mode} | {num(enc_s)} | {num(enc_gib)} | {num(dec_s)} | {num(dec_gib)} |")
                 lines.append(line)
                 print(line, flush=True)

@@ -45,7 +45,8 @@ def tiny_vae(name: str, channels: int = 4):
         return diffusers.AutoencoderKLHunyuanVideo(latent_channels=channels, block_out_channels=(8, 8, 8, 8),
                                                    layers_per_block=1, norm_num_groups=2, scaling_factor=0.5)
     if name == "AutoencoderKLCosmos":
-        return diffusers.AutoencoderKLCosmos(encoder_block_out_channels=(8, 8, 8, 8), decode_block_out_channels=(8, 8, 8, 8),
+        return diffusers.AutoencoderKLCosmos(encoder_block_out_channels=(8, 8, 8, 8),
+                                             decode_block_out_channels=(8, 8, 8, 8),
                                              attention_resolutions=(), resolution=64, num_layers=1, latent_channels=4,
                                              latents_mean=COSMOS_MEAN, latents_std=COSMOS_STD)
     raise ValueError(name)
@@ -180,8 +181,8 @@ def test_bad_tokenizer_folders_are_one_line_errors(tmp_path):
         load_tokenizer(tmp_path / "nowhere")
     image_vae = tmp_path / "sd_vae"  # a diffusers VAE, but of images
     diffusers.AutoencoderKL(block_out_channels=(8,), norm_num_groups=2, latent_channels=4).save_pretrained(image_vae)
-    with pytest.raises(InputError, match="holds a diffusers AutoencoderKL, not a video VAE lyra3d reads; use a folder of "
-                                         "AutoencoderKLWan"):
+    with pytest.raises(InputError, match="holds a diffusers AutoencoderKL, not a video VAE lyra3d reads; use a "
+                                         "folder of AutoencoderKLWan"):
         load_tokenizer(image_vae)
     with pytest.raises(InputError, match="not a video VAE"):
         tokenizer_latent_shape(image_vae)
@@ -193,7 +194,8 @@ def test_bad_tokenizer_folders_are_one_line_errors(tmp_path):
         load_tokenizer(broken)
 
 
-def test_generate_with_a_wan_vae_as_the_tokenizer_runs_end_to_end(tmp_path, make_weights, world_image, save_png, invoke):
+def test_generate_with_a_wan_vae_as_the_tokenizer_runs_end_to_end(tmp_path, make_weights, world_image, save_png,
+                                                                   invoke):
     """A tiny Wan 2.1-shaped VAE (16 channels, 8x, 4x: the shipped video model's and decoder's shape) in
     --weights DIR/tokenizer."""
     weights = make_weights(tmp_path / "weights", text_to_image=False)
@@ -233,7 +235,8 @@ def test_decoder_config_for_latents_keeps_the_tokens_pixels():
     base = DecoderConfig()
     assert base.for_latents(LatentShape(16, 8, 4)) == base
     ltx = base.for_latents(LatentShape(128, 32, 8))
-    assert (ltx.latent_channels, ltx.spatial_factor, ltx.temporal_factor, ltx.patch_size, ltx.patch_px) == (128, 32, 8, 1, 32)
+    assert (ltx.latent_channels, ltx.spatial_factor, ltx.temporal_factor) == (128, 32, 8)
+    assert (ltx.patch_size, ltx.patch_px) == (1, 32)
     with pytest.raises(InputError, match="gaussian_stride 32 must divide the token's 16 pixels"):
         DecoderConfig(gaussian_stride=32).for_latents(LatentShape(4, 8, 4))
     assert not base.reads(LatentShape(16, 8, 8)) and base.reads(LatentShape(16, 8, 4))

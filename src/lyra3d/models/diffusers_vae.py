@@ -24,9 +24,9 @@ off. Nothing is downloaded: folders load with ``local_files_only=True``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -65,7 +65,8 @@ def _wan_stats(vae: nn.Module, frames: int) -> tuple[Tensor, Tensor]:
 
 
 def _ltx_stats(vae: nn.Module, frames: int) -> tuple[Tensor, Tensor]:
-    return vae.latents_mean.float().cpu()[:, None], vae.latents_std.float().cpu()[:, None] / float(vae.config.scaling_factor)
+    std = vae.latents_std.float().cpu()[:, None] / float(vae.config.scaling_factor)
+    return vae.latents_mean.float().cpu()[:, None], std
 
 
 def _cosmos_stats(vae: nn.Module, frames: int) -> tuple[Tensor | float, Tensor | float]:
@@ -181,14 +182,16 @@ class DiffusersVideoTokenizer:
         return LatentShape(self.latent_channels, self.spatial_factor, self.temporal_factor)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                        tiling: bool | str = "auto", slicing: bool = True) -> DiffusersVideoTokenizer:
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None, tiling: bool | str = "auto",
+                        slicing: bool = True) -> DiffusersVideoTokenizer:
         """Load the diffusers VAE saved in ``directory`` (its ``config.json`` names the class). Local only."""
         family, _ = read_vae_config(directory)
         try:
             import diffusers
         except ImportError:
-            raise InputError(f"{directory} holds a diffusers VAE: install diffusers (pip install 'lyra3d[real]')") from None
+            raise InputError(f"{directory} holds a diffusers VAE: install diffusers (pip install diffusers, or "
+                             "lyra3d's extra for real models)") from None
         vae_cls = getattr(diffusers, family.class_name, None)
         if vae_cls is None:
             raise InputError(f"{directory} holds a diffusers {family.class_name}, which diffusers "

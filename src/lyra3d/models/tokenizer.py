@@ -152,7 +152,8 @@ def _read_config(directory: Path) -> dict:
     try:
         raw = json.loads(config.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{config} is not JSON; give a folder holding a lyra3d tokenizer or a diffusers video VAE") from None
+        raise InputError(f"{config} is not JSON; give a folder holding a lyra3d tokenizer or a diffusers video "
+                         "VAE") from None
     if not isinstance(raw, dict) or (raw.get("model_type") != VideoTokenizer.model_type and "_class_name" not in raw):
         raise InputError(f"{config} describes neither a lyra3d tokenizer nor a diffusers video VAE")
     return raw

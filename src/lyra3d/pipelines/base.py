@@ -111,9 +111,9 @@ class TeacherPipeline:
             have = latent_shape_of(tok)
             raise InputError(f"the decoder reads {dc.latent_channels}-channel latents with temporal factor "
                              f"{dc.temporal_factor} and spatial factor {dc.spatial_factor}; the tokenizer gives "
-                             f"{have.latent_channels}, {have.temporal_factor} and {have.spatial_factor}: train a decoder "
-                             f"on this tokenizer's latents (`lyra3d sdg` with it, then `{self.decoder_training} "
-                             f"--tokenizer DIR`) and put it in --weights DIR/{self.decoder_part}")
+                             f"{have.latent_channels}, {have.temporal_factor} and {have.spatial_factor}: train a "
+                             "decoder on this tokenizer's latents (`lyra3d sdg` with it, then "
+                             f"`{self.decoder_training} --tokenizer DIR`) and put it in --weights DIR/{self.decoder_part}")
 
     def to(self, device: str | torch.device):
         dev = check_device(device)

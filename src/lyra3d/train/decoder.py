@@ -9,9 +9,10 @@ those trajectories (gsplat on CUDA, the torch rasterizer on CPU) and compares wi
     loss = MSE + ssim_weight·(1 − SSIM) + depth_weight·(scale-and-shift-invariant depth L1 vs the estimated
            depth, sky excluded) + opacity_weight·mean opacity (final pruning stage only)
 
-The decoder reads the latents' shape (channels, spatial and temporal factor: :meth:`~lyra3d.models.configs.DecoderConfig.for_latents`): ``--tokenizer DIR``'s (any tokenizer folder, e.g. a diffusers
-video VAE, read from its config.json), else the one the SDG folder records (``sdg.json``), else the one its
-latents and frames show; a tokenizer or record that disagrees with the latents is refused before training.
+The decoder reads the latents' shape (channels, spatial and temporal factor;
+:meth:`~lyra3d.models.configs.DecoderConfig.for_latents`): ``--tokenizer DIR``'s (any tokenizer folder, e.g. a
+diffusers video VAE, read from its config.json), else the one the SDG folder records (``sdg.json``), else the one
+its latents and frames show; a tokenizer or record that disagrees with the latents is refused before training.
 
 Curriculum (Lyra's, shortened): the first ``few_views_until`` of training sees ``few_views`` random
 trajectories, then all of them; the last ``prune_from`` share adds the opacity term. Ablations: ``views=1``
@@ -86,7 +87,7 @@ class DecoderTrainConfig(RunConfig):
     input_weight: float = 0.5  # dynamic: weight of the input camera's loss vs the input frame at the target time
     input_view: int = 0  # dynamic: 1 = the decoder also reads the input video's latents as one more view
     gaussian_stride: int = 0  # 0: the model's; else the model at this stride (--init-from: GaussianDecoder.with_stride)
-    tokenizer: str = ""  # tokenizer folder (e.g. a diffusers video VAE) whose latents the decoder reads; empty: the data's
+    tokenizer: str = ""  # tokenizer folder (e.g. a diffusers video VAE) whose latents it reads; empty: the data's
     model: DecoderConfig = field(default_factory=DecoderConfig)
 
     @classmethod
@@ -136,13 +137,15 @@ def data_latent_shape(config: DecoderTrainConfig, dirs: list) -> LatentShape:
     (before any run starts) when these disagree."""
     folders = [f.strip() for f in (config.data + "," + config.static_data).split(",") if f.strip()]
     seen = sample_latent_shape(load_sample(dirs[0]))
-    claims = [(f"--tokenizer {config.tokenizer} gives", tokenizer_latent_shape(config.tokenizer))] if config.tokenizer else []
+    claims = [(f"--tokenizer {config.tokenizer} gives", tokenizer_latent_shape(config.tokenizer))] \
+        if config.tokenizer else []
     claims += [(f"{f}/sdg.json records", shape) for f in folders if (shape := sdg_latent_shape(f)) is not None]
     for who, shape in claims:
         if (shape.latent_channels, shape.spatial_factor) != (seen.latent_channels, seen.spatial_factor) or \
                 (seen.temporal_factor and shape.temporal_factor != seen.temporal_factor):
             raise InputError(f"{who} {shape.describe()}, but {dirs[0]} holds {seen.describe()}: pass the "
-                             "--tokenizer that wrote the SDG, or write the SDG with this one (lyra3d sdg --tokenizer DIR)")
+                             "--tokenizer that wrote the SDG, or write the SDG with this one (lyra3d sdg "
+                             "--tokenizer DIR)")
     return claims[0][1] if claims else seen
 
 
