@@ -166,12 +166,12 @@ def listing():
 # -- SDG ----------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def write_sdg_folder():
-    """``write_sdg_folder(root, seeds, frames=5, width=96, height=48, names=("left", "right"))``: one SDG sample
-    per world seed (the layout of ``lyra3d.data.sdg``): world renders and their shipped-tokenizer latents,
-    standing in for the teacher's output."""
+    """``write_sdg_folder(root, seeds, frames=5, width=96, height=48, names=("left", "right"), tokenizer=None)``: one
+    SDG sample per world seed (the layout of ``lyra3d.data.sdg``): world renders and their latents (the shipped
+    tokenizer's, or ``tokenizer``'s: e.g. a diffusers VAE's), standing in for the teacher's output."""
 
     def write(root: Path, seeds, frames: int = 5, width: int = 96, height: int = 48,
-              names: tuple[str, ...] = ("left", "right")) -> Path:
+              names: tuple[str, ...] = ("left", "right"), tokenizer=None) -> Path:
         from safetensors.torch import save_file
 
         from lyra3d.core.trajectories import trajectory
@@ -180,7 +180,7 @@ def write_sdg_folder():
         from lyra3d.models.tokenizer import load_tokenizer
 
         root.mkdir(parents=True, exist_ok=True)
-        tok = load_tokenizer(shipped_weights("tokenizer"))
+        tok = tokenizer or load_tokenizer(shipped_weights("tokenizer"))
         cams = Cameras.cat([trajectory(name, default_camera(width, height), frames, 5.0) for name in names])
         v, ids = len(names), []
         for seed in seeds:

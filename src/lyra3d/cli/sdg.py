@@ -37,7 +37,7 @@ def sdg(
     steps: Optional[int] = typer.Option(None, min=1, max=L.MAX_STEPS, help="The teacher's sampler steps (default: the teacher's, 4)."),
     guidance: Optional[float] = typer.Option(None, min=0.0, max=L.MAX_GUIDANCE, help="The teacher's classifier-free guidance scale (1: none; default: the teacher's, 1)."),
     seed: int = typer.Option(0, help="The sampler's seed."),
-    tokenizer: Optional[Path] = typer.Option(None, help="Tokenizer folder (default: the shipped one)."),
+    tokenizer: Optional[Path] = typer.Option(None, help="Tokenizer folder: a lyra3d tokenizer or a diffusers video VAE (Wan 2.1, CogVideoX, LTX-Video, HunyuanVideo, Cosmos; default: the shipped one)."),
     video_model: Optional[Path] = typer.Option(None, "--video-model", help="Video model folder (default: the "
                                                "shipped one)."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (a CUDA GPU when there is one)."),

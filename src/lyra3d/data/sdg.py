@@ -5,7 +5,8 @@ at the default camera, or any image file), and everything else comes from the te
 
 Layout of an SDG folder::
 
-    sdg.json                        the settings (a resumed or sharded run must use the same)
+    sdg.json                        the settings (a resumed or sharded run must use the same), and "latents":
+                                    the tokenizer's latent shape (channels, spatial and temporal factor)
     manifest-<shard>.jsonl          one line per finished sample of that shard (shards write their own)
     <id>/latents.safetensors        latents float16 (V, T', C, h, w); for a video input also
                                     "input_latents" (T', C, h, w): the tokenizer's latents of the input video
@@ -49,6 +50,8 @@ from lyra3d.core.limits import MAX_SIDE, MAX_WORLDS
 from lyra3d.core.progress import Progress, StageClock, no_progress
 from lyra3d.errors import InputError
 from lyra3d.io.images import MIN_IMAGE_SIDE
+from lyra3d.models.diffusers_vae import LatentShape
+from lyra3d.models.tokenizer import latent_shape_of
 from lyra3d.pipelines.teacher import Teacher, TeacherConfig
 
 _TMP = ".tmp-"
@@ -226,6 +229,9 @@ def generate(teacher: Teacher, inputs: list[SDGInput] | Iterator[SDGInput], out:
     settings["teacher"]["trajectories"] = list(settings["teacher"]["trajectories"])
     settings["clips"] = clips  # None for images (also what a folder written before clips existed reads as)
     settings["size"] = list(size) if size is not None else None
+    settings["latents"] = asdict(latent_shape_of(teacher.tokenizer))  # what a decoder trained on them reads
+    if _written_before_latents(out / "sdg.json"):
+        del settings["latents"]  # a folder from before the shape was recorded resumes as it was
     check_settings(out / "sdg.json", settings, "samples")
     for stale in out.glob(f"{_TMP}*-shard{shard}"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -325,6 +331,25 @@ def load_sample(path: str | Path, uint8: bool = False) -> SDGSample:
                      input_latents=tensors["input_latents"].float() if "input_latents" in tensors else None)
 
 
+def _written_before_latents(path: Path) -> bool:
+    try:
+        return path.is_file() and "latents" not in json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return False  # check_settings says so
+
+
+def sdg_latent_shape(out: str | Path) -> LatentShape | None:
+    """The tokenizer's latent shape an SDG folder records in ``sdg.json`` (``None``: not recorded, e.g. a
+    folder written before it was)."""
+    path = Path(out) / "sdg.json"
+    try:
+        shape = json.loads(path.read_text()).get("latents") if path.is_file() else None
+        return LatentShape(**shape) if shape else None
+    except (json.JSONDecodeError, TypeError, AttributeError):
+        raise InputError(f"{path} is not an SDG settings file (its latents entry is unreadable); write the SDG "
+                         "folder again") from None
+
+
 def sample_dirs(out: str | Path) -> list[Path]:
     """The finished sample folders of an SDG folder, sorted by id."""
     out = Path(out)
@@ -366,6 +391,10 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
     teacher = Teacher.from_pretrained(tokenizer, video_model, device=dev,
                                       config=TeacherConfig(num_frames=frames, steps=steps, guidance=guidance))
     teacher.tokenizer.latent_frames(frames)  # a frame count the tokenizer cannot take fails before any work
+    s = int(teacher.tokenizer.spatial_factor)
+    if width % s or height % s:
+        raise InputError(f"--width and --height must be multiples of the tokenizer's spatial factor {s}, got "
+                         f"{width}x{height}")
     clip_settings = None
     if images is None:
         count = worlds if worlds is not None else clips

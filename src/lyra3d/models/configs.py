@@ -5,7 +5,7 @@ Each model module imports its config from here (``from lyra3d.models.decoder imp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lyra3d.errors import InputError
 
@@ -43,6 +43,23 @@ class DecoderConfig:
         if self.patch_px % self.gaussian_stride:
             raise InputError(f"gaussian_stride {self.gaussian_stride} must divide the token's {self.patch_px} pixels")
         return self.patch_px // self.gaussian_stride
+
+    def reads(self, shape) -> bool:
+        """Whether this decoder reads latents of ``shape`` (anything with ``latent_channels``, ``spatial_factor``,
+        ``temporal_factor``: a tokenizer, :class:`lyra3d.models.diffusers_vae.LatentShape`)."""
+        return (self.latent_channels, self.spatial_factor, self.temporal_factor) == \
+            (shape.latent_channels, shape.spatial_factor, shape.temporal_factor)
+
+    def for_latents(self, shape):
+        """This config for a tokenizer's latent ``shape`` (as in :meth:`reads`): its channels and factors, and
+        the patch size that keeps a token's pixel side (``patch_px``: 16 by default) where the spatial factor
+        allows (LTX-Video's 32: one latent pixel per token, 32 px). The Gaussian stride stays (it must divide
+        the token's pixels)."""
+        s = int(shape.spatial_factor)
+        out = replace(self, latent_channels=int(shape.latent_channels), spatial_factor=s,
+                      temporal_factor=int(shape.temporal_factor), patch_size=max(1, self.patch_px // s))
+        out.blocks_per_patch  # noqa: B018 (raises the one-line error when the stride does not divide the token)
+        return out
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""The video tokenizer: a causal video autoencoder (docs/design.md §3 ``tokenizer``), and the adapter that puts a
-diffusers video VAE (e.g. ``AutoencoderKLCosmos``, Lyra's Cosmos tokenizer) behind the same interface.
+"""The video tokenizer: a causal video autoencoder (docs/design.md §3 ``tokenizer``), and :func:`load_tokenizer`,
+which also puts a diffusers video VAE (Wan 2.1, CogVideoX, LTX-Video, HunyuanVideo, Cosmos: the adapter of
+:mod:`lyra3d.models.diffusers_vae`) behind the same interface.
 
 ``T = 1 + k·m`` frames ``(B, T, 3, H, W)`` in [0, 1] become latents ``(B, 1 + m, C, H/8, W/8)``: the first
 frame is encoded on its own (so an image is a one-frame video), every following group of ``k`` frames
@@ -19,6 +20,8 @@ from torch import Tensor, nn
 
 from lyra3d.errors import InputError
 from lyra3d.models.configs import TokenizerConfig  # noqa: F401 (the config lives in a torch-free module)
+from lyra3d.models.diffusers_vae import DiffusersVideoTokenizer, vae_latent_shape
+from lyra3d.models.latents import LatentShape, causal_latent_frames, check_trajectory_frames  # noqa: F401
 from lyra3d.models.modeling import Pretrained
 
 
@@ -29,6 +32,7 @@ class Tokenizer(Protocol):
 
     latent_channels: int
     temporal_factor: int
+    spatial_factor: int
 
     def latent_frames(self, num_frames: int) -> int: ...
 
@@ -85,6 +89,10 @@ class VideoTokenizer(Pretrained):
     def temporal_factor(self) -> int:
         return self.config.temporal_factor
 
+    @property
+    def spatial_factor(self) -> int:
+        return self.config.spatial_factor
+
     def latent_frames(self, num_frames: int) -> int:
         return causal_latent_frames(num_frames, self.config.temporal_factor)
 
@@ -134,76 +142,48 @@ class VideoTokenizer(Pretrained):
         return self.decode_raw(self.encode(video))
 
 
-def causal_latent_frames(num_frames: int, k: int) -> int:
-    """Latent frames of a causal tokenizer with temporal factor ``k``: ``1 + (T - 1) / k``."""
-    if num_frames < 1 or (num_frames - 1) % k:
-        raise InputError(f"the tokenizer takes 1 + {k}·m frames (1, {1 + k}, {1 + 2 * k}, ...), got {num_frames}")
-    return 1 + (num_frames - 1) // k
-
-
-def check_trajectory_frames(num_frames: int, k: int, name: str = "frames per trajectory") -> None:
-    """A one-line error unless ``num_frames`` is ``1 + k·m`` with ``m >= 1``: a trajectory of a causal
-    tokenizer with temporal factor ``k`` (one frame is an image, not a trajectory)."""
-    if num_frames < 1 + k or (num_frames - 1) % k:
-        raise InputError(f"{name} must be 1 + {k}·m with m >= 1 for this tokenizer (e.g. {1 + k}, {1 + 2 * k}, "
-                         f"{1 + 4 * k}), got {num_frames}")
-
-
-class DiffusersVideoTokenizer:
-    """Adapter: a diffusers video VAE (``AutoencoderKLCosmos`` and the like, taking ``(B, 3, T, H, W)`` in
-    [-1, 1]) as a lyra3d :class:`Tokenizer` (``(B, T, 3, H, W)`` in [0, 1], latents ``(B, T', C, h, w)``).
-    Latents are the distribution's mode, so encoding is deterministic."""
-
-    def __init__(self, vae: nn.Module):
-        self.vae = vae.eval()
-        cfg = vae.config
-        self.latent_channels = int(cfg.latent_channels)
-        self.temporal_factor = int(getattr(cfg, "temporal_compression_ratio", 1))
-        self.spatial_factor = int(getattr(cfg, "spatial_compression_ratio", 8))
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "DiffusersVideoTokenizer":
-        """Load the diffusers VAE saved in ``directory`` (its ``config.json`` names the class). Local only."""
-        import diffusers
-
-        directory = Path(directory)
-        name = json.loads((directory / "config.json").read_text()).get("_class_name", "")
-        vae_cls = getattr(diffusers, name, None)
-        if vae_cls is None:
-            raise InputError(f"{directory} holds a diffusers {name or 'model'} that this diffusers version lacks")
-        return cls(vae_cls.from_pretrained(str(directory), local_files_only=True).to(device))
-
-    def latent_frames(self, num_frames: int) -> int:
-        return causal_latent_frames(num_frames, self.temporal_factor)
-
-    @torch.no_grad()
-    def encode(self, video: Tensor) -> Tensor:
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise InputError(f"video must be (B, T, 3, H, W), got {tuple(video.shape)}")
-        self.latent_frames(video.shape[1])
-        dist = self.vae.encode(video.permute(0, 2, 1, 3, 4) * 2 - 1).latent_dist
-        z = dist.mode() if hasattr(dist, "mode") else dist.mean
-        return z.permute(0, 2, 1, 3, 4)
-
-    @torch.no_grad()
-    def decode(self, latents: Tensor) -> Tensor:
-        out = self.vae.decode(latents.permute(0, 2, 1, 3, 4)).sample
-        return ((out.permute(0, 2, 1, 3, 4) + 1) / 2).clamp(0, 1)
-
-
-def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
-    """A tokenizer from a folder: lyra3d's own (``model_type`` in config.json) or a diffusers video VAE
-    (``_class_name``, e.g. a Cosmos tokenizer the user has on disk)."""
-    directory = Path(directory)
+def _read_config(directory: Path) -> dict:
+    if not directory.is_dir():
+        raise InputError(f"tokenizer folder not found: {directory}; give a folder holding a lyra3d tokenizer or a "
+                         "saved diffusers video VAE")
     config = directory / "config.json"
     if not config.is_file():
         raise InputError(f"no tokenizer in {directory}: config.json is missing")
-    raw = json.loads(config.read_text())
+    try:
+        raw = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{config} is not JSON; give a folder holding a lyra3d tokenizer or a diffusers video "
+                         "VAE") from None
+    if not isinstance(raw, dict) or (raw.get("model_type") != VideoTokenizer.model_type and "_class_name" not in raw):
+        raise InputError(f"{config} describes neither a lyra3d tokenizer nor a diffusers video VAE")
+    return raw
+
+
+def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                   tiling: bool | str = "auto", slicing: bool = True) -> Tokenizer:
+    """A tokenizer from a folder: lyra3d's own (``model_type`` in config.json) or a diffusers video VAE
+    (``_class_name``: Wan 2.1, CogVideoX, LTX-Video, HunyuanVideo or Cosmos, :mod:`lyra3d.models.diffusers_vae`;
+    ``dtype``, ``tiling`` and ``slicing`` apply to those)."""
+    directory = Path(directory)
+    raw = _read_config(directory)
     if raw.get("model_type") == VideoTokenizer.model_type:
         return VideoTokenizer.from_pretrained(directory, device)
-    if "_class_name" in raw:
-        return DiffusersVideoTokenizer.from_pretrained(directory, device)
-    raise InputError(f"{config} describes neither a lyra3d tokenizer nor a diffusers VAE")
+    return DiffusersVideoTokenizer.from_pretrained(directory, device, dtype=dtype, tiling=tiling, slicing=slicing)
+
+
+def tokenizer_latent_shape(directory: str | Path) -> LatentShape:
+    """The latent shape of the tokenizer in ``directory`` from its ``config.json`` alone (no weights load)."""
+    directory = Path(directory)
+    raw = _read_config(directory)
+    if raw.get("model_type") == VideoTokenizer.model_type:
+        cfg = TokenizerConfig(**{k: v for k, v in raw.items() if k in TokenizerConfig.__dataclass_fields__})
+        return LatentShape(cfg.latent_channels, cfg.spatial_factor, cfg.temporal_factor)
+    return vae_latent_shape(directory)
+
+
+def latent_shape_of(tokenizer: Tokenizer) -> LatentShape:
+    """A loaded tokenizer's latent shape (channels, spatial factor, temporal factor)."""
+    return LatentShape(int(tokenizer.latent_channels), int(tokenizer.spatial_factor), int(tokenizer.temporal_factor))
 
 
 def reconstruction_loss(pred_raw: Tensor, video: Tensor) -> Tensor:

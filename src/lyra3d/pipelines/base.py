@@ -111,14 +111,16 @@ class TeacherPipeline:
         return teacher, decoder, sources
 
     def _check_parts(self) -> None:
+        from lyra3d.models.tokenizer import latent_shape_of
+
         tok, dc = self.teacher.tokenizer, self.decoder.config
-        spatial = getattr(tok, "spatial_factor", getattr(getattr(tok, "config", None), "spatial_factor", 8))
-        have = (tok.latent_channels, tok.temporal_factor, spatial)
-        want = (dc.latent_channels, dc.temporal_factor, dc.spatial_factor)
-        if have != want:
-            raise InputError(f"the decoder reads {want[0]}-channel latents with temporal factor {want[1]} and spatial "
-                             f"factor {want[2]}; the tokenizer gives {have[0]}, {have[1]} and {have[2]}: use a decoder "
-                             "trained on this tokenizer's latents")
+        if not dc.reads(latent_shape_of(tok)):
+            have = latent_shape_of(tok)
+            raise InputError(f"the decoder reads {dc.latent_channels}-channel latents with temporal factor "
+                             f"{dc.temporal_factor} and spatial factor {dc.spatial_factor}; the tokenizer gives "
+                             f"{have.latent_channels}, {have.temporal_factor} and {have.spatial_factor}: train a "
+                             "decoder on this tokenizer's latents (`lyra3d sdg` with it, then "
+                             f"`{self.decoder_training} --tokenizer DIR`) and put it in --weights DIR/{self.decoder_part}")
 
     def to(self, device: str | torch.device):
         dev = check_device(device)

@@ -118,10 +118,13 @@ class Teacher:
         estimator = load_depth(depth, device)  # first: a bad depth folder is refused before the larger parts load
         tok = load_tokenizer(tokenizer or shipped_weights(DEFAULT_TOKENIZER_WEIGHTS), device)
         vm = VideoDiffusionModel.from_pretrained(video_model or shipped_weights(DEFAULT_VIDEO_MODEL_WEIGHTS), device)
-        if tok.latent_channels != vm.config.latent_channels or tok.temporal_factor != vm.config.temporal_factor:
-            raise InputError(f"the video model expects {vm.config.latent_channels}-channel latents with temporal "
-                             f"factor {vm.config.temporal_factor}; the tokenizer gives {tok.latent_channels} and "
-                             f"{tok.temporal_factor}")
+        want = (vm.config.latent_channels, vm.config.temporal_factor, vm.config.spatial_factor)
+        have = (tok.latent_channels, tok.temporal_factor, tok.spatial_factor)
+        if have != want:
+            raise InputError(f"the video model expects {want[0]}-channel latents with temporal factor {want[1]} and "
+                             f"spatial factor {want[2]}; the tokenizer gives {have[0]}, {have[1]} and {have[2]}: train "
+                             "a video model on this tokenizer (`lyra3d train video-model --tokenizer DIR`) and put it "
+                             "in --weights DIR/video_model, or use a tokenizer of the video model's latent shape")
         return cls(estimator, tok, vm, config)
 
     @property

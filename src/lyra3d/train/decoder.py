@@ -12,6 +12,11 @@ torch rasterizer) and compares with the teacher's frames:
     loss = MSE + ssim_weight·(1 − SSIM) + depth_weight·(scale-and-shift-invariant depth L1 vs the estimated
            depth, sky excluded) + opacity_weight·mean opacity (final pruning stage only)
 
+The decoder reads the latents' shape (channels, spatial and temporal factor;
+:meth:`~lyra3d.models.configs.DecoderConfig.for_latents`): ``--tokenizer DIR``'s (any tokenizer folder, e.g. a
+diffusers video VAE, read from its config.json), else the one the SDG folder records (``sdg.json``), else the one
+its latents and frames show; a tokenizer or record that disagrees with the latents is refused before training.
+
 Curriculum (Lyra's, shortened): the first ``few_views_until`` of training sees ``few_views`` random
 trajectories, then all of them; the last ``prune_from`` share adds the opacity term. Ablations: ``views=1``
 (a single trajectory throughout), ``depth_weight=0``. bf16 autocast on CUDA, AdamW with warm-up and cosine,
@@ -52,10 +57,12 @@ from lyra3d.core.cameras import Cameras, plucker_rays
 from lyra3d.core.device import check_device
 from lyra3d.core.metrics import psnr, ssim
 from lyra3d.core.render import rasterize
-from lyra3d.data.sdg import load_sample, sample_dirs
+from lyra3d.data.sdg import load_sample, sample_dirs, sdg_latent_shape
 from lyra3d.errors import InputError
 from lyra3d.models.decoder import DecoderConfig, GaussianDecoder
 from lyra3d.models.decoder4d import Decoder4DConfig, GaussianDecoder4D, append_input_view
+from lyra3d.models.diffusers_vae import LatentShape
+from lyra3d.models.tokenizer import tokenizer_latent_shape
 from lyra3d.train.common import Run, RunConfig, initial_model, train_loop
 
 
@@ -85,6 +92,7 @@ class DecoderTrainConfig(RunConfig):
     gaussian_stride: int = 0  # 0: the model's; else the model at this stride (--init-from: GaussianDecoder.with_stride)
     data_weights: str = ""  # share of steps per --data folder, comma-separated (e.g. 1,1); empty: by sample count
     backend: str = "auto"  # rasterizer: auto (gsplat on CUDA where installed, else torch), gsplat or torch
+    tokenizer: str = ""  # tokenizer folder (e.g. a diffusers video VAE) whose latents it reads; empty: the data's
     model: DecoderConfig = field(default_factory=DecoderConfig)
 
     @classmethod
@@ -145,6 +153,41 @@ def split_data(folders: str, val_samples: int) -> tuple[list, list]:
     if not train_dirs:
         raise InputError("no SDG folder given (--data DIR[,DIR...])")
     return train_dirs, val_dirs
+
+
+def data_latent_shape(config: DecoderTrainConfig, dirs: list) -> LatentShape:
+    """The latent shape the decoder must read: ``--tokenizer``'s (from its config.json), else what the SDG
+    folders record (``sdg.json``), else what the first sample's latents and frames show; one-line errors
+    (before any run starts) when these disagree."""
+    folders = [f.strip() for f in (config.data + "," + config.static_data).split(",") if f.strip()]
+    seen = sample_latent_shape(load_sample(dirs[0]))
+    claims = [(f"--tokenizer {config.tokenizer} gives", tokenizer_latent_shape(config.tokenizer))] \
+        if config.tokenizer else []
+    claims += [(f"{f}/sdg.json records", shape) for f in folders if (shape := sdg_latent_shape(f)) is not None]
+    for who, shape in claims:
+        if (shape.latent_channels, shape.spatial_factor) != (seen.latent_channels, seen.spatial_factor) or \
+                (seen.temporal_factor and shape.temporal_factor != seen.temporal_factor):
+            raise InputError(f"{who} {shape.describe()}, but {dirs[0]} holds {seen.describe()}: pass the "
+                             "--tokenizer that wrote the SDG, or write the SDG with this one (lyra3d sdg "
+                             "--tokenizer DIR)")
+    return claims[0][1] if claims else seen
+
+
+def sample_latent_shape(sample) -> LatentShape:
+    """The latent shape a sample's latents ``(V, T', C, h, w)`` and frames ``(V, T, 3, H, W)`` show."""
+    (tl, c, h, _), (t, _, hh, _) = sample.latents.shape[1:], sample.frames.shape[1:]
+    return LatentShape(int(c), hh // h, (t - 1) // (tl - 1) if tl > 1 else 0)  # 0: one latent frame shows no factor
+
+
+def check_data_shape(data: list[dict], shape: LatentShape, folders: str) -> None:
+    """Every sample's latents must have ``shape`` (channels, and ``H = s·h``, ``T = 1 + k(T' − 1)``)."""
+    s, k = shape.spatial_factor, shape.temporal_factor
+    for d in data:
+        (tl, c, h, w), (t, _, hh, ww) = d["latents"].shape[1:], d["frames"].shape[1:]
+        if c != shape.latent_channels or (hh, ww) != (s * h, s * w) or t != 1 + k * (tl - 1):
+            raise InputError(f"{folders} holds latents {tuple(d['latents'].shape[1:])} of frames "
+                             f"{tuple(d['frames'].shape[1:])}, not {shape.describe()}: pass the --tokenizer that "
+                             "wrote them, or write the SDG again")
 
 
 def load_data(dirs, device) -> list[dict]:
@@ -277,11 +320,19 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
         raise InputError("--static-data is for --dynamic 1 runs (static steps of a 4D decoder)")
     if config.gaussian_stride and not config.init_from:
         config.model = dataclasses.replace(config.model, gaussian_stride=config.gaussian_stride)
+    shape = data_latent_shape(config, train_dirs)
+    if not config.init_from:  # the decoder reads the tokenizer's latents: channels, spatial and temporal factor
+        config.model = config.model.for_latents(shape)
     model0 = initial_model_4d(config, device) if dynamic else \
         initial_model(GaussianDecoder, config.model, config.init_from, device)
     if config.gaussian_stride:  # a model from --init-from at a finer stride
         model0 = model0.with_stride(config.gaussian_stride)
         config.model = dataclasses.replace(config.model, gaussian_stride=config.gaussian_stride)
+    if not model0.config.reads(shape):
+        raise InputError(f"--init-from {config.init_from} reads {model0.config.latent_channels}-channel latents with "
+                         f"temporal factor {model0.config.temporal_factor} and spatial factor "
+                         f"{model0.config.spatial_factor}; the data holds {shape.describe()}: train from scratch "
+                         "(leave out --init-from)")
     run = Run(config.out, model0, config.lr, config.weight_decay, config.warmup, config.steps, config.train_time_s)
     run.resume(device)
     start_wall = time.time()
@@ -313,6 +364,7 @@ def train(config: DecoderTrainConfig) -> dict[str, float]:
             any(s["input_latents"] is None or s["input"] is None for s in data + val):
         raise InputError(f"this 4D decoder reads the input video's latents, which {config.data} does not hold: "
                          "write the clip SDG again with this version (lyra3d sdg --clips N)")
+    check_data_shape(data + val + static_data, shape, config.data)
     frames = sorted({int(s["frames"].shape[1]) for s in data + val})
     # the saved config records what the decoder was trained on (generate warns outside it)
     decoder.config = dataclasses.replace(decoder.config, trained_frames=sorted({*decoder.config.trained_frames,

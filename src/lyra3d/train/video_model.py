@@ -88,6 +88,10 @@ def train(config: VideoModelTrainConfig) -> dict[str, float]:
         tokenizer = VideoTokenizer(TokenizerConfig(base_channels=8)).to(device).eval()
     else:
         raise InputError("--tokenizer DIR is required: train one first with `lyra3d train tokenizer`")
+    m, s = config.model, int(tokenizer.spatial_factor)  # the latent shape is the tokenizer's (e.g. a diffusers VAE)
+    config.model = dataclasses.replace(m, latent_channels=int(tokenizer.latent_channels), spatial_factor=s,
+                                       temporal_factor=int(tokenizer.temporal_factor),
+                                       patch_size=max(1, m.spatial_factor * m.patch_size // s))
     run = Run(config.out, VideoDiffusionModel(config.model).to(device), config.lr, config.weight_decay,
               config.warmup, config.steps, config.train_time_s)
     run.resume(device)
