@@ -50,6 +50,8 @@ class Scene:
         preset: the resolution preset used.
         input_depth: the input's z-depth ``(1, H, W)`` as the teacher used it (0 = sky), when known.
         keep_input: what ``keep_input`` did (:func:`lyra3d.pipelines.keep_input.keep_input`), ``None`` when off.
+        reconstruction: which reconstructor made the Gaussians (``{"reconstructor": "decoder"}``, or
+            ``"optimize"`` with its steps, seconds, strategy, counts: :class:`lyra3d.pipelines.optimize.Optimized`).
     """
 
     gaussians: Gaussians
@@ -70,6 +72,7 @@ class Scene:
     preset: Preset | None = None
     input_depth: Tensor | None = None
     keep_input: dict | None = None
+    reconstruction: dict | None = None
 
     @property
     def frames_per_trajectory(self) -> int:
@@ -116,6 +119,7 @@ class Scene:
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "config": self.config.to_dict(),
             **({"keep_input": self.keep_input} if self.keep_input is not None else {}),
+            **({"reconstruct": self.reconstruction} if self.reconstruction is not None else {}),
         })
 
 
