@@ -121,23 +121,13 @@ class ImageTo3DPipeline(TeacherPipeline):
                      reconstruction=recon or {"reconstructor": "decoder"})
 
     def _optimize(self, gen, camera: Cameras, cfg: GenerateConfig, clock: StageClock):
-        """Per-scene optimisation (``reconstruct="optimize"``): the teacher's frames of every trajectory plus the
-        input itself (with its depth, a light depth term) as targets, the input's own Gaussians (one per
-        pixel, the sky a backdrop) as the start. Returns the Gaussians, the frames ``(V, T, 3, H, W)`` and the
-        record of what was done."""
-        from lyra3d.pipelines.optimize import OPTIMIZE_DEPTH_WEIGHT, OptimizeConfig, initial_gaussians, run_optimization
+        """Per-scene optimisation (``reconstruct="optimize"``, :func:`lyra3d.pipelines.optimize.optimize_sample`).
+        Returns the Gaussians, the teacher's frames ``(V, T, 3, H, W)`` and the record of what was done."""
+        from lyra3d.pipelines.optimize import OptimizeConfig, optimize_sample
 
-        dev = self.device
         frames = self.teacher.decode(gen.latents).clamp(0, 1)
         clock.mark("teacher_frames")
-        image, cam = gen.image.to(dev, frames.dtype), camera.to(dev)
-        targets = torch.cat([image[None], frames.flatten(0, 1)])
-        cams = Cameras.cat([cam.to(dtype=gen.cameras.world_to_camera.dtype), gen.cameras.to(dev)])
-        depths = torch.zeros(len(targets), 1, *targets.shape[-2:], device=dev)
-        depths[0] = gen.depth.to(dev)  # the cache's depth of the input view; the teacher's frames have none
-        init = initial_gaussians(image, gen.depth, cam, self.teacher.config.far_ratio)
-        config = OptimizeConfig(steps=cfg.optimize_steps, seconds=cfg.optimize_seconds, seed=cfg.seed,
-                                depth_weight=OPTIMIZE_DEPTH_WEIGHT)
-        result = run_optimization(init, targets, cams, config, progress=clock, depths=depths)
-        return result.gaussians, frames, {"reconstructor": "optimize", **result.record(),
-                                          "targets": len(targets), "depth_weight": config.depth_weight}
+        config = OptimizeConfig(steps=cfg.optimize_steps, seconds=cfg.optimize_seconds, seed=cfg.seed)
+        result = optimize_sample(gen, frames, camera, config, self.teacher.config.far_ratio, progress=clock,
+                                 teacher=self.teacher)
+        return result.gaussians, frames, {"reconstructor": "optimize", **result.record()}

@@ -39,8 +39,6 @@ from lyra3d.errors import InputError
 STRATEGIES = ("default", "mcmc", "none")
 #: The progress stage of the optimisation.
 STAGE = "optimize"
-#: The image → 3D pipeline's weight of the depth term at the input view (the only target whose depth is known).
-OPTIMIZE_DEPTH_WEIGHT = 0.1
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,8 @@ class OptimizeConfig:
         lr_scales, lr_quats, lr_opacities, lr_colors: the other parameters' learning rates (log-scales,
             quaternions, opacity logits, SH coefficients).
         ssim_weight: λ of ``(1 − λ)·L1 + λ·(1 − SSIM)``.
-        depth_weight: weight of the relative depth error where target depths are given (``> 0`` there).
+        depth_weight: weight of the relative depth error where target depths are given (``> 0`` there; the image
+            → 3D pipeline gives the input view's).
         cameras_per_step: target cameras rendered per step (the loss is their mean).
         refine_every: densify every this many steps (``None``: a tenth of the budget, 10 to 100); densification
             runs from the first such step to 80 % of the budget.
@@ -75,7 +74,7 @@ class OptimizeConfig:
     lr_opacities: float = 5e-2
     lr_colors: float = 2.5e-3
     ssim_weight: float = 0.2
-    depth_weight: float = 0.0
+    depth_weight: float = 0.1
     cameras_per_step: int = 1
     refine_every: int | None = None
     grow_grad2d: float = 2e-4
@@ -139,6 +138,9 @@ class Optimized:
     stopped_by: str
     backend: str = ""
     losses: list[float] = field(default_factory=list)
+    targets: int = 0
+    depth_weight: float = 0.0
+    input_gaussians: int = 0
 
     def record(self) -> dict:
         """A JSON-ready summary (without the Gaussians and the loss history)."""
@@ -322,6 +324,90 @@ def optimize_gaussians(init: Gaussians, frames: Tensor, cameras: Cameras, config
         the fitted Gaussians (degree-0 SH, float32 or ``init``'s dtype), on ``init``'s device.
     """
     return run_optimization(init, frames, cameras, config, progress, depths).gaussians
+
+
+def key_frames(num_frames: int, every: int = 4) -> list[int]:
+    """The frames of a trajectory whose depth is estimated (every ``every``-th, the last included)."""
+    return sorted(set(range(0, num_frames, every)) | {num_frames - 1})
+
+
+def frame_depths(teacher, frames: Tensor, cameras: Cameras, batch: int = 8) -> Tensor:
+    """The teacher's depth estimate of ``frames (N, 3, H, W)`` seen by ``cameras`` (N): ``(N, 1, H, W)`` z-depth,
+    0 where the estimator saturates or beyond the teacher's sky cut (``teacher.clean_depth`` per frame)."""
+    out = []
+    for i in range(0, len(frames), batch):
+        d = teacher.depth(frames[i:i + batch], cameras.intrinsics[i:i + batch]).depth
+        out.extend(teacher.clean_depth(x).to(frames) for x in d)
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def grow_from_frames(init: Gaussians, frames: Tensor, cameras: Cameras, depths: Tensor, sky: float | None = None,
+                     stride: int = 2, coverage: float = 0.5, backend: str = "auto") -> tuple[Gaussians, Tensor]:
+    """Add what the input does not show: for each frame in turn, its pixels that the Gaussians so far leave
+    uncovered (rendered alpha below ``coverage``) and whose estimated depth is known become discs
+    (:func:`~lyra3d.core.photo_gaussians.photo_gaussians`, one per ``stride × stride`` block) at that depth
+    scaled to the scene: times the median ratio, over the frame's covered pixels, of the rendered depth to the
+    estimate (a monocular estimate of a generated frame need not share the input's scale). Uncovered pixels
+    of unknown depth (the sky) become discs at the ``sky`` depth (``None``: left out), as the input's sky does.
+
+    Returns the grown Gaussians and the scaled depths ``(N, 1, H, W)`` (the depth targets)."""
+    from lyra3d.core.photo_gaussians import PhotoSettings, photo_gaussians
+    from lyra3d.pipelines.keep_input import PHOTO_SETTINGS
+
+    settings = PhotoSettings(**{**PHOTO_SETTINGS.__dict__, "stride": stride, "sharpen": 0})
+    parts, scaled = [init], torch.zeros_like(depths)
+    g = init
+    for i in range(len(frames)):
+        out = rasterize(g, cameras[[i]], backend=backend)
+        alpha, rendered, est = out.alpha[0], out.depth[0], depths[i]
+        both = (alpha > 0.9) & (est > 0) & (rendered > 0)
+        scale = float((rendered[both] / est[both]).median()) if int(both.sum()) >= 16 else 1.0
+        scaled[i] = est * scale
+        hole = alpha < coverage
+        if sky is None:
+            hole &= est > 0
+        if int(hole.sum()) < stride * stride:
+            continue
+        fill = scaled[i] if sky is None else torch.where(est > 0, scaled[i], torch.full_like(est, sky))
+        new = photo_gaussians(frames[i], torch.where(hole, fill, torch.zeros_like(est)), cameras[[i]], settings)
+        if len(new):
+            parts.append(new.to(init.device, init.means.dtype))
+            g = Gaussians.cat(parts)
+    return g, scaled
+
+
+def optimize_sample(gen, frames: Tensor, camera: Cameras, config: OptimizeConfig | None = None,
+                    far_ratio: float = 20.0, progress: Progress | None = None, teacher=None) -> Optimized:
+    """Per-scene optimisation of one teacher output (what ``reconstruct="optimize"`` runs): the teacher's
+    ``frames (V, T, 3, H, W)`` at its cameras plus the input image at the input ``camera`` as targets, the
+    input's own Gaussians as the start (:func:`initial_gaussians`) and its depth the depth target there
+    (``config.depth_weight``). With the ``teacher``, its depth estimate of the key frames of every trajectory
+    (:func:`key_frames`, :func:`frame_depths`) adds Gaussians where the input's leave holes
+    (:func:`grow_from_frames`) and is the depth target at those frames.
+
+    ``gen``: a :class:`~lyra3d.pipelines.teacher.TeacherSample`."""
+    from lyra3d.core.photo_gaussians import sky_depth
+
+    config = config or OptimizeConfig()
+    dev = frames.device
+    v, t = frames.shape[:2]
+    image, cam = gen.image.to(dev, frames.dtype), camera.to(dev)
+    targets = torch.cat([image[None], frames.flatten(0, 1)])
+    cams = Cameras.cat([cam.to(dtype=gen.cameras.world_to_camera.dtype), gen.cameras.to(dev)])
+    depths = torch.zeros(len(targets), 1, *targets.shape[-2:], device=dev)
+    depths[0] = gen.depth.to(dev)
+    init = initial_gaussians(image, gen.depth, cam, far_ratio)
+    start = len(init)
+    if teacher is not None:
+        keys = [1 + a * t + j for a in range(v) for j in key_frames(t) if j > 0]
+        est = frame_depths(teacher, targets[keys], cams[keys])
+        init, scaled = grow_from_frames(init, targets[keys], cams[keys], est, sky_depth(gen.depth, far_ratio))
+        depths[keys] = scaled
+    result = run_optimization(init, targets, cams, config, progress=progress, depths=depths)
+    result.targets, result.depth_weight = len(targets), config.depth_weight
+    result.input_gaussians = start
+    return result
 
 
 def _backend(backend: str, device: torch.device) -> str:
