@@ -160,7 +160,8 @@ def _eval_optimizer(ctx, worlds, optimize_steps, optimize_seconds, strategy, fra
         budgets = tuple(check_steps(int(v), "--optimize-steps") for v in optimize_steps.split(","))
     except ValueError:
         raise InputError(f"--optimize-steps takes whole numbers, comma-separated; got {optimize_steps!r}") from None
-    config = OptimizeConfig(steps=budgets[0], seconds=optimize_seconds, strategy=strategy).validate()
+    config = OptimizeConfig(steps=budgets[0], seconds=optimize_seconds, strategy=strategy,
+                            backend=backend).validate()
     teacher = _teacher(tokenizer, video_model, device, steps, guidance, frames)
     seeds, split = _seeds(worlds, train_worlds_from)
     used: dict = {}

@@ -6,7 +6,7 @@ input's own Gaussians (what a user gets at that budget), plus the start itself (
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

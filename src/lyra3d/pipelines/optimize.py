@@ -58,7 +58,7 @@ class OptimizeConfig:
             → 3D pipeline gives the input view's).
         cameras_per_step: target cameras rendered per step (the loss is their mean).
         refine_every: densify every this many steps (``None``: a tenth of the budget, 10 to 100); densification
-            runs from the first such step to 80 % of the budget.
+            runs from the first such step to half the budget.
         grow_grad2d: ``DefaultStrategy``'s gradient threshold of cloning and splitting (gsplat's default 2e-4).
         cap_growth: ``MCMCStrategy``'s cap on the count, as a multiple of the initial count.
         backend: rasterizer (``"auto"``: gsplat for CUDA tensors where installed, else the torch reference).
@@ -82,7 +82,7 @@ class OptimizeConfig:
     backend: str = "auto"
     seed: int = 0
 
-    def validate(self) -> "OptimizeConfig":
+    def validate(self) -> OptimizeConfig:
         """Check every field; raise a one-line :class:`InputError`. Returns self."""
         check_steps(self.steps)
         check_seconds(self.seconds)
@@ -184,7 +184,7 @@ def _make_strategy(config: OptimizeConfig, device: torch.device, count: int):
     except (ImportError, OSError):
         return None, "none"
     every = config.refine_every or min(100, max(10, config.steps // 10))
-    stop = max(every + 1, int(0.8 * config.steps))
+    stop = max(every + 1, config.steps // 2)  # half the budget left to settle, as gsplat's trainer (15k of 30k)
     if config.strategy == "mcmc":
         if device.type != "cuda":
             raise InputError("the mcmc strategy needs CUDA (gsplat's relocation is a CUDA kernel); on a CPU use "
