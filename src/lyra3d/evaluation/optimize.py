@@ -31,8 +31,9 @@ def evaluate_optimizer(teacher: Teacher, seeds: list[int], budgets: tuple[int, .
     """Per world: the teacher's output, then per step budget an optimisation from the input's own Gaussians
     (:func:`lyra3d.pipelines.optimize.optimize_sample`, ``config`` with ``steps`` set to the budget), scored
     as the decoder is. The first budget's columns are unsuffixed, the others' end in ``_steps<N>``; ``init_*``
-    scores the start (the input's Gaussians alone). ``optimize_s``: the optimisation's seconds (the teacher's
-    frame decoding excluded; it is ``frames_s``). ``on_row`` sees each world's row as it is measured; ``used``
+    scores the start (the input's Gaussians alone). ``optimize_s``: the optimisation's seconds, its start
+    included (the key frames' depth, the grown Gaussians), ``fit_s`` the steps alone; the teacher's frame
+    decoding is ``frames_s``. ``on_row`` sees each world's row as it is measured; ``used``
     (a dict) is told the strategy and the rasterizer that ran (``strategy``, ``backend``)."""
     base = config or OptimizeConfig()
     dev = teacher.device
@@ -56,11 +57,13 @@ def evaluate_optimizer(teacher: Teacher, seeds: list[int], budgets: tuple[int, .
         for i, steps in enumerate(budgets):
             cfg = OptimizeConfig(**{**base.__dict__, "steps": steps})
             _sync(dev)
+            t1 = time.perf_counter()
             result = optimize_sample(gen, frames, cam, cfg, teacher.config.far_ratio, teacher=teacher)
             _sync(dev)
+            seconds = time.perf_counter() - t1
             scores = _student_scores(result.gaussians, gen.cameras, frames, cam, src.rgb, held, truth, backend)
             scores["gaussians"] = scores.pop("gaussians_pruned")
-            scores.update(optimize_s=result.seconds, optimize_steps=result.steps, first_loss=result.first_loss,
+            scores.update(optimize_s=seconds, fit_s=result.seconds, optimize_steps=result.steps, first_loss=result.first_loss,
                           last_loss=result.last_loss)
             row.update({(k if i == 0 else f"{k}_steps{steps}"): v for k, v in scores.items()})
             if used is not None:
