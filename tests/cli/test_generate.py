@@ -183,3 +183,29 @@ def test_fewer_frames_than_the_shipped_decoder_knows_warns(tmp_path, photo):
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "trained on 9 and 17 frames per trajectory; at 5" in warnings[0], r.stderr
     assert json.loads((out / "report.json").read_text())["frames_per_trajectory"] == 5
+
+
+def test_generate_with_per_scene_optimisation(tmp_path, photo, invoke, assert_one_line_error):
+    """--reconstruct optimize: Gaussians fitted to the teacher's frames (issue 22): a scene, no decoder warning at
+    5 frames (the decoder does not run), the reconstructor and its steps in report.json; bad values are one line."""
+    out = tmp_path / "scene"
+    r = lyra3d("generate", "--image", photo, "--out", out, "--trajectories", 1, "--frames", 5, "--steps", 1,
+               "--reconstruct", "optimize", "--optimize-steps", 20, "--flythrough-frames", 2)
+    assert r.returncode == 0, r.stderr
+    assert "optimize" in r.stderr and "warning:" not in r.stderr
+    report = json.loads((out / "report.json").read_text())
+    rec = report["reconstruct"]
+    assert rec["reconstructor"] == "optimize" and rec["steps"] == 20 and rec["stopped_by"] == "steps"
+    assert rec["seconds"] > 0 and rec["input_gaussians"] == 320 * 176 and rec["targets"] == 1 + 5
+    assert report["config"]["reconstruct"] == "optimize" and report["config"]["optimize_steps"] == 20
+    assert len(load_ply(out / "scene.ply")) == report["gaussians"] == rec["gaussians"]
+    assert {"teacher_frames", "optimize"} <= set(report["timings_s"]) and "keep_input" not in report
+    assert report["input_view_psnr"] > 25
+    for args, fragment in [(("--reconstruct", "nerf"), "reconstruct must be decoder or optimize, got 'nerf'"),
+                           (("--optimize-steps", 5), "--optimize-steps is for --reconstruct optimize"),
+                           (("--reconstruct", "optimize", "--optimize-seconds", 0),
+                            "optimize seconds must be a number of seconds > 0, got 0.0"),
+                           (("--reconstruct", "optimize", "--optimize-steps", 0), "--optimize-steps")]:
+        r = invoke("generate", "--image", photo, "--out", tmp_path / "bad", *args)
+        assert_one_line_error(r.exit_code, r.stderr, fragment)
+    assert not (tmp_path / "bad").exists()

@@ -68,15 +68,17 @@ def _seeds(worlds: int, train_worlds_from: int | None) -> tuple[list[int], str]:
     return w.eval_seeds(worlds), "held-out"
 
 
-def _report(ctx: typer.Context, rows: list[dict], seeds: list[int], title: str, json_path: str | None) -> None:
-    """Print the summary table of ``rows``; with ``json_path`` also write it with the settings and the rows."""
+def _report(ctx: typer.Context, rows: list[dict], seeds: list[int], title: str, json_path: str | None,
+            extra: dict | None = None) -> None:
+    """Print the summary table of ``rows``; with ``json_path`` also write it with the settings (and ``extra``)
+    and the rows."""
     from lyra3d.evaluation.report import summarize, table, write_results
 
     summary = summarize(rows)
     print(table(summary, title))
     if json_path:  # the settings by option name (--json → json, --no-baseline → no_baseline)
         names = {p.name: p.opts[0].lstrip("-").replace("-", "_") for p in ctx.command.params if p.opts}
-        settings = {"what": ctx.info_name, **{names.get(k, k): v for k, v in ctx.params.items()}}
+        settings = {"what": ctx.info_name, **{names.get(k, k): v for k, v in ctx.params.items()}, **(extra or {})}
         write_results(json_path, settings, seeds, summary, rows)
 
 
@@ -106,11 +108,31 @@ def eval_decoder(ctx: typer.Context, worlds: Annotated[int, typer.Option(min=1, 
                                                             "the main column).")] = "0.5",
                  frames: Frames = None, train_worlds_from: TrainWorldsFrom = None, steps: Steps = None,
                  guidance: Guidance = None, tokenizer: TokenizerDir = None, video_model: VideoModelDir = None,
-                 backend: Backend = "auto", device: Device = "cpu", json_path: JsonOut = None) -> None:
+                 backend: Backend = "auto", device: Device = "cpu", json_path: JsonOut = None,
+                 reconstruct: Annotated[str, typer.Option("--reconstruct", help="decoder, or optimize: per-scene "
+                                                          "optimisation from the input's own Gaussians instead "
+                                                          "(--decoder, --views, --keep-fraction then unused).")
+                                        ] = "decoder",
+                 optimize_steps: Annotated[str, typer.Option("--optimize-steps", help="--reconstruct optimize: "
+                                                             "step budget(s), comma-separated, each a fresh run "
+                                                             "(the first is the main column).")] = "300",
+                 optimize_seconds: Annotated[Optional[float], typer.Option(
+                     "--optimize-seconds", help="--reconstruct optimize: a time budget per run in seconds.")] = None,
+                 strategy: Annotated[str, typer.Option("--strategy", help="--reconstruct optimize: gsplat's "
+                                                       "densification, default or mcmc (CUDA), or none.")
+                                     ] = "default") -> None:
     """The 3DGS decoder on the teacher's latents: its renders vs the teacher's frames, the input view and the
-    ray-cast truth, also between the trajectories."""
+    ray-cast truth, also between the trajectories. With --reconstruct optimize: per-scene optimisation, scored
+    the same way."""
     from lyra3d.evaluation.decoder import evaluate_decoder
     from lyra3d.models.decoder import GaussianDecoder
+
+    if reconstruct not in ("decoder", "optimize"):
+        raise InputError(f"--reconstruct must be decoder or optimize, got {reconstruct!r}")
+    if reconstruct == "optimize":
+        _eval_optimizer(ctx, worlds, optimize_steps, optimize_seconds, strategy, frames, train_worlds_from, steps,
+                        guidance, tokenizer, video_model, backend, device, json_path)
+        return
 
     try:
         keep = tuple(float(f) for f in keep_fraction.split(","))
@@ -127,6 +149,26 @@ def eval_decoder(ctx: typer.Context, worlds: Annotated[int, typer.Option(min=1, 
     model = GaussianDecoder.from_pretrained(decoder) if decoder else GaussianDecoder.default(device)
     rows = evaluate_decoder(teacher, model.to(device), seeds, views=picked, keep_fraction=keep, backend=backend)
     _report(ctx, rows, seeds, f"decoder on {len(seeds)} {split} worlds", json_path)
+
+
+def _eval_optimizer(ctx, worlds, optimize_steps, optimize_seconds, strategy, frames, train_worlds_from, steps,
+                    guidance, tokenizer, video_model, backend, device, json_path) -> None:
+    from lyra3d.evaluation.optimize import evaluate_optimizer
+    from lyra3d.pipelines.optimize import OptimizeConfig, check_steps
+
+    try:
+        budgets = tuple(check_steps(int(v), "--optimize-steps") for v in optimize_steps.split(","))
+    except ValueError:
+        raise InputError(f"--optimize-steps takes whole numbers, comma-separated; got {optimize_steps!r}") from None
+    config = OptimizeConfig(steps=budgets[0], seconds=optimize_seconds, strategy=strategy,
+                            backend=backend).validate()
+    teacher = _teacher(tokenizer, video_model, device, steps, guidance, frames)
+    seeds, split = _seeds(worlds, train_worlds_from)
+    used: dict = {}
+    rows = evaluate_optimizer(teacher, seeds, budgets, config, backend=backend, used=used,
+                              on_row=lambda row: print(json.dumps(row), flush=True))
+    _report(ctx, rows, seeds, f"per-scene optimisation ({used.get('strategy')}, {used.get('backend')}) on "
+            f"{len(seeds)} {split} worlds, {','.join(map(str, budgets))} steps", json_path, extra=used)
 
 
 @eval_app.command("decoder4d")

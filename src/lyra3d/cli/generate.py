@@ -70,6 +70,14 @@ def generate(
     keep_input: Optional[str] = typer.Option(None, "--keep-input", help="Image/text → 3D: on puts the input's own "
                                              "Gaussians (one per pixel at its depth) in the scene, fused with the "
                                              "decoder's; off: the decoder's alone (default: on)."),
+    reconstruct: Optional[str] = typer.Option(None, "--reconstruct", help="Image/text → 3D: decoder (the 3DGS "
+                                              "decoder, one pass) or optimize (fit Gaussians to the teacher's frames "
+                                              "from the input's own, gsplat's densification; slower) (default: "
+                                              "decoder)."),
+    optimize_steps: Optional[int] = typer.Option(None, "--optimize-steps", min=1, max=L.MAX_OPTIMIZE_STEPS,
+                                                 help="--reconstruct optimize: the step budget (default: 300)."),
+    optimize_seconds: Optional[float] = typer.Option(None, "--optimize-seconds", help="--reconstruct optimize: a "
+                                                     "time budget in seconds (default: none)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     keep_frames: bool = typer.Option(False, "--keep-frames", help="Also write the teacher's frames, "
                                      "teacher/<trajectory>.mp4."),
@@ -112,14 +120,20 @@ def generate(
         raise InputError(f"--flythrough-frames must be from 2 to {L.MAX_VIDEO_FRAMES}, got {flythrough_frames}")
     if video is not None and keep_input is not None:
         raise InputError("--keep-input is for --image and --text (a video's frames are not kept as Gaussians)")
+    if video is not None and reconstruct is not None:
+        raise InputError("--reconstruct is for --image and --text (a video's scenes come from the 4D decoder)")
     overrides = {"trajectories": parse_trajectories(trajectories) if trajectories is not None else None,
                  "movement_factor": movement_factor, "steps": steps, "seed": seed, "preset": preset,
                  "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None, "output_times": times,
-                 "keep_input": keep_input}
+                 "keep_input": keep_input, "reconstruct": reconstruct, "optimize_steps": optimize_steps,
+                 "optimize_seconds": optimize_seconds}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     _, settings = resolve_weights(weights)  # a bad weights folder or bad settings fail here, before any work
     base = pl.GenerateConfig.from_dict(settings) if settings else pl.GenerateConfig()
     checked = base.replace(device=device, **overrides)
+    if checked.reconstruct != "optimize" and (optimize_steps is not None or optimize_seconds is not None):
+        raise InputError(f"{'--optimize-steps' if optimize_steps is not None else '--optimize-seconds'} is for "
+                         "--reconstruct optimize")
     for line in checked.warnings():
         warning_line(line)
     picture = info = None
@@ -144,7 +158,7 @@ def generate(
                          "worlds (colours, shapes, floors, skies)")
     stages = pipe.stages(**overrides)  # checks the settings against the models
     decoder = (pipe.image_to_3d if prompt is not None else pipe).decoder
-    if video is None and not quiet:
+    if video is None and not quiet and checked.reconstruct == "decoder":
         warn_untrained("3DGS decoder", decoder.config.trained_frames, "{} frames per trajectory", checked.frames)
     if video is not None:
         read = len(pipe.frame_indices(len(picture), str(video), **overrides))  # too short fails before any work

@@ -22,3 +22,5 @@ MAX_SIDE = 4096
 MAX_READ_FRAMES = 10_000
 #: Most worlds (or clips) of one dataset, SDG or evaluation run.
 MAX_WORLDS = 100_000
+#: Most steps of per-scene 3DGS optimisation (``--optimize-steps``; :mod:`lyra3d.pipelines.optimize`).
+MAX_OPTIMIZE_STEPS = 100_000

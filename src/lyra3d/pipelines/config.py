@@ -13,6 +13,7 @@ from lyra3d.core.limits import (  # noqa: F401
     MAX_FRAMES,
     MAX_GUIDANCE,
     MAX_MOVEMENT_FACTOR,
+    MAX_OPTIMIZE_STEPS,
     MAX_OUTPUT_TIMES,
     MAX_STEPS,
     TRAINED_MOVEMENT,
@@ -23,6 +24,8 @@ from lyra3d.io.images import FITS, MIN_IMAGE_SIDE
 
 #: ``keep_input`` values (:mod:`lyra3d.pipelines.keep_input`).
 KEEP_INPUT_MODES = ("on", "off")
+#: ``reconstruct`` values: the feed-forward 3DGS decoder, or per-scene optimisation (:mod:`lyra3d.pipelines.optimize`).
+RECONSTRUCTORS = ("decoder", "optimize")
 
 
 # -- settings -------------------------------------------------------------------------------------------------
@@ -93,6 +96,12 @@ class GenerateConfig:
             photo's colours) into the scene and drops the decoder's Gaussians in front of or on the surface
             the input sees, so the scene shows what the input shows; ``"off"``: the decoder's Gaussians
             alone (:mod:`lyra3d.pipelines.keep_input`).
+        reconstruct: image → 3D: ``"decoder"``, the 3DGS decoder reads the teacher's latents (one pass), or
+            ``"optimize"``, 3D Gaussians fitted to the teacher's decoded frames from the input's own
+            (:mod:`lyra3d.pipelines.optimize`; ``keep_input`` and ``keep_fraction`` do not apply).
+        optimize_steps: ``"optimize"``: the step budget.
+        optimize_seconds: ``"optimize"``: a time budget in seconds (``None``: none); it stops at the step that
+            runs out of it.
     """
 
     preset: str = "default"
@@ -111,6 +120,9 @@ class GenerateConfig:
     text_guidance: float = 3.0
     output_times: int | None = None
     keep_input: str = "on"
+    reconstruct: str = "decoder"
+    optimize_steps: int = 300
+    optimize_seconds: float | None = None
 
     def validate(self) -> "GenerateConfig":
         """Check every field; raise a one-line :class:`InputError` naming the fix. Returns self."""
@@ -153,6 +165,16 @@ class GenerateConfig:
                              f"got {self.output_times!r}")
         if self.keep_input not in KEEP_INPUT_MODES:
             raise InputError(f"keep_input must be {' or '.join(KEEP_INPUT_MODES)}, got {self.keep_input!r}")
+        if self.reconstruct not in RECONSTRUCTORS:
+            raise InputError(f"reconstruct must be {' or '.join(RECONSTRUCTORS)}, got {self.reconstruct!r}")
+        if (not isinstance(self.optimize_steps, int) or isinstance(self.optimize_steps, bool)
+                or not 1 <= self.optimize_steps <= MAX_OPTIMIZE_STEPS):
+            raise InputError(f"optimize steps must be a whole number from 1 to {MAX_OPTIMIZE_STEPS}, "
+                             f"got {self.optimize_steps!r}")
+        if self.optimize_seconds is not None and not (
+                isinstance(self.optimize_seconds, (int, float)) and not isinstance(self.optimize_seconds, bool)
+                and math.isfinite(self.optimize_seconds) and self.optimize_seconds > 0):
+            raise InputError(f"optimize seconds must be a number of seconds > 0, got {self.optimize_seconds!r}")
         check_device(self.device)
         return self
 

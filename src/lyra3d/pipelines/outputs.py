@@ -52,6 +52,8 @@ class Scene:
         keep_input: what ``keep_input`` did (:func:`lyra3d.pipelines.keep_input.keep_input`), ``None`` when off.
         depth: what gave the input's depth and what was done to it (``DepthResult.record``: kind metric/relative/
             given, model, folder, conversion), ``None`` when not known.
+        reconstruction: which reconstructor made the Gaussians (``{"reconstructor": "decoder"}``, or
+            ``"optimize"`` with its steps, seconds, strategy, counts: :class:`lyra3d.pipelines.optimize.Optimized`).
     """
 
     gaussians: Gaussians
@@ -73,6 +75,7 @@ class Scene:
     input_depth: Tensor | None = None
     keep_input: dict | None = None
     depth: dict | None = None
+    reconstruction: dict | None = None
 
     @property
     def frames_per_trajectory(self) -> int:
@@ -120,6 +123,7 @@ class Scene:
             "config": self.config.to_dict(),
             **({"keep_input": self.keep_input} if self.keep_input is not None else {}),
             **({"depth": self.depth} if self.depth is not None else {}),
+            **({"reconstruct": self.reconstruction} if self.reconstruction is not None else {}),
         })
 
 

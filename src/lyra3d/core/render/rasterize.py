@@ -104,8 +104,13 @@ class _Projected:
 
 
 def _project(g: Gaussians, w2c: Tensor, intrinsics: Tensor, width: int, height: int, sh_degree: int,
-             near: float, far: float, eps2d: float = EPS2D) -> _Projected:
-    """EWA-project Gaussians into one camera (``w2c (4, 4)``, ``intrinsics (4,)``), cull and depth-sort them."""
+             near: float, far: float, eps2d: float = EPS2D, offset2d: Tensor | None = None,
+             radii: Tensor | None = None) -> _Projected:
+    """EWA-project Gaussians into one camera (``w2c (4, 4)``, ``intrinsics (4,)``), cull and depth-sort them.
+
+    ``offset2d (N, 2)``: zeros added to the projected means, so that its gradient is the loss's gradient with
+    respect to them (what gsplat's densification reads); ``radii (N, 2)``: filled with each Gaussian's pixel
+    box half-size, 0 where culled (gsplat's ``radii``)."""
     rot, trans = w2c[:3, :3], w2c[:3, 3]
     fx, fy, cx, cy = intrinsics.unbind()
     means_c = g.means @ rot.T + trans
@@ -131,6 +136,8 @@ def _project(g: Gaussians, w2c: Tensor, intrinsics: Tensor, width: int, height: 
     c = (h1 * h1).sum(-1) + eps2d
     det = a * c - b * b
     means2d = torch.stack([fx * x * rz + cx, fy * y * rz + cy], -1)
+    if offset2d is not None:
+        means2d = means2d + offset2d
 
     with torch.no_grad():
         extend = torch.sqrt(2.0 * torch.log(opacity * 255.0).clamp_min(0.0)).clamp(max=BOX_EXTEND_MAX)
@@ -146,6 +153,9 @@ def _project(g: Gaussians, w2c: Tensor, intrinsics: Tensor, width: int, height: 
         index = visible.nonzero().squeeze(1)
         index = index[torch.argsort(z.detach()[index], stable=True)]
         boxes = torch.stack([x0, y0, x1, y1], -1)[index].long()
+        if radii is not None:
+            radii.copy_(torch.where(visible[:, None], torch.stack([torch.ceil(ex), torch.ceil(ey)], -1),
+                                    torch.zeros_like(radii)))
 
     det = torch.where(visible, det, torch.ones_like(det))
     centre = -rot.T @ trans
@@ -235,11 +245,17 @@ def _composite_torch(p: _Projected, width: int, height: int, pair_budget: int) -
 
 
 def _render_torch(g: Gaussians, cams: Cameras, sh_degree: int, near: float, far: float, eps2d: float,
-                  pair_budget: int) -> tuple[Tensor, Tensor, Tensor]:
+                  pair_budget: int, info: dict | None = None) -> tuple[Tensor, Tensor, Tensor]:
     w, h = cams.width, cams.height
     rgbs, depths, alphas = [], [], []
+    offsets = radii = None
+    if info is not None:  # gsplat's names and shapes (:func:`rasterize`'s ``info``)
+        offsets = torch.zeros(len(cams), len(g), 2, device=g.device, dtype=g.means.dtype, requires_grad=True)
+        radii = torch.zeros(len(cams), len(g), 2, device=g.device, dtype=torch.int32)
+        info.update(means2d=offsets, radii=radii, width=w, height=h, n_cameras=len(cams), gaussian_ids=None)
     for i in range(len(cams)):
-        p = _project(g, cams.world_to_camera[i], cams.intrinsics[i], w, h, sh_degree, near, far, eps2d)
+        p = _project(g, cams.world_to_camera[i], cams.intrinsics[i], w, h, sh_degree, near, far, eps2d,
+                     None if offsets is None else offsets[i], None if radii is None else radii[i])
         rgb, dsum, wsum = _composite_torch(p, w, h, pair_budget)
         rgbs.append(rgb.T.reshape(3, h, w))
         depths.append((dsum / wsum.clamp_min(1e-10)).reshape(1, h, w))
@@ -305,8 +321,8 @@ def _gsplat_importable() -> bool:
     return True
 
 
-def _render_gsplat(g: Gaussians, cams: Cameras, sh_degree: int, near: float, far: float, eps2d: float
-                   ) -> tuple[Tensor, Tensor, Tensor]:
+def _render_gsplat(g: Gaussians, cams: Cameras, sh_degree: int, near: float, far: float, eps2d: float,
+                   info: dict | None = None) -> tuple[Tensor, Tensor, Tensor]:
     gsplat = _import_gsplat()
     if g.means.device.type != "cuda":
         raise InputError(f"backend='gsplat' needs CUDA tensors, got {g.means.device}; move the Gaussians and "
@@ -314,11 +330,13 @@ def _render_gsplat(g: Gaussians, cams: Cameras, sh_degree: int, near: float, far
     g = g.to(dtype=torch.float32)
     cams = cams.to(dtype=torch.float32)
     k = (sh_degree + 1) ** 2
-    colors, alphas, _ = gsplat.rasterization(
+    colors, alphas, meta = gsplat.rasterization(
         means=g.means, quats=g.quats, scales=torch.exp(g.scales), opacities=torch.sigmoid(g.opacities),
         colors=g.sh[:, :k].contiguous(), viewmats=cams.world_to_camera, Ks=cams.K,
         width=cams.width, height=cams.height, near_plane=near, far_plane=far, eps2d=eps2d,
-        sh_degree=sh_degree, render_mode="RGB+ED", rasterize_mode="classic")
+        sh_degree=sh_degree, render_mode="RGB+ED", rasterize_mode="classic", packed=info is None)
+    if info is not None:
+        info.update(meta)
     colors = colors.permute(0, 3, 1, 2)
     return colors[:, :3], colors[:, 3:4], alphas.permute(0, 3, 1, 2)
 
@@ -384,7 +402,7 @@ def _check(g: Gaussians, cams: Cameras, background, sh_degree: int | None, near:
 def rasterize(gaussians: Gaussians, cameras: Cameras, width: int | None = None, height: int | None = None,
               backend: str = "auto", background: Tensor | None = None, sh_degree: int | None = None,
               near: float = 0.01, far: float = 1e10, eps2d: float = EPS2D,
-              pair_budget: int | None = None) -> RenderOutput:
+              pair_budget: int | None = None, info: dict | None = None) -> RenderOutput:
     """Render Gaussians into each camera (gsplat's classic 3DGS rasterization; see the module docstring).
 
     Args:
@@ -401,6 +419,11 @@ def rasterize(gaussians: Gaussians, cameras: Cameras, width: int | None = None, 
         eps2d: low-pass dilation added to the 2D covariance's diagonal (pixels²).
         pair_budget: Gaussian × pixel pairs per chunk of the ``torch`` backend (bounds its memory; default
             ``PAIR_BUDGET`` for the device).
+        info: a dict filled with what gsplat's densification strategies read (``gsplat.strategy``):
+            ``means2d (B, N, 2)`` (a tensor whose gradient after ``backward`` is the loss's gradient with
+            respect to the projected means), ``radii (B, N, 2)`` (pixel box half-sizes, 0 where culled),
+            ``width``, ``height``, ``n_cameras``, ``gaussian_ids`` (``None``: not packed). ``torch`` and
+            ``gsplat`` backends only (``gsplat``: its own unpacked ``info``).
 
     Returns:
         :class:`RenderOutput` with ``rgb (B, 3, H, W)``, ``depth (B, 1, H, W)``, ``alpha (B, 1, H, W)``.
@@ -415,9 +438,13 @@ def rasterize(gaussians: Gaussians, cameras: Cameras, width: int | None = None, 
         cameras = cameras.resized(width, height)
     cameras = cameras.to(dtype=gaussians.means.dtype)
     name = _choose_backend(backend, gaussians, cameras)
+    if info is not None and name == "cpu" and backend == "auto":
+        name = "torch"  # the compiled kernel fills no info
 
+    if info is not None and name == "cpu":
+        raise InputError("backend='cpu' is forward-only and fills no info; use backend='torch' or 'gsplat'")
     if name == "gsplat":
-        rgb, depth, alpha = _render_gsplat(gaussians, cameras, sh_degree, near, far, eps2d)
+        rgb, depth, alpha = _render_gsplat(gaussians, cameras, sh_degree, near, far, eps2d, info)
         rgb, depth, alpha = (t.to(gaussians.means.dtype) for t in (rgb, depth, alpha))
     elif name == "cpu":
         if gaussians.device.type != "cpu":
@@ -432,7 +459,7 @@ def rasterize(gaussians: Gaussians, cameras: Cameras, width: int | None = None, 
         if pair_budget is None:
             pair_budget = PAIR_BUDGET.get(gaussians.device.type, PAIR_BUDGET["cuda"])
         rgb, depth, alpha = _render_torch(gaussians, cameras, sh_degree, near, far, eps2d,
-                                          max(1, int(pair_budget)))
+                                          max(1, int(pair_budget)), info)
     if bg is not None:
         rgb = rgb + (1.0 - alpha) * bg[:, :, None, None]
     return RenderOutput(rgb, depth, alpha, name)
