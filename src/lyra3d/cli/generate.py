@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import typer
 
 from lyra3d.cli.app import StageBars, app, err, progress_bar, warning_line
+from lyra3d.cli.batch import RayCommand, check_batch_options, run_batch
 from lyra3d.core import limits as L
 from lyra3d.core.files import check_output
 from lyra3d.errors import InputError
@@ -23,7 +24,7 @@ def warn_untrained(model: str, known: Sequence[int], trained_on: str, got: int) 
                      "card)")
 
 
-@app.command()
+@app.command(cls=RayCommand)
 def generate(
     image: Optional[Path] = typer.Option(None, "--image", "-i", help="Input image (PNG, JPEG, WebP, TIFF, ...); "
                                          "another aspect is center-cropped (see --fit)."),
@@ -68,6 +69,17 @@ def generate(
     flythrough_path: str = typer.Option("flythrough", "--flythrough-path", help="Camera path of flythrough.mp4: "
                                         "flythrough (smooth, seeded), orbit, dolly, spiral, left, right, ..."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+    images: Optional[str] = typer.Option(None, "--images", help="Many scenes: a folder of images or a glob "
+                                         "('photos/*.jpg'); one scene folder per image under --out, a rerun skips "
+                                         "finished ones, OUT/summary.jsonl at the end."),
+    videos: Optional[str] = typer.Option(None, "--videos", help="Many scenes: a folder of videos or a glob."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Many scenes: a text file, one prompt a line."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=1024, help="Many scenes: scenes per "
+                                             "batch (default: adapts to free GPU memory; 2 on a CPU)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Many scenes on a Ray cluster: --ray alone starts a local "
+                                      "one, --ray ADDRESS joins one (needs the ray extra)."),
+    ray_workers: Optional[int] = typer.Option(None, "--ray-workers", min=1, help="Ray workers (default: one per "
+                                              "GPU, or per CPU slot with --device cpu)."),
 ) -> None:
     """Generate a 3D Gaussian scene from one image or a text prompt (scene.ply, a fly-through video, the input
     view, the cameras and a report: timings, Gaussian count, input-view PSNR), or a 4D scene from a video
@@ -77,6 +89,23 @@ def generate(
     from lyra3d.io.prompts import validate_prompt
     from lyra3d.models.checks import check_weights_configs
 
+    if check_batch_options(image, text, video, images, videos, prompts):
+        if force:
+            raise InputError("--force is for one scene; a batch resumes into its folder (remove a scene folder to "
+                             "redo it)")
+        over = {"trajectories": trajectories, "movement_factor": movement_factor, "steps": steps, "seed": seed,
+                "preset": preset, "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None,
+                "output_times": times, "keep_input": keep_input}
+        if over["trajectories"] is not None:
+            from lyra3d.pipelines.config import parse_trajectories
+
+            over["trajectories"] = parse_trajectories(trajectories)
+        return run_batch(images=images, videos=videos, prompts=prompts, out=out, weights=weights, device=device,
+                         batch_size=batch_size, ray=ray, ray_workers=ray_workers, flythrough_frames=flythrough_frames,
+                         flythrough_path=flythrough_path, quiet=quiet,
+                         overrides={k: v for k, v in over.items() if v is not None})
+    if ray is not None or batch_size is not None or ray_workers is not None:
+        raise InputError("--ray, --ray-workers and --batch-size are for many scenes: --images, --videos or --prompts")
     if sum(x is not None for x in (image, text, video)) != 1:
         raise InputError('give exactly one of --image PATH, --text "a prompt" or --video PATH')
     if video is None and (times is not None or max_frames is not None):

@@ -91,6 +91,12 @@ def _remove_stale_staging(out: Path, started: float) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
+def remove_stale_staging(out: str | Path) -> None:
+    """Remove the staging folders of the output folder ``out`` left by runs killed before this process started
+    (a resumed batch calls it for every scene before it starts)."""
+    _remove_stale_staging(Path(out), _PROCESS_START)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on error removed.

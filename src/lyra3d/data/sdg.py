@@ -178,6 +178,15 @@ def shard_of(items: list, shard: int, num_shards: int) -> list:
     return items[shard::num_shards]
 
 
+def sdg_settings(config: TeacherConfig, seed: int, clips: dict | None, size: tuple[int, int] | None) -> dict:
+    """What ``sdg.json`` records (a resumed, sharded or Ray run into the same folder must match it)."""
+    settings = {"teacher": asdict(config), "seed": seed, "lyra3d_version": lyra3d.__version__}
+    settings["teacher"]["trajectories"] = list(settings["teacher"]["trajectories"])
+    settings["clips"] = clips  # None for images (also what a folder written before clips existed reads as)
+    settings["size"] = list(size) if size is not None else None
+    return settings
+
+
 def generate(teacher: Teacher, inputs: list[SDGInput] | Iterator[SDGInput], out: str | Path, seed: int = 0,
              shard: int = 0, progress: Progress | None = None, total: int | None = None,
              clips: dict | None = None, size: tuple[int, int] | None = None) -> int:
@@ -191,11 +200,7 @@ def generate(teacher: Teacher, inputs: list[SDGInput] | Iterator[SDGInput], out:
     ``(width, height)``, recorded too, so a resumed run never appends samples of another size."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"teacher": asdict(teacher.config), "seed": seed, "lyra3d_version": lyra3d.__version__}
-    settings["teacher"]["trajectories"] = list(settings["teacher"]["trajectories"])
-    settings["clips"] = clips  # None for images (also what a folder written before clips existed reads as)
-    settings["size"] = list(size) if size is not None else None
-    check_settings(out / "sdg.json", settings, "samples")
+    check_settings(out / "sdg.json", sdg_settings(teacher.config, seed, clips, size), "samples")
     for stale in out.glob(f"{_TMP}*-shard{shard}"):
         shutil.rmtree(stale, ignore_errors=True)
     done = finished_ids(out)
@@ -307,7 +312,8 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
             camera: str = "mixed", width: int = 320, height: int = 176, first_seed: int = 0, shard: int = 0,
             num_shards: int = 1, steps: int = TeacherConfig.steps, guidance: float = TeacherConfig.guidance,
             seed: int = 0, tokenizer: str | Path | None = None, video_model: str | Path | None = None,
-            device: str = "auto", threads: int = 0, progress: Progress | None = None) -> int:
+            device: str = "auto", threads: int = 0, progress: Progress | None = None, ray: str | None = None,
+            ray_workers: int | None = None) -> int:
     """One SDG run (``lyra3d sdg``): load the teacher, make this shard's inputs, :func:`generate`. Returns the
     number of samples written.
 
@@ -316,7 +322,9 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
     also time-reversed: 2 samples per clip), or the images of the folder ``images``. ``frames`` per trajectory
     (1 + 4·m; images and worlds); ``width``/``height`` of the inputs; the teacher's sampler ``steps``,
     ``guidance`` and ``seed``; ``tokenizer``/``video_model`` folders (default: the shipped ones); ``threads``:
-    CPU threads of this process (0: the CPU count / ``num_shards``). ``progress``: as :func:`generate`."""
+    CPU threads of this process (0: the CPU count / ``num_shards``). ``progress``: as :func:`generate`. ``ray``:
+    run on the Ray cluster at this address instead (``"local"``: a local one; :func:`lyra3d.data.sdg_ray.run_sdg_ray`:
+    one worker per GPU or CPU slot, ``ray_workers`` to say how many; ``shard``/``num_shards`` must be left out)."""
     if sum(x is not None for x in (worlds, clips, images)) != 1:
         raise InputError("give exactly one input: --worlds N, --clips N or --images DIR")
     for name, side in (("width", width), ("height", height)):
@@ -325,6 +333,15 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
     for name, n in (("--worlds", worlds), ("--clips", clips)):
         if n is not None and not (isinstance(n, int) and 1 <= n <= MAX_WORLDS):
             raise InputError(f"{name} must be a whole number from 1 to {MAX_WORLDS}, got {n!r}")
+    if ray is not None:
+        from lyra3d.data.sdg_ray import run_sdg_ray
+
+        if num_shards != 1 or shard != 0:
+            raise InputError("--ray hands the inputs out itself: leave out --shard and --num-shards")
+        return run_sdg_ray(out, address=ray, workers=ray_workers, worlds=worlds, clips=clips, images=images,
+                           frames=frames, clip_frames=clip_frames, camera=camera, width=width, height=height,
+                           first_seed=first_seed, steps=steps, guidance=guidance, seed=seed, tokenizer=tokenizer,
+                           video_model=video_model, device=device, progress=progress)
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // max(1, num_shards)))
     dev = check_device(device)
     if dev.type == "cuda":
