@@ -137,15 +137,6 @@ def run_sdg_ray(out: str | Path, *, address: str | None, workers: int | None = N
     worker = SDGWorker(str(out), {**config.__dict__, "trajectories": list(config.trajectories)},
                        None if tokenizer is None else str(tokenizer), None if video_model is None else str(video_model),
                        device if device != "auto" else "cpu", seed, width, height, clip_frames, camera)
-    ray, started = connect(address)
-    try:
-        gpu = device != "cpu" and (device != "auto" or ray.cluster_resources().get("GPU", 0) >= 1)
-        worker.device = "cuda" if gpu and device == "auto" else worker.device
-        worker.threads = 0 if gpu else 1
-        ray_map(worker, todo, address=address, gpu=gpu, workers=workers, on_result=got, on_lost=lost)
-    finally:
-        if started:
-            ray.shutdown()
 
     def got(task, entries) -> None:
         nonlocal written, finished
@@ -162,6 +153,15 @@ def run_sdg_ray(out: str | Path, *, address: str | None, workers: int | None = N
         finished += 1
         say("samples", finished, total)
 
+    ray, started = connect(address)
+    try:
+        gpu = device != "cpu" and (device != "auto" or ray.cluster_resources().get("GPU", 0) >= 1)
+        worker.device = "cuda" if gpu and device == "auto" else worker.device
+        worker.threads = 0 if gpu else 1
+        ray_map(worker, todo, address=address, gpu=gpu, workers=workers, on_result=got, on_lost=lost)
+    finally:
+        if started:
+            ray.shutdown()
     if errors:
         raise InputError(f"{len(errors)} SDG input(s) failed ({errors[0]}); rerun to retry them")
     return written

@@ -444,6 +444,9 @@ def generate_many(inputs: Sequence[BatchInput], out: str | Path, *, weights: str
 
         writer.threads = 1 if not gpu else 0
         ray_map(writer, chunks, address=ray, gpu=gpu, workers=ray_workers, on_result=got, on_lost=lost)
+        ended = time.time()  # every worker has ended: what a dead one left half written goes
+        for item in inputs:
+            remove_stale_staging(out / item.name, before=ended)
     ordered = [rows[i.name] for i in inputs if i.name in rows]
     with atomic_path(out / SUMMARY) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in ordered))
