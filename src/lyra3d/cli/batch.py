@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.progress import Progress as Bar
-from rich.progress import TimeRemainingColumn
 from rich.text import Text
 
 from lyra3d.cli.app import OneLineCommand, err

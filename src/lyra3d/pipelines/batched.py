@@ -22,6 +22,10 @@ from lyra3d.errors import InputError
 from lyra3d.models.video_model import sample
 from lyra3d.pipelines.teacher import Teacher, TeacherSample
 
+#: Videos per tokenizer call when a batch is encoded (a 64-scene batch of 6 trajectories is 384 videos: their
+#: activations at once would not fit a GPU; 24 at a time keep it busy).
+ENCODE_CHUNK = 24
+
 
 def _encode(teacher: Teacher, videos: Tensor, chunk: int | None) -> Tensor:
     """The tokenizer's latents of ``videos (N, T, 3, H, W)``, ``chunk`` videos per call (``None``: all at once)."""
@@ -32,7 +36,7 @@ def _encode(teacher: Teacher, videos: Tensor, chunk: int | None) -> Tensor:
 @torch.no_grad()
 def teacher_batch(teacher: Teacher, images: Tensor, camera: Cameras, seeds: Sequence[int],
                   depths: Sequence[Tensor | None] | None = None, progress: Progress | None = None,
-                  encode_chunk: int | None = None) -> list[TeacherSample]:
+                  encode_chunk: int | None = ENCODE_CHUNK) -> list[TeacherSample]:
     """The teacher's latents of every trajectory for each of ``images (B, 3, H, W)``, all seen by ``camera``
     (one), scene ``i`` sampled with ``seeds[i]``; ``depths[i] (1, H, W)`` replaces the estimator's for scene ``i``.
 
