@@ -12,6 +12,7 @@ import typer
 from lyra3d.cli.app import StageBars, app, progress_bar
 from lyra3d.cli.batch import RayCommand
 from lyra3d.core import limits as L
+from lyra3d.errors import InputError
 
 
 @app.command(cls=RayCommand)
@@ -51,6 +52,8 @@ def sdg(
     from lyra3d.data.sdg import run_sdg
     from lyra3d.pipelines.teacher import TeacherConfig  # torch: imported once the options are checked
 
+    if ray is not None and (shard != 0 or num_shards != 1):
+        raise InputError("--ray hands the inputs out itself: leave out --shard and --num-shards")
     defaults = TeacherConfig()
     frames = defaults.num_frames if frames is None else frames
     steps = defaults.steps if steps is None else steps
@@ -59,9 +62,16 @@ def sdg(
     with progress_bar(quiet, remaining=True) as bar:
         where = f"SDG on Ray ({ray})" if ray is not None else f"SDG shard {shard}"
         rows = StageBars(bar, labels={"samples": f"{where} → {out.name}"})
-        written = run_sdg(out, worlds=worlds, clips=clips, images=images, frames=frames, clip_frames=clip_frames,
-                          camera=clip_camera, width=width, height=height, first_seed=first_seed, shard=shard,
-                          num_shards=num_shards, steps=steps, guidance=guidance, seed=seed, tokenizer=tokenizer,
-                          video_model=video_model, device=device, threads=threads, progress=rows, ray=ray,
-                          ray_workers=ray_workers)
+        if ray is not None:
+            from lyra3d.data.sdg_ray import run_sdg_ray
+
+            written = run_sdg_ray(out, address=ray, workers=ray_workers, worlds=worlds, clips=clips, images=images,
+                                  frames=frames, clip_frames=clip_frames, camera=clip_camera, width=width,
+                                  height=height, first_seed=first_seed, steps=steps, guidance=guidance, seed=seed,
+                                  tokenizer=tokenizer, video_model=video_model, device=device, progress=rows)
+        else:
+            written = run_sdg(out, worlds=worlds, clips=clips, images=images, frames=frames, clip_frames=clip_frames,
+                              camera=clip_camera, width=width, height=height, first_seed=first_seed, shard=shard,
+                              num_shards=num_shards, steps=steps, guidance=guidance, seed=seed, tokenizer=tokenizer,
+                              video_model=video_model, device=device, threads=threads, progress=rows)
     print(json.dumps({"written": written, "out": str(out)}))

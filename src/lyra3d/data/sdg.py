@@ -24,7 +24,8 @@ both in one folder (``sdg.json`` records which).
 
 A sample is written into a hidden temporary folder and renamed when complete; a rerun skips finished
 samples. :func:`shard_of` splits the inputs (input ``i`` belongs to shard ``i % num_shards``), so several
-processes or GPUs (or Ray tasks, where a cluster exists) each run one shard into the same folder.
+processes or GPUs (Slurm-style launches) each run one shard into the same folder; on a Ray cluster
+``lyra3d sdg --ray`` (:func:`lyra3d.data.sdg_ray.run_sdg_ray`) hands the inputs to one worker per GPU instead.
 """
 
 from __future__ import annotations
@@ -312,8 +313,7 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
             camera: str = "mixed", width: int = 320, height: int = 176, first_seed: int = 0, shard: int = 0,
             num_shards: int = 1, steps: int = TeacherConfig.steps, guidance: float = TeacherConfig.guidance,
             seed: int = 0, tokenizer: str | Path | None = None, video_model: str | Path | None = None,
-            device: str = "auto", threads: int = 0, progress: Progress | None = None, ray: str | None = None,
-            ray_workers: int | None = None) -> int:
+            device: str = "auto", threads: int = 0, progress: Progress | None = None) -> int:
     """One SDG run (``lyra3d sdg``): load the teacher, make this shard's inputs, :func:`generate`. Returns the
     number of samples written.
 
@@ -322,9 +322,8 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
     also time-reversed: 2 samples per clip), or the images of the folder ``images``. ``frames`` per trajectory
     (1 + 4·m; images and worlds); ``width``/``height`` of the inputs; the teacher's sampler ``steps``,
     ``guidance`` and ``seed``; ``tokenizer``/``video_model`` folders (default: the shipped ones); ``threads``:
-    CPU threads of this process (0: the CPU count / ``num_shards``). ``progress``: as :func:`generate`. ``ray``:
-    run on the Ray cluster at this address instead (``"local"``: a local one; :func:`lyra3d.data.sdg_ray.run_sdg_ray`:
-    one worker per GPU or CPU slot, ``ray_workers`` to say how many; ``shard``/``num_shards`` must be left out)."""
+    CPU threads of this process (0: the CPU count / ``num_shards``). ``progress``: as :func:`generate`. On a Ray
+    cluster: :func:`lyra3d.data.sdg_ray.run_sdg_ray` (the same arguments, no shards)."""
     if sum(x is not None for x in (worlds, clips, images)) != 1:
         raise InputError("give exactly one input: --worlds N, --clips N or --images DIR")
     for name, side in (("width", width), ("height", height)):
@@ -333,15 +332,6 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
     for name, n in (("--worlds", worlds), ("--clips", clips)):
         if n is not None and not (isinstance(n, int) and 1 <= n <= MAX_WORLDS):
             raise InputError(f"{name} must be a whole number from 1 to {MAX_WORLDS}, got {n!r}")
-    if ray is not None:
-        from lyra3d.data.sdg_ray import run_sdg_ray
-
-        if num_shards != 1 or shard != 0:
-            raise InputError("--ray hands the inputs out itself: leave out --shard and --num-shards")
-        return run_sdg_ray(out, address=ray, workers=ray_workers, worlds=worlds, clips=clips, images=images,
-                           frames=frames, clip_frames=clip_frames, camera=camera, width=width, height=height,
-                           first_seed=first_seed, steps=steps, guidance=guidance, seed=seed, tokenizer=tokenizer,
-                           video_model=video_model, device=device, progress=progress)
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // max(1, num_shards)))
     dev = check_device(device)
     if dev.type == "cuda":

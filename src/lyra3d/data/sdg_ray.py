@@ -99,6 +99,8 @@ def run_sdg_ray(out: str | Path, *, address: str | None, workers: int | None = N
     from lyra3d.data.sdg import clip_camera, finished_ids, sdg_settings
     from lyra3d.pipelines.teacher import TeacherConfig
 
+    if sum(x is not None for x in (worlds, clips, images)) != 1:
+        raise InputError("give exactly one input: --worlds N, --clips N or --images DIR")
     out = Path(out)
     config = TeacherConfig(num_frames=frames, steps=steps, guidance=guidance)
     clip_settings = None
