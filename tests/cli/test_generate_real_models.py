@@ -75,6 +75,25 @@ def test_generate_from_text_with_a_diffusers_pipeline(tmp_path, folders, invoke)
     assert "text_to_image" in report["timings_s"] and report["gaussians"] > 0
 
 
+def test_many_scenes_with_a_transformers_depth_model(tmp_path, folders, invoke, world_image, save_png):
+    """``--images DIR --depth DIR``: the batched depth call gives each scene its own depth record (its own scale
+    factor), and batch.json records the depth folder."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save_png(world_image(160, 88, seed=1_000_001), photos / "a.png")
+    save_png(world_image(160, 88, seed=1_000_002), photos / "b.png")
+    out = tmp_path / "scenes"
+    r = invoke("generate", "--images", photos, "--depth", folders["depth"], "--out", out, "--batch-size", 2, *FAST,
+               "-q")
+    assert r.exit_code == 0, r.output
+    depths = [json.loads((out / n / "report.json").read_text())["depth"] for n in ("a", "b")]
+    for depth in depths:
+        assert depth["kind"] == "relative" and depth["folder"] == str(folders["depth"])
+        assert len(depth["scale_factor"]) == 1  # the scene's own, as a single call records it
+    assert depths[0]["scale_factor"] != depths[1]["scale_factor"]
+    assert json.loads((out / "batch.json").read_text())["models"] == {"depth": str(folders["depth"].resolve())}
+
+
 @pytest.mark.parametrize("args, fragments", [
     (["--image", "{photo}", "--depth", "{root}/nowhere"], ["depth folder not found", "nowhere"]),
     (["--image", "{photo}", "--depth", "{root}/bert"], ["holds a bert, not a depth model", "bert"]),
@@ -82,6 +101,7 @@ def test_generate_from_text_with_a_diffusers_pipeline(tmp_path, folders, invoke)
     (["--text", "a red sphere", "--text-to-image", "{root}/nowhere"], ["text-to-image folder not found"]),
     (["--text", "a red sphere", "--text-to-image", "{root}/bert"], ["has no model_index.json", "bert"]),
     (["--image", "{photo}", "--text-to-image", "{sd}"], ["--text-to-image is for --text only"]),
+    (["--images", "{root}", "--text-to-image", "{sd}"], ["--text-to-image is for --prompts"]),
 ])
 def test_bad_folders_give_one_line_and_leave_nothing(tmp_path, folders, args, fragments, invoke,
                                                       assert_one_line_error):

@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import typer
 
 from lyra3d.cli.app import StageBars, app, err, progress_bar, warning_line
+from lyra3d.cli.batch import RayCommand, check_batch_options, run_batch
 from lyra3d.core import limits as L
 from lyra3d.core.files import check_output
 from lyra3d.errors import InputError
@@ -23,7 +24,23 @@ def warn_untrained(model: str, known: Sequence[int], trained_on: str, got: int) 
                      "card)")
 
 
-@app.command()
+def _check_optimize_options(weights, overrides: dict, optimize_steps, optimize_seconds, checked=None) -> None:
+    """``--optimize-steps``/``--optimize-seconds`` only where the settings (the weights' ``pipeline.json`` and
+    the options) say ``reconstruct`` optimize; ``checked``: those settings when already made."""
+    if optimize_steps is None and optimize_seconds is None:
+        return
+    if checked is None:
+        from lyra3d import pipelines as pl
+        from lyra3d.pipelines.weights import resolve_weights
+
+        _, settings = resolve_weights(weights)
+        checked = (pl.GenerateConfig.from_dict(settings) if settings else pl.GenerateConfig()).replace(**overrides)
+    if checked.reconstruct != "optimize":
+        raise InputError(f"{'--optimize-steps' if optimize_steps is not None else '--optimize-seconds'} is for "
+                         "--reconstruct optimize")
+
+
+@app.command(cls=RayCommand)
 def generate(
     image: Optional[Path] = typer.Option(None, "--image", "-i", help="Input image (PNG, JPEG, WebP, TIFF, ...); "
                                          "another aspect is center-cropped (see --fit)."),
@@ -85,6 +102,17 @@ def generate(
     flythrough_path: str = typer.Option("flythrough", "--flythrough-path", help="Camera path of flythrough.mp4: "
                                         "flythrough (smooth, seeded), orbit, dolly, spiral, left, right, ..."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+    images: Optional[str] = typer.Option(None, "--images", help="Many scenes: a folder of images or a glob "
+                                         "('photos/*.jpg'); one scene folder per image under --out, a rerun skips "
+                                         "finished ones, OUT/summary.jsonl at the end."),
+    videos: Optional[str] = typer.Option(None, "--videos", help="Many scenes: a folder of videos or a glob."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Many scenes: a text file, one prompt a line."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=1024, help="Many scenes: scenes per "
+                                             "batch (default: adapts to free GPU memory; 2 on a CPU)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Many scenes on a Ray cluster: --ray alone starts a local "
+                                      "one, --ray ADDRESS joins one (needs the ray extra)."),
+    ray_workers: Optional[int] = typer.Option(None, "--ray-workers", min=1, help="Ray workers (default: one per "
+                                              "GPU, or per CPU slot with --device cpu)."),
 ) -> None:
     """Generate a 3D Gaussian scene from one image or a text prompt (scene.ply, a fly-through video, the input
     view, the cameras and a report: timings, Gaussian count, input-view PSNR), or a 4D scene from a video
@@ -94,6 +122,30 @@ def generate(
     from lyra3d.io.prompts import validate_prompt
     from lyra3d.models.checks import check_weights_configs
 
+    if check_batch_options(image, text, video, images, videos, prompts):
+        if force:
+            raise InputError("--force is for one scene; a batch resumes into its folder (remove a scene folder to "
+                             "redo it)")
+        if videos is not None and reconstruct is not None:
+            raise InputError("--reconstruct is for --images and --prompts (a video's scenes come from the 4D decoder)")
+        if text_to_image is not None and prompts is None:
+            raise InputError("--text-to-image is for --prompts (it makes each input image from its prompt)")
+        over = {"trajectories": trajectories, "movement_factor": movement_factor, "steps": steps, "seed": seed,
+                "preset": preset, "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None,
+                "output_times": times, "keep_input": keep_input, "reconstruct": reconstruct,
+                "optimize_steps": optimize_steps, "optimize_seconds": optimize_seconds}
+        if over["trajectories"] is not None:
+            from lyra3d.pipelines.config import parse_trajectories
+
+            over["trajectories"] = parse_trajectories(trajectories)
+        over = {k: v for k, v in over.items() if v is not None}
+        _check_optimize_options(weights, over, optimize_steps, optimize_seconds)
+        return run_batch(images=images, videos=videos, prompts=prompts, out=out, weights=weights, device=device,
+                         batch_size=batch_size, ray=ray, ray_workers=ray_workers, flythrough_frames=flythrough_frames,
+                         flythrough_path=flythrough_path, quiet=quiet, overrides=over,
+                         folders={"depth": depth, "text_to_image": text_to_image})
+    if ray is not None or batch_size is not None or ray_workers is not None:
+        raise InputError("--ray, --ray-workers and --batch-size are for many scenes: --images, --videos or --prompts")
     if sum(x is not None for x in (image, text, video)) != 1:
         raise InputError('give exactly one of --image PATH, --text "a prompt" or --video PATH')
     if text_to_image is not None and text is None:
@@ -131,9 +183,7 @@ def generate(
     _, settings = resolve_weights(weights)  # a bad weights folder or bad settings fail here, before any work
     base = pl.GenerateConfig.from_dict(settings) if settings else pl.GenerateConfig()
     checked = base.replace(device=device, **overrides)
-    if checked.reconstruct != "optimize" and (optimize_steps is not None or optimize_seconds is not None):
-        raise InputError(f"{'--optimize-steps' if optimize_steps is not None else '--optimize-seconds'} is for "
-                         "--reconstruct optimize")
+    _check_optimize_options(weights, overrides, optimize_steps, optimize_seconds, checked)
     for line in checked.warnings():
         warning_line(line)
     picture = info = None

@@ -10,10 +10,12 @@ from typing import Optional
 import typer
 
 from lyra3d.cli.app import StageBars, app, progress_bar
+from lyra3d.cli.batch import RayCommand
 from lyra3d.core import limits as L
+from lyra3d.errors import InputError
 
 
-@app.command()
+@app.command(cls=RayCommand)
 def sdg(
     out: Path = typer.Option(..., "--out", help="SDG folder (resumed if it exists; shards write into the same one)."),
     worlds: Optional[int] = typer.Option(None, "--worlds", min=1, max=L.MAX_WORLDS, help="Inputs: this many procedural training worlds "
@@ -43,6 +45,10 @@ def sdg(
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (a CUDA GPU when there is one)."),
     threads: int = typer.Option(0, help="CPU threads of this process (0: the CPU count / --num-shards)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run on a Ray cluster instead of one shard: --ray alone "
+                                      "starts a local one, --ray ADDRESS joins one (needs the ray extra)."),
+    ray_workers: Optional[int] = typer.Option(None, "--ray-workers", min=1, help="Ray workers (default: one per "
+                                              "GPU, or per CPU slot on a cluster without GPUs)."),
 ) -> None:
     """Synthetic data generation: run the teacher over procedural worlds, images or dynamic clips and write
     what the 3DGS decoder learns from (latents, the teacher's frames, their depth, cameras); sharded and
@@ -50,16 +56,28 @@ def sdg(
     from lyra3d.data.sdg import run_sdg
     from lyra3d.pipelines.teacher import TeacherConfig  # torch: imported once the options are checked
 
+    if ray is not None and (shard != 0 or num_shards != 1):
+        raise InputError("--ray hands the inputs out itself: leave out --shard and --num-shards")
     defaults = TeacherConfig()
     frames = defaults.num_frames if frames is None else frames
     steps = defaults.steps if steps is None else steps
     guidance = defaults.guidance if guidance is None else guidance
 
     with progress_bar(quiet, remaining=True) as bar:
-        rows = StageBars(bar, labels={"samples": f"SDG shard {shard} → {out.name}"})
-        written = run_sdg(out, worlds=worlds, clips=clips, images=images, augment=augment, split=split,
-                          frames=frames, clip_frames=clip_frames,
-                          camera=clip_camera, width=width, height=height, first_seed=first_seed, shard=shard,
-                          num_shards=num_shards, steps=steps, guidance=guidance, seed=seed, tokenizer=tokenizer,
-                          video_model=video_model, device=device, threads=threads, progress=rows)
+        where = f"SDG on Ray ({ray})" if ray is not None else f"SDG shard {shard}"
+        rows = StageBars(bar, labels={"samples": f"{where} → {out.name}"})
+        if ray is not None:
+            from lyra3d.data.sdg_ray import run_sdg_ray
+
+            written = run_sdg_ray(out, address=ray, workers=ray_workers, worlds=worlds, clips=clips, images=images,
+                                  augment=augment, split=split, frames=frames, clip_frames=clip_frames,
+                                  camera=clip_camera, width=width, height=height, first_seed=first_seed, steps=steps,
+                                  guidance=guidance, seed=seed, tokenizer=tokenizer, video_model=video_model,
+                                  device=device, progress=rows)
+        else:
+            written = run_sdg(out, worlds=worlds, clips=clips, images=images, augment=augment, split=split,
+                              frames=frames, clip_frames=clip_frames,
+                              camera=clip_camera, width=width, height=height, first_seed=first_seed, shard=shard,
+                              num_shards=num_shards, steps=steps, guidance=guidance, seed=seed, tokenizer=tokenizer,
+                              video_model=video_model, device=device, threads=threads, progress=rows)
     print(json.dumps({"written": written, "out": str(out)}))

@@ -91,6 +91,12 @@ def _remove_stale_staging(out: Path, started: float) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
+def remove_stale_staging(out: str | Path, before: float | None = None) -> None:
+    """Remove the staging folders of the output folder ``out`` left by runs killed before this process started
+    (or before the time ``before``, when nothing writes ``out`` any more: a batch whose workers have ended)."""
+    _remove_stale_staging(Path(out), _PROCESS_START if before is None else before)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on error removed.

@@ -25,7 +25,8 @@ both in one folder (``sdg.json`` records which).
 
 A sample is written into a hidden temporary folder and renamed when complete; a rerun skips finished
 samples. :func:`shard_of` splits the inputs (input ``i`` belongs to shard ``i % num_shards``), so several
-processes or GPUs (or Ray tasks, where a cluster exists) each run one shard into the same folder.
+processes or GPUs (Slurm-style launches) each run one shard into the same folder; on a Ray cluster
+``lyra3d sdg --ray`` (:func:`lyra3d.data.sdg_ray.run_sdg_ray`) hands the inputs to one worker per GPU instead.
 """
 
 from __future__ import annotations
@@ -173,23 +174,36 @@ def image_inputs(folder: str | Path, width: int = 320, height: int = 176, augmen
     default camera. ``augment`` > 1: each image also gives ``augment - 1`` random views (a crop of 60–100 % of
     the largest window, a coin-flip mirror: :func:`lyra3d.data.photos.random_crop`), ids ``<stem>_augNN``,
     drawn from the image's name, so a rerun or another shard makes the same ones."""
+    if augment < 1:
+        raise InputError(f"--augment must be >= 1, got {augment}")
+    for path in image_paths(folder, split):
+        yield from image_file_inputs(path, width, height, augment)
+
+
+def image_ids(path: str | Path, augment: int = 1) -> list[str]:
+    """The sample ids :func:`image_file_inputs` gives an image file: its stem, then ``<stem>_augNN``."""
+    stem = Path(path).stem
+    return [stem] + [f"{stem}_aug{k:02d}" for k in range(1, augment)]
+
+
+def image_file_inputs(path: str | Path, width: int = 320, height: int = 176, augment: int = 1) -> Iterator[SDGInput]:
+    """One image file's inputs (:func:`image_inputs`): the centre crop, then ``augment - 1`` random views."""
     import zlib
 
     from lyra3d.data.photos import load_photo, random_crop
     from lyra3d.io.images import load_image
 
-    if augment < 1:
-        raise InputError(f"--augment must be >= 1, got {augment}")
+    path = Path(path)
     cam = default_camera(width, height)
-    for path in image_paths(folder, split):
-        image, _ = load_image(path, width, height)
-        yield SDGInput(path.stem, image, cam, "")
-        if augment > 1:
-            photo = load_photo(path, max_side=4 * max(width, height))
-            gen = torch.Generator().manual_seed(zlib.crc32(path.stem.encode()))
-            for k in range(1, augment):
-                view, _ = random_crop(photo, width, height, gen)
-                yield SDGInput(f"{path.stem}_aug{k:02d}", view, cam, "")
+    ids = image_ids(path, augment)
+    image, _ = load_image(path, width, height)
+    yield SDGInput(ids[0], image, cam, "")
+    if augment > 1:
+        photo = load_photo(path, max_side=4 * max(width, height))
+        gen = torch.Generator().manual_seed(zlib.crc32(path.stem.encode()))
+        for k in range(1, augment):
+            view, _ = random_crop(photo, width, height, gen)
+            yield SDGInput(ids[k], view, cam, "")
 
 
 def finished_ids(out: str | Path) -> set[str]:
@@ -212,6 +226,19 @@ def shard_of(items: list, shard: int, num_shards: int) -> list:
     return items[shard::num_shards]
 
 
+def sdg_settings(config: TeacherConfig, seed: int, clips: dict | None, size: tuple[int, int] | None,
+                 latents: LatentShape | None = None) -> dict:
+    """What ``sdg.json`` records (a resumed, sharded or Ray run into the same folder must match it); ``latents``:
+    the tokenizer's latent shape, what a decoder trained on them reads (``None``: not recorded)."""
+    settings = {"teacher": asdict(config), "seed": seed, "lyra3d_version": lyra3d.__version__}
+    settings["teacher"]["trajectories"] = list(settings["teacher"]["trajectories"])
+    settings["clips"] = clips  # None for images (also what a folder written before clips existed reads as)
+    settings["size"] = list(size) if size is not None else None
+    if latents is not None:
+        settings["latents"] = asdict(latents)
+    return settings
+
+
 def generate(teacher: Teacher, inputs: list[SDGInput] | Iterator[SDGInput], out: str | Path, seed: int = 0,
              shard: int = 0, progress: Progress | None = None, total: int | None = None,
              clips: dict | None = None, size: tuple[int, int] | None = None) -> int:
@@ -225,14 +252,9 @@ def generate(teacher: Teacher, inputs: list[SDGInput] | Iterator[SDGInput], out:
     ``(width, height)``, recorded too, so a resumed run never appends samples of another size."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"teacher": asdict(teacher.config), "seed": seed, "lyra3d_version": lyra3d.__version__}
-    settings["teacher"]["trajectories"] = list(settings["teacher"]["trajectories"])
-    settings["clips"] = clips  # None for images (also what a folder written before clips existed reads as)
-    settings["size"] = list(size) if size is not None else None
-    settings["latents"] = asdict(latent_shape_of(teacher.tokenizer))  # what a decoder trained on them reads
-    if _written_before_latents(out / "sdg.json"):
-        del settings["latents"]  # a folder from before the shape was recorded resumes as it was
-    check_settings(out / "sdg.json", settings, "samples")
+    latents = None if written_before_latents(out / "sdg.json") else latent_shape_of(teacher.tokenizer)
+    # (a folder from before the latent shape was recorded resumes as it was)
+    check_settings(out / "sdg.json", sdg_settings(teacher.config, seed, clips, size, latents), "samples")
     for stale in out.glob(f"{_TMP}*-shard{shard}"):
         shutil.rmtree(stale, ignore_errors=True)
     done = finished_ids(out)
@@ -331,7 +353,9 @@ def load_sample(path: str | Path, uint8: bool = False) -> SDGSample:
                      input_latents=tensors["input_latents"].float() if "input_latents" in tensors else None)
 
 
-def _written_before_latents(path: Path) -> bool:
+def written_before_latents(path: Path) -> bool:
+    """Whether ``path`` (an ``sdg.json``) is from before the latent shape was recorded (such a folder resumes
+    without it)."""
     try:
         return path.is_file() and "latents" not in json.loads(path.read_text())
     except json.JSONDecodeError:
@@ -374,7 +398,8 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
     split of its manifest; ``augment``: views per image, :func:`image_inputs`). ``frames`` per trajectory
     (1 + 4·m; images and worlds); ``width``/``height`` of the inputs; the teacher's sampler ``steps``,
     ``guidance`` and ``seed``; ``tokenizer``/``video_model`` folders (default: the shipped ones); ``threads``:
-    CPU threads of this process (0: the CPU count / ``num_shards``). ``progress``: as :func:`generate`."""
+    CPU threads of this process (0: the CPU count / ``num_shards``). ``progress``: as :func:`generate`. On a Ray
+    cluster: :func:`lyra3d.data.sdg_ray.run_sdg_ray` (the same arguments, no shards)."""
     if sum(x is not None for x in (worlds, clips, images)) != 1:
         raise InputError("give exactly one input: --worlds N, --clips N or --images DIR")
     for name, side in (("width", width), ("height", height)):

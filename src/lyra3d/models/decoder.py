@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -193,6 +194,19 @@ class GaussianDecoder(Pretrained):
         rays = plucker_rays(cameras).reshape(1, v, t, 6, cameras.height, cameras.width)
         raw = self(latents[None], rays.to(latents.dtype))[0]
         return self.activate(raw.reshape(v * t, *raw.shape[2:]), cameras)
+
+    def decode_batch(self, latents: Tensor, cameras: Sequence[Cameras]) -> list[Gaussians]:
+        """Many scenes in one forward pass: ``latents (B, V, T', C, h, w)`` and each scene's cameras (V·T,
+        trajectory-major) → each scene's Gaussians, as :meth:`decode` gives them one by one."""
+        b, v = latents.shape[:2]
+        if len(cameras) != b:
+            raise InputError(f"{len(cameras)} camera sets for {b} scenes")
+        t = len(cameras[0]) // max(1, v)
+        if any(len(c) != v * t for c in cameras):
+            raise InputError(f"every scene needs {v} trajectories of {t} cameras")
+        rays = torch.stack([plucker_rays(c).reshape(v, t, 6, c.height, c.width) for c in cameras])
+        raw = self(latents, rays.to(latents.dtype))
+        return [self.activate(raw[i].reshape(v * t, *raw.shape[3:]), cameras[i]) for i in range(b)]
 
     @torch.no_grad()
     def with_stride(self, stride: int) -> "GaussianDecoder":

@@ -33,6 +33,15 @@ class DepthResult:
     metric: bool
     record: dict = field(default_factory=dict)
 
+    def record_of(self, i: int) -> dict:
+        """Image ``i``'s record, as a call on that image alone gives it: the entries of :data:`PER_IMAGE_RECORD`
+        (one value per image) cut to that image's."""
+        return {k: [v[i]] if k in PER_IMAGE_RECORD and isinstance(v, list) else v for k, v in self.record.items()}
+
+
+#: Entries of :attr:`DepthResult.record` that hold one value per image of the batch.
+PER_IMAGE_RECORD = ("scale_factor", "focal_length_px")
+
 
 @runtime_checkable
 class DepthEstimator(Protocol):

@@ -13,6 +13,8 @@ space-time patch embedding. Classifier-free guidance drops the cache and ray con
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -109,13 +111,26 @@ def flow_matching_loss(model: VideoDiffusionModel, x0: Tensor, cache: Tensor, ma
     return F.mse_loss(v[:, 1:], (noise - x0)[:, 1:])
 
 
+def seeded_noise(shape: tuple[int, ...], seed: int | Sequence[int]) -> Tensor:
+    """Standard normal noise of ``shape`` (on the CPU, float32). One ``seed``: one draw of the whole shape. A
+    sequence of ``n`` seeds (a batch of ``n`` scenes, each ``shape[0] / n`` rows): each scene's rows are the draw
+    its seed gives alone, so a scene sampled in a batch gets the noise of its single call."""
+    if isinstance(seed, int):
+        return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    seeds = list(seed)
+    if not seeds or shape[0] % len(seeds):
+        raise InputError(f"{len(seeds)} seeds do not split a batch of {shape[0]} evenly")
+    per = (shape[0] // len(seeds), *shape[1:])
+    return torch.cat([torch.randn(per, generator=torch.Generator().manual_seed(s)) for s in seeds])
+
+
 @torch.no_grad()
 def sample(model: VideoDiffusionModel, first: Tensor, cache: Tensor, mask: Tensor, rays: Tensor, steps: int = 8,
-           guidance: float = 2.0, seed: int = 0) -> Tensor:
+           guidance: float = 2.0, seed: int | Sequence[int] = 0) -> Tensor:
     """Latents ``(B, T', C, h, w)`` by Euler steps from noise (s = 1) to data (s = 0) with classifier-free
-    guidance ``v = v_u + guidance · (v_c − v_u)``; frame 0 is the input's latent. Deterministic per seed."""
-    gen = torch.Generator().manual_seed(seed)
-    noise = torch.randn(cache.shape, generator=gen).to(cache.device, cache.dtype)
+    guidance ``v = v_u + guidance · (v_c − v_u)``; frame 0 is the input's latent. Deterministic per seed; a
+    sequence of seeds gives each scene of a batch its own (:func:`seeded_noise`)."""
+    noise = seeded_noise(tuple(cache.shape), seed).to(cache.device, cache.dtype)
 
     def velocity(x: Tensor, s: Tensor, drop: Tensor | None) -> Tensor:
         if drop is None:

@@ -10,12 +10,14 @@ input's own (:mod:`lyra3d.pipelines.optimize`)::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
 from lyra3d.core.cameras import Cameras, default_camera
 from lyra3d.core.progress import Progress, StageClock
+from lyra3d.errors import InputError
 from lyra3d.io.images import ImageInfo, fit_image_tensor
 from lyra3d.pipelines.base import TeacherPipeline
 from lyra3d.pipelines.config import PRESETS, GenerateConfig, Preset
@@ -80,45 +82,127 @@ class ImageTo3DPipeline(TeacherPipeline):
         img, fitted = self.prepare_image(image, cfg)
         return self._generate(img, info or fitted, cfg, clock, camera, depth)
 
+    @torch.no_grad()
+    def batch(self, images: Sequence[Tensor | str | Path], seeds: int | Sequence[int] | None = None,
+              progress: Progress | None = None, *, infos: Sequence[ImageInfo | None] | None = None,
+              prompts: Sequence[str | None] | None = None, unknown_words: Sequence[tuple[str, ...]] | None = None,
+              **overrides) -> list[Scene]:
+        """Generate the scenes of many images at once: each stage runs once for the whole batch on the device
+        (depth, encode, sample, decoder: :func:`lyra3d.pipelines.batched.teacher_batch`); what is a scene's own
+        (centre depth, trajectory size, seed, pruning, ``keep_input``, the input-view render) stays per scene.
+        Scene ``i`` equals ``self(images[i], seed=seeds[i], **overrides)`` to float tolerance. With
+        ``reconstruct="optimize"`` the teacher still runs once for the batch; the Gaussians of each scene are
+        then optimised one scene after another (``teacher_frames`` and ``optimize`` are told once per scene).
+
+        Args:
+            images: paths or ``(3, H, W)`` tensors (each fitted to the preset as a single call does).
+            seeds: one seed for every scene or one per scene (default ``config.seed``).
+            progress: told ``(stage, 1, 1)`` once per stage of :meth:`stages` for the whole batch.
+            infos: what was done to already prepared tensors; prompts / unknown_words: of text → 3D.
+            **overrides: any :class:`GenerateConfig` field (as for a single call).
+
+        Each scene's ``timings`` are the batch's stage seconds divided by the batch size (its share)."""
+        from lyra3d.pipelines.batched import teacher_batch
+
+        n = len(images)
+        if n == 0:
+            return []
+        cfg = self._call_config(None, overrides)
+        seeds = [cfg.seed] * n if seeds is None else [seeds] * n if isinstance(seeds, int) else list(seeds)
+        if len(seeds) != n:
+            raise InputError(f"{n} images need {n} seeds, got {len(seeds)}")
+        configs = [cfg.replace(seed=int(s)) for s in seeds]
+        self.check(cfg)
+        clock = StageClock(self.device, progress)
+        fitted = [self.prepare_image(im, cfg) for im in images]
+        infos = [(infos[i] if infos is not None and infos[i] is not None else fitted[i][1]) for i in range(n)]
+        p = cfg.resolution
+        camera = default_camera(p.width, p.height, p.fov_y_degrees)
+        self._set_teacher(cfg, cfg.frames)
+        gens = teacher_batch(self.teacher, torch.stack([f[0] for f in fitted]), camera, seeds, progress=clock)
+        if cfg.reconstruct == "optimize":  # per-scene optimisation: one scene after another
+            made = [self._reconstruct(g, camera, c, clock) for g, c in zip(gens, configs)]
+            made = [(k, f if cfg.keep_frames else None, r) for k, f, r in made]
+        else:
+            raws = self.decoder.decode_batch(torch.stack([g.latents for g in gens]), [g.cameras for g in gens])
+            made = [(self._keep(gens[i], raws[i], cfg, camera), None, {"reconstructor": "decoder"}) for i in range(n)]
+            del raws
+            clock.mark("decoder")
+        cam = camera.to(self.device)
+        scores = [self._input_view_psnr(m[0][0], cam, g.image, cfg) for m, g in zip(made, gens)]
+        clock.mark("input_view")
+        frames = [None] * n
+        if cfg.keep_frames:
+            frames = [(m[1] if m[1] is not None else self.teacher.decode(g.latents)).cpu() for m, g in zip(made, gens)]
+            if any(m[1] is None for m in made):
+                clock.mark("teacher_frames")
+        share = {k: v / n for k, v in clock.total().items()}
+        return [self._scene(gens[i], made[i][0], cam, scores[i], dict(share), configs[i], infos[i],
+                            prompts[i] if prompts is not None else None, frames[i],
+                            tuple(unknown_words[i]) if unknown_words is not None else (), made[i][2])
+                for i in range(n)]
+
+    def _reconstruct(self, gen, camera: Cameras, cfg: GenerateConfig, clock: StageClock) -> tuple:
+        """One scene's Gaussians from the teacher's sample: the decoder's (pruned, ``keep_input``), or with
+        ``reconstruct="optimize"`` optimised to the teacher's frames. Returns ``((gaussians, count before
+        pruning, what keep_input did), the teacher's frames or None, the reconstruction record)``."""
+        if cfg.reconstruct == "optimize":
+            g, frames, recon = self._optimize(gen, camera, cfg, clock)
+            return (g, recon["initial_gaussians"], None), frames, recon
+        raw = self.decoder.decode(gen.latents, gen.cameras)
+        kept = self._keep(gen, raw, cfg, camera)
+        del raw
+        clock.mark("decoder")
+        return kept, None, {"reconstructor": "decoder"}
+
+    def _keep(self, gen, raw, cfg: GenerateConfig, camera: Cameras) -> tuple:
+        """The decoder's Gaussians of one scene pruned by opacity rank and joined with the input's own
+        (``keep_input``): ``(gaussians, count before pruning, what keep_input did)``."""
+        from lyra3d.pipelines.keep_input import keep_input
+
+        before = len(raw)
+        g = raw.prune_by_opacity(keep_fraction=cfg.keep_fraction) if cfg.keep_fraction < 1 else raw
+        g, kept = keep_input(g, gen.image, gen.depth, camera, cfg.keep_input, self.teacher.config.far_ratio)
+        return g, before, kept
+
+    @staticmethod
+    def _input_view_psnr(g, cam: Cameras, image: Tensor, cfg: GenerateConfig) -> float:
+        from lyra3d.core.metrics import psnr
+        from lyra3d.core.render import rasterize
+
+        render = rasterize(g, cam, backend=cfg.backend).rgb[0]
+        return float(psnr(render.clamp(0, 1), image.to(render)))
+
+    @staticmethod
+    def _scene(gen, kept: tuple, cam: Cameras, score: float, timings: dict, cfg: GenerateConfig,
+               info: ImageInfo | None, prompt: str | None, frames: Tensor | None,
+               unknown_words: tuple[str, ...], reconstruction: dict | None = None) -> Scene:
+        g, before, keep = kept
+        return Scene(gaussians=g, cameras=gen.cameras, trajectories=tuple(gen.names), input_camera=cam,
+                     input_image=gen.image, center_depth=float(gen.center_depth), input_view_psnr=score,
+                     timings=timings, seed=cfg.seed, config=cfg, info=info, prompt=prompt, frames=frames,
+                     gaussians_before_pruning=before, unknown_words=unknown_words, preset=cfg.resolution,
+                     input_depth=gen.depth.cpu(), keep_input=keep, depth=gen.meta.get("depth"),
+                     reconstruction=reconstruction or {"reconstructor": "decoder"})
+
     def _generate(self, image: Tensor, info: ImageInfo | None, cfg: GenerateConfig, clock: StageClock,
                   camera: Cameras | None = None, depth: Tensor | None = None, prompt: str | None = None,
                   unknown_words: tuple[str, ...] = ()) -> Scene:
-        from lyra3d.core.metrics import psnr
-        from lyra3d.core.render import rasterize
-        from lyra3d.pipelines.keep_input import keep_input
-
-        p, dev = cfg.resolution, self.device
+        p = cfg.resolution
         self.check(cfg)
         if camera is None:
             camera = default_camera(p.width, p.height, p.fov_y_degrees)
         self._set_teacher(cfg, cfg.frames)
         gen = self.teacher(image, camera, depth=depth, seed=cfg.seed, progress=clock)
-        frames = recon = None
-        if cfg.reconstruct == "optimize":
-            g, frames, recon = self._optimize(gen, camera, cfg, clock)
-            before, kept = recon["initial_gaussians"], None
-        else:
-            raw = self.decoder.decode(gen.latents, gen.cameras)
-            before = len(raw)
-            g = raw.prune_by_opacity(keep_fraction=cfg.keep_fraction) if cfg.keep_fraction < 1 else raw
-            del raw
-            g, kept = keep_input(g, gen.image, gen.depth, camera, cfg.keep_input, self.teacher.config.far_ratio)
-            clock.mark("decoder")
-        cam = camera.to(dev)
-        render = rasterize(g, cam, backend=cfg.backend).rgb[0]
-        score = float(psnr(render.clamp(0, 1), gen.image.to(render)))
+        kept, frames, recon = self._reconstruct(gen, camera, cfg, clock)
+        cam = camera.to(self.device)
+        score = self._input_view_psnr(kept[0], cam, gen.image, cfg)
         clock.mark("input_view")
         if cfg.keep_frames and frames is None:
             frames = self.teacher.decode(gen.latents)
             clock.mark("teacher_frames")
         frames = frames.cpu() if cfg.keep_frames else None
-        timings = clock.total()
-        return Scene(gaussians=g, cameras=gen.cameras, trajectories=tuple(gen.names), input_camera=cam,
-                     input_image=gen.image, center_depth=float(gen.center_depth), input_view_psnr=score,
-                     timings=timings, seed=cfg.seed, config=cfg, info=info, prompt=prompt, frames=frames,
-                     gaussians_before_pruning=before, unknown_words=unknown_words, preset=p,
-                     input_depth=gen.depth.cpu(), keep_input=kept, depth=gen.meta.get("depth"),
-                     reconstruction=recon or {"reconstructor": "decoder"})
+        return self._scene(gen, kept, cam, score, clock.total(), cfg, info, prompt, frames, unknown_words, recon)
 
     def _optimize(self, gen, camera: Cameras, cfg: GenerateConfig, clock: StageClock):
         """Per-scene optimisation (``reconstruct="optimize"``, :func:`lyra3d.pipelines.optimize.optimize_sample`).

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
 from lyra3d.core.device import check_device
-from lyra3d.core.progress import Progress, StageClock
+from lyra3d.core.progress import Progress, StageClock, no_progress
 from lyra3d.errors import InputError
 from lyra3d.io.images import fit_image_tensor
 from lyra3d.models.modeling import CONFIG_NAME, shipped_weights
@@ -129,3 +130,32 @@ class TextTo3DPipeline:
         clock.mark("text_to_image")
         return pipe._generate(image.clamp(0, 1), info, cfg, clock, prompt=prompt,
                               unknown_words=self.unknown_words(prompt))
+
+    @torch.no_grad()
+    def batch(self, prompts: Sequence[str], seeds: int | Sequence[int] | None = None,
+              progress: Progress | None = None, **overrides) -> list[Scene]:
+        """The scenes of many prompts: each prompt's image as a single call makes it (its own seed), then the
+        images through :meth:`ImageTo3DPipeline.batch` at once. Scene ``i`` equals ``self(prompts[i],
+        seed=seeds[i])`` to float tolerance; ``progress`` is told ``("text_to_image", i, n)`` as images are made,
+        then the image pipeline's stages once for the batch."""
+        from lyra3d.io.prompts import validate_prompt
+
+        say = progress or no_progress
+        pipe = self.image_to_3d
+        cfg = pipe._call_config(None, overrides)
+        n = len(prompts)
+        seeds = [cfg.seed] * n if seeds is None else [seeds] * n if isinstance(seeds, int) else list(seeds)
+        p = cfg.resolution
+        aspect = {"aspect": p.width / p.height} if hasattr(self.text_to_image, "size_for") else {}  # diffusers'
+        images, infos = [], []
+        for i, (prompt, seed) in enumerate(zip([validate_prompt(x) for x in prompts], seeds)):
+            image = self.text_to_image.generate(prompt, pipe.teacher.tokenizer, steps=cfg.text_steps,
+                                                guidance=cfg.text_guidance, seed=int(seed), **aspect)[0]
+            info = None
+            if tuple(image.shape[-2:]) != (p.height, p.width):
+                image, info = fit_image_tensor(image.float().clamp(0, 1), p.width, p.height, cfg.fit)
+            images.append(image.clamp(0, 1))
+            infos.append(info)
+            say("text_to_image", i + 1, n)
+        return pipe.batch(images, seeds, progress, infos=infos, prompts=list(prompts),
+                          unknown_words=[self.unknown_words(x) for x in prompts], **overrides)
