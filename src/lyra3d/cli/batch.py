@@ -83,7 +83,8 @@ def check_batch_options(image, text, video, images, videos, prompts) -> bool:
     """Whether this is a batch run; one input option only (``--image`` and ``--images`` never mix)."""
     given = [name for name, v in (("--image", image), ("--text", text), ("--video", video), ("--images", images),
                                   ("--videos", videos), ("--prompts", prompts)) if v is not None]
-    if len(given) > 1:
+    many = [name for name in given if name in ("--images", "--videos", "--prompts")]
+    if len(given) > 1 and many:  # one-scene options alone: generate's own check says which to give
         raise InputError(f"give one input option, got {' and '.join(given)}: --image/--text/--video for one "
                          "scene, --images/--videos/--prompts for many")
     return bool(given) and given[0] in ("--images", "--videos", "--prompts")
