@@ -56,8 +56,11 @@ def _env() -> dict:
 
 def _start(args, tmp_path):
     env = _env()
+    # Ctrl-C's default action restored in the child: a shell that started pytest in the background (no job
+    # control) hands SIGINT down ignored, and Python then installs no KeyboardInterrupt handler
     return subprocess.Popen([sys.executable, "-c", RUN, *map(str, args)], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _scenes(out: Path) -> list[str]:

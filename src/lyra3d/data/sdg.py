@@ -314,7 +314,8 @@ def write_sample(teacher: Teacher, item: SDGInput, out: Path, seed: int, shard: 
         (tmp / "cameras.json").write_text(json.dumps(cams))
         meta = {"id": item.id, "caption": item.caption, "seed": seed, "center_depth": gen.center_depth,
                 "teacher": gen.meta, "seconds": round(time.time() - t0, 3),
-                "stage_seconds": {k: round(v, 4) for k, v in clock.seconds.items()}, "lyra3d_version": lyra3d.__version__}
+                "stage_seconds": {k: round(v, 4) for k, v in clock.seconds.items()},
+                "lyra3d_version": lyra3d.__version__}
         if item.video is not None:
             meta.update({"times": [round(float(x), 6) for x in gen.times], "clip": item.clip,
                          "reversed": bool(item.reversed)})
@@ -382,6 +383,34 @@ def sample_dirs(out: str | Path) -> list[Path]:
     return [out / i for i in sorted(finished_ids(out))]
 
 
+def check_sdg_inputs(worlds: int | None, clips: int | None, images, width: int, height: int,
+                     spatial_factor: int | None = None, first_seed: int = 0, clip_frames: int = 17,
+                     camera: str = "mixed") -> dict | None:
+    """Refuse SDG arguments that cannot run, before any work (one line each): not exactly one input, a size out of
+    range or not a multiple of the tokenizer's ``spatial_factor`` (when given), counts out of range, evaluation
+    seeds, an unknown clip camera. Returns the clip settings recorded in ``sdg.json`` (``None`` unless ``clips``)."""
+    if sum(x is not None for x in (worlds, clips, images)) != 1:
+        raise InputError("give exactly one input: --worlds N, --clips N or --images DIR")
+    for name, side in (("width", width), ("height", height)):
+        if not (isinstance(side, int) and MIN_IMAGE_SIDE <= side <= MAX_SIDE):
+            raise InputError(f"--{name} must be a whole number from {MIN_IMAGE_SIDE} to {MAX_SIDE}, got {side!r}")
+    for name, n in (("--worlds", worlds), ("--clips", clips)):
+        if n is not None and not (isinstance(n, int) and 1 <= n <= MAX_WORLDS):
+            raise InputError(f"{name} must be a whole number from 1 to {MAX_WORLDS}, got {n!r}")
+    if spatial_factor is not None and (width % spatial_factor or height % spatial_factor):
+        raise InputError(f"--width and --height must be multiples of the tokenizer's spatial factor {spatial_factor}, "
+                         f"got {width}x{height}")
+    if images is not None:
+        return None
+    count = worlds if worlds is not None else clips
+    if first_seed < 0 or first_seed + count > 1_000_000:
+        raise InputError("SDG for training uses training seeds only (< 1,000,000)")
+    if clips is None:
+        return None
+    clip_camera(0, camera)  # a bad name fails before any work
+    return {"frames": clip_frames, "width": width, "height": height, "camera": camera}
+
+
 def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = None,
             images: str | Path | None = None, augment: int = 1, split: str | None = None,
             frames: int = TeacherConfig.num_frames, clip_frames: int = 17,
@@ -400,14 +429,7 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
     ``guidance`` and ``seed``; ``tokenizer``/``video_model`` folders (default: the shipped ones); ``threads``:
     CPU threads of this process (0: the CPU count / ``num_shards``). ``progress``: as :func:`generate`. On a Ray
     cluster: :func:`lyra3d.data.sdg_ray.run_sdg_ray` (the same arguments, no shards)."""
-    if sum(x is not None for x in (worlds, clips, images)) != 1:
-        raise InputError("give exactly one input: --worlds N, --clips N or --images DIR")
-    for name, side in (("width", width), ("height", height)):
-        if not (isinstance(side, int) and MIN_IMAGE_SIDE <= side <= MAX_SIDE):
-            raise InputError(f"--{name} must be a whole number from {MIN_IMAGE_SIDE} to {MAX_SIDE}, got {side!r}")
-    for name, n in (("--worlds", worlds), ("--clips", clips)):
-        if n is not None and not (isinstance(n, int) and 1 <= n <= MAX_WORLDS):
-            raise InputError(f"{name} must be a whole number from 1 to {MAX_WORLDS}, got {n!r}")
+    check_sdg_inputs(worlds, clips, images, width, height)
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // max(1, num_shards)))
     dev = check_device(device)
     if dev.type == "cuda":
@@ -416,19 +438,12 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
     teacher = Teacher.from_pretrained(tokenizer, video_model, device=dev,
                                       config=TeacherConfig(num_frames=frames, steps=steps, guidance=guidance))
     teacher.tokenizer.latent_frames(frames)  # a frame count the tokenizer cannot take fails before any work
-    s = int(teacher.tokenizer.spatial_factor)
-    if width % s or height % s:
-        raise InputError(f"--width and --height must be multiples of the tokenizer's spatial factor {s}, got "
-                         f"{width}x{height}")
-    clip_settings = None
+    clip_settings = check_sdg_inputs(worlds, clips, images, width, height, int(teacher.tokenizer.spatial_factor),
+                                     first_seed, clip_frames, camera)
     if images is None:
         count = worlds if worlds is not None else clips
-        if first_seed < 0 or first_seed + count > 1_000_000:
-            raise InputError("SDG for training uses training seeds only (< 1,000,000)")
         seeds = shard_of(list(range(first_seed, first_seed + count)), shard, num_shards)
         if clips is not None:
-            clip_camera(0, camera)  # a bad name fails before any work
-            clip_settings = {"frames": clip_frames, "width": width, "height": height, "camera": camera}
             inputs, total = clip_inputs(seeds, dev, clip_frames, width, height, camera), 2 * len(seeds)
         else:
             inputs, total = world_inputs(seeds, width, height, device=dev), len(seeds)

@@ -93,31 +93,22 @@ def run_sdg_ray(out: str | Path, *, address: str | None, workers: int | None = N
     """SDG over a Ray cluster (the module docstring); the arguments are :func:`lyra3d.data.sdg.run_sdg`'s.
     Returns the number of samples written."""
     from lyra3d.core.ray_pool import connect, ray_map
-    from lyra3d.data.sdg import (clip_camera, finished_ids, image_ids, image_paths, sdg_settings,
+    from lyra3d.data.sdg import (check_sdg_inputs, finished_ids, image_ids, image_paths, sdg_settings,
                                  written_before_latents)
     from lyra3d.models.modeling import shipped_weights
     from lyra3d.models.tokenizer import tokenizer_latent_shape
     from lyra3d.pipelines.teacher import DEFAULT_TOKENIZER_WEIGHTS, TeacherConfig
 
-    if sum(x is not None for x in (worlds, clips, images)) != 1:
-        raise InputError("give exactly one input: --worlds N, --clips N or --images DIR")
     if augment < 1:
         raise InputError(f"--augment must be >= 1, got {augment}")
     out = Path(out)
     config = TeacherConfig(num_frames=frames, steps=steps, guidance=guidance)
     # the tokenizer's latent shape from its config.json (the driver loads no model): recorded in sdg.json
     shape = tokenizer_latent_shape(tokenizer or shipped_weights(DEFAULT_TOKENIZER_WEIGHTS))
-    if width % shape.spatial_factor or height % shape.spatial_factor:
-        raise InputError(f"--width and --height must be multiples of the tokenizer's spatial factor "
-                         f"{shape.spatial_factor}, got {width}x{height}")
-    clip_settings = None
+    clip_settings = check_sdg_inputs(worlds, clips, images, width, height, shape.spatial_factor, first_seed,
+                                     clip_frames, camera)
     if images is None:
         count = worlds if worlds is not None else clips
-        if first_seed < 0 or first_seed + count > 1_000_000:
-            raise InputError("SDG for training uses training seeds only (< 1,000,000)")
-        if clips is not None:
-            clip_camera(0, camera)
-            clip_settings = {"frames": clip_frames, "width": width, "height": height, "camera": camera}
         kind = "clip" if clips is not None else "world"
         tasks = [(kind, s) for s in range(first_seed, first_seed + count)]
         ids = [[f"world_{s:07d}"] + ([f"world_{s:07d}_rev"] if clips is not None else []) for _, s in tasks]
