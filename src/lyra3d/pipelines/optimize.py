@@ -57,6 +57,9 @@ class OptimizeConfig:
         depth_weight: weight of the relative depth error where target depths are given (``> 0`` there; the image
             → 3D pipeline gives the input view's).
         cameras_per_step: target cameras rendered per step (the loss is their mean).
+        anchor_every: every this many steps the step renders the first target (the input image, in
+            :func:`optimize_sample`) instead of the next drawn cameras, so the input, one target among ~100 teacher
+            frames, keeps its weight as the steps rise (``None``: the first target is drawn like the others).
         refine_every: densify every this many steps from the first such step (``None``: gsplat's schedule, every
             100 steps from step 500, so budgets up to 600 steps do not densify); densification stops at 75 % of
             the budget (at most 15,000).
@@ -77,6 +80,7 @@ class OptimizeConfig:
     ssim_weight: float = 0.2
     depth_weight: float = 0.1
     cameras_per_step: int = 1
+    anchor_every: int | None = 4
     refine_every: int | None = None
     grow_grad2d: float = 2e-4
     cap_growth: float = 2.0
@@ -101,8 +105,10 @@ class OptimizeConfig:
             raise InputError(f"optimisation ssim_weight must be in [0, 1], got {self.ssim_weight!r}")
         if not isinstance(self.cameras_per_step, int) or self.cameras_per_step < 1:
             raise InputError(f"cameras_per_step must be a whole number >= 1, got {self.cameras_per_step!r}")
-        if self.refine_every is not None and (not isinstance(self.refine_every, int) or self.refine_every < 1):
-            raise InputError(f"refine_every must be a whole number >= 1 or None, got {self.refine_every!r}")
+        for name in ("anchor_every", "refine_every"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise InputError(f"{name} must be a whole number >= 1 or None, got {v!r}")
         if not self.cap_growth >= 1:
             raise InputError(f"cap_growth must be >= 1, got {self.cap_growth!r}")
         return self
@@ -274,10 +280,13 @@ def run_optimization(init: Gaussians, frames: Tensor, cameras: Cameras, config: 
     say(STAGE, 0, cfg.steps)
     step = 0
     for step in range(cfg.steps):
-        if pos + cfg.cameras_per_step > len(order):
-            order, pos = torch.randperm(len(cameras), generator=gen), 0
-        pick = order[pos:pos + cfg.cameras_per_step].tolist()
-        pos += cfg.cameras_per_step
+        if cfg.anchor_every is not None and step % cfg.anchor_every == cfg.anchor_every - 1:
+            pick = [0]
+        else:
+            if pos + cfg.cameras_per_step > len(order):
+                order, pos = torch.randperm(len(cameras), generator=gen), 0
+            pick = order[pos:pos + cfg.cameras_per_step].tolist()
+            pos += cfg.cameras_per_step
         info: dict | None = {} if strategy is not None else None
         out = rasterize(_gaussians(params), cameras[pick], backend=_backend(cfg.backend, dev), info=info)
         backend = out.backend
