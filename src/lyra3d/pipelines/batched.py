@@ -1,8 +1,9 @@
 """The teacher over a batch of images at once (issue 25): each stage runs once for the whole batch on the device
-(depth network, tokenizer encode, video-model sampling), so a GPU sees ``B × V`` videos per call instead of
-``V``. What belongs to one scene stays per scene: its depth cleaning (sky cut), centre depth and so the size of
-its trajectories, its 3D cache, and its seed (the video model's noise is drawn per scene, so a scene in a batch
-gets exactly the noise of its single call: :func:`lyra3d.models.video_model.seeded_noise`).
+(depth network, 3D cache warp, tokenizer encode, video-model sampling), so a GPU sees ``B × V`` videos per call
+instead of ``V``. What belongs to one scene stays per scene: its depth cleaning (sky cut), centre depth and so the
+size of its trajectories, its 3D cache (warped with the others' in one call, each exactly as alone:
+:func:`lyra3d.core.cache3d.multi_trajectory_conditioning_batch`), and its seed (the video model's noise is drawn per
+scene, so a scene in a batch gets exactly the noise of its single call: :func:`lyra3d.models.video_model.seeded_noise`).
 
 :func:`teacher_batch` gives what :meth:`lyra3d.pipelines.teacher.Teacher.__call__` gives for each image; the
 image pipeline's :meth:`~lyra3d.pipelines.image_to_3d.ImageTo3DPipeline.batch` adds the batched decoder.
@@ -15,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from lyra3d.core.cache3d import multi_trajectory_conditioning, scene_center_depth
+from lyra3d.core.cache3d import multi_trajectory_conditioning_batch, scene_center_depth
 from lyra3d.core.cameras import Cameras, plucker_rays
 from lyra3d.core.progress import Progress, no_progress
 from lyra3d.errors import InputError
@@ -62,8 +63,8 @@ def teacher_batch(teacher: Teacher, images: Tensor, camera: Cameras, seeds: Sequ
     say("depth", 1, 1)
     cleaned = [teacher.clean_depth(d) for d in given]
     centers = [scene_center_depth(d) for d in cleaned]
-    conds = [multi_trajectory_conditioning(images[i], cleaned[i][None], camera, cfg.num_frames, cfg.movement_factor,
-                                           center_depth=centers[i], names=cfg.trajectories) for i in range(b)]
+    conds = multi_trajectory_conditioning_batch(images, torch.stack(cleaned), camera, cfg.num_frames,
+                                                cfg.movement_factor, center_depths=centers, names=cfg.trajectories)
     say("cache", 1, 1)
     names = tuple(conds[0])
     rgb = torch.stack([torch.stack([c.warped.rgb * c.warped.mask for c in cond.values()]) for cond in conds])
