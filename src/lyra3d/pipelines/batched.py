@@ -21,7 +21,7 @@ from lyra3d.core.cameras import Cameras, plucker_rays
 from lyra3d.core.progress import Progress, no_progress
 from lyra3d.errors import InputError
 from lyra3d.models.video_model import sample
-from lyra3d.pipelines.teacher import Teacher, TeacherSample
+from lyra3d.pipelines.teacher import Teacher, TeacherSample, precision_autocast
 
 #: Videos per tokenizer call when a batch is encoded (a 64-scene batch of 6 trajectories is 384 videos: their
 #: activations at once would not fit a GPU; 24 at a time keep it busy).
@@ -76,8 +76,9 @@ def teacher_batch(teacher: Teacher, images: Tensor, camera: Cameras, seeds: Sequ
     cams = [Cameras.cat([c.cameras for c in cond.values()]) for cond in conds]
     rays = torch.cat([plucker_rays(c).reshape(v, t, 6, h, w) for c in cams])
     say("encode", 1, 1)
-    latents = sample(teacher.video_model, first_lat.repeat_interleave(v, 0), cache_lat, mask_lat, rays,
-                     steps=cfg.steps, guidance=cfg.guidance, seed=[int(s) for s in seeds])
+    with precision_autocast(cfg.sample_precision, dev, "sample precision"):
+        latents = sample(teacher.video_model, first_lat.repeat_interleave(v, 0), cache_lat, mask_lat, rays,
+                         steps=cfg.steps, guidance=cfg.guidance, seed=[int(s) for s in seeds]).float()
     latents = latents.reshape(b, v, *latents.shape[1:])
     say("sample", 1, 1)
     return [TeacherSample(names, latents[i], cams[i], images[i], cleaned[i], centers[i], None, None,

@@ -124,7 +124,8 @@ class ImageTo3DPipeline(TeacherPipeline):
             made = [self._reconstruct(g, camera, c, clock) for g, c in zip(gens, configs)]
             made = [(k, f if cfg.keep_frames else None, r) for k, f, r in made]
         else:
-            raws = self.decoder.decode_batch(torch.stack([g.latents for g in gens]), [g.cameras for g in gens])
+            raws = self.decoder.decode_batch(torch.stack([g.latents for g in gens]), [g.cameras for g in gens],
+                                             bf16=self._decoder_bf16(cfg))
             made = [(self._keep(gens[i], raws[i], cfg, camera), None, {"reconstructor": "decoder"}) for i in range(n)]
             del raws
             clock.mark("decoder")
@@ -149,11 +150,18 @@ class ImageTo3DPipeline(TeacherPipeline):
         if cfg.reconstruct == "optimize":
             g, frames, recon = self._optimize(gen, camera, cfg, clock)
             return (g, recon["initial_gaussians"], None), frames, recon
-        raw = self.decoder.decode(gen.latents, gen.cameras)
+        raw = self.decoder.decode(gen.latents, gen.cameras, bf16=self._decoder_bf16(cfg))
         kept = self._keep(gen, raw, cfg, camera)
         del raw
         clock.mark("decoder")
         return kept, None, {"reconstructor": "decoder"}
+
+    def _decoder_bf16(self, cfg: GenerateConfig) -> bool:
+        """Whether the decoder's network runs under bf16 autocast for ``cfg.precision`` (its Gaussians come out in
+        fp32 either way)."""
+        from lyra3d.pipelines.teacher import uses_bf16
+
+        return uses_bf16(cfg.precision, self.device)
 
     def _keep(self, gen, raw, cfg: GenerateConfig, camera: Cameras) -> tuple:
         """The decoder's Gaussians of one scene pruned by opacity rank and joined with the input's own
