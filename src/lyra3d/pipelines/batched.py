@@ -11,6 +11,7 @@ image pipeline's :meth:`~lyra3d.pipelines.image_to_3d.ImageTo3DPipeline.batch` a
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import torch
@@ -20,12 +21,22 @@ from lyra3d.core.cache3d import multi_trajectory_conditioning_batch, scene_cente
 from lyra3d.core.cameras import Cameras, plucker_rays
 from lyra3d.core.progress import Progress, no_progress
 from lyra3d.errors import InputError
-from lyra3d.models.video_model import sample
+from lyra3d.models.video_model import sample, seeded_noise
 from lyra3d.pipelines.teacher import Teacher, TeacherSample, precision_autocast
 
 #: Videos per tokenizer call when a batch is encoded (a 64-scene batch of 6 trajectories is 384 videos: their
 #: activations at once would not fit a GPU; 24 at a time keep it busy).
 ENCODE_CHUNK = 24
+
+
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _background() -> ThreadPoolExecutor:
+    """One thread for work that overlaps the device's (the noise draw)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="lyra3d-noise"))
+    return _POOL[0]
 
 
 def _encode(teacher: Teacher, videos: Tensor, chunk: int | None) -> Tensor:
@@ -53,6 +64,11 @@ def teacher_batch(teacher: Teacher, images: Tensor, camera: Cameras, seeds: Sequ
     if len(camera) != 1 or (camera.width, camera.height) != (w, h):
         raise InputError(f"camera must be one camera of the images' size {w}x{h}")
     images, camera = images.to(dev), camera.to(dev)
+    # the video model's noise (drawn on the CPU, per scene) is drawn on a thread while the GPU works
+    tok, v = teacher.tokenizer, len(cfg.trajectories)
+    shape = (b * v, tok.latent_frames(cfg.num_frames), tok.latent_channels, h // tok.spatial_factor,
+             w // tok.spatial_factor)
+    noise = _background().submit(seeded_noise, shape, [int(s) for s in seeds])
     given = list(depths) if depths is not None else [None] * b
     records = [{"kind": "given", "done": "the depth map given with the image, used as it is"}] * b  # as Teacher's
     need = [i for i in range(b) if given[i] is None]
@@ -78,7 +94,7 @@ def teacher_batch(teacher: Teacher, images: Tensor, camera: Cameras, seeds: Sequ
     say("encode", 1, 1)
     with precision_autocast(cfg.sample_precision, dev, "sample precision"):
         latents = sample(teacher.video_model, first_lat.repeat_interleave(v, 0), cache_lat, mask_lat, rays,
-                         steps=cfg.steps, guidance=cfg.guidance, seed=[int(s) for s in seeds]).float()
+                         steps=cfg.steps, guidance=cfg.guidance, noise=noise.result()).float()
     latents = latents.reshape(b, v, *latents.shape[1:])
     say("sample", 1, 1)
     return [TeacherSample(names, latents[i], cams[i], images[i], cleaned[i], centers[i], None, None,
