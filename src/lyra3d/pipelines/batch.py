@@ -212,6 +212,9 @@ class SceneWriter:
 
             if self.threads:
                 torch.set_num_threads(self.threads)
+            if torch.device(self.device).type == "cuda":  # as SDG: fixed shapes, the fastest kernels found once
+                torch.set_float32_matmul_precision("high")  # TF32 matmuls where fp32 remains
+                torch.backends.cudnn.benchmark = True
             cls = {"image": pl.ImageTo3DPipeline, "prompt": pl.TextTo3DPipeline, "video": pl.VideoTo4DPipeline}[kind]
             folders = {"depth": self.depth, **({"text_to_image": self.text_to_image} if kind == "prompt" else {})}
             self._pipes[kind] = cls.from_pretrained(self.weights, device=self.device, **folders)
