@@ -143,7 +143,7 @@ def test_multi_trajectory_conditioning_scales_with_depth_and_factor():
     assert float(double["left"].cameras.centers[-1, 0]) == pytest.approx(left, rel=1e-4)
 
 
-def test_a_batch_of_scenes_warps_exactly_as_each_scene_alone():
+def test_a_batch_of_scenes_warps_exactly_as_each_scene_alone(monkeypatch):
     """issue 25: :func:`multi_trajectory_conditioning_batch` (every scene's cache into all its trajectories' cameras
     in one warp) gives each scene bit for bit what its own call gives; :func:`warp_each` of several sources is
     :func:`warp` with ``source=s`` of each (at the same number of targets per pass)."""
@@ -175,5 +175,10 @@ def test_a_batch_of_scenes_warps_exactly_as_each_scene_alone():
             one = warp(cache, targets[5 * s:5 * s + 5], source=s, chunk=chunk)
             assert torch.equal(each.rgb[5 * s:5 * s + 5], one.rgb) and torch.equal(each.mask[5 * s:5 * s + 5], one.mask)
             assert torch.equal(each.depth[5 * s:5 * s + 5], one.depth)
+    from lyra3d.core import cache3d
+
+    monkeypatch.setitem(cache3d.TARGET_BUDGET, "cpu", 1)  # one source per pass: the same warp
+    again = warp_each(cache, targets)
+    assert all(torch.equal(getattr(again, k), getattr(each, k)) for k in ("rgb", "mask", "depth"))
     with pytest.raises(InputError, match="equal number"):
         warp_each(cache, targets[:9])

@@ -98,6 +98,9 @@ def unproject(image: Tensor, depth: Tensor, cameras: Cameras) -> PointCache:
 #: Source points × target cameras per splatting chunk (memory): about 17 targets of a 320×176 source on a CPU;
 #: on a GPU larger chunks keep the number of launches (and syncs) down.
 PAIR_BUDGET = {"cpu": 1 << 20, "cuda": 1 << 24}
+#: Target pixels per pass of :func:`warp_each` (memory of the crack filling and colour resampling: about 80 bytes
+#: per target pixel): on a GPU about 11 scenes of 6 × 17 targets at 320×176 per pass.
+TARGET_BUDGET = {"cpu": 1 << 22, "cuda": 1 << 26}
 
 
 def warp(cache: PointCache, cameras: Cameras, source: int | None = None, depth_tolerance: float = 0.02,
@@ -147,11 +150,22 @@ def warp_each(cache: PointCache, cameras: Cameras, depth_tolerance: float = 0.02
     s = cache.num_sources
     if len(cameras) % s:
         raise InputError(f"{len(cameras)} target cameras are not {s} sources × an equal number of targets")
-    rgb, mask, depth = _splat_groups(cache.points, cache.valid, None, cameras, depth_tolerance, chunk)
-    if fill_cracks:
-        rgb, mask, depth = _fill_cracks(rgb, mask, depth)
-    rgb, mask = _resample(cache.images, cache.depths, cache.cameras, cameras, depth, mask, rgb, edge_tolerance)
-    return Warped(rgb, mask, depth * mask)
+    k = len(cameras) // s
+    # whole sources per pass, about TARGET_BUDGET target pixels each (the crack filling and resampling hold
+    # several images per target); every step is per target, so the passes do not change the result
+    budget = TARGET_BUDGET.get(cache.points.device.type, TARGET_BUDGET["cuda"])
+    step = max(1, budget // (k * cameras.width * cameras.height))
+    parts = []
+    for i in range(0, s, step):
+        j = min(s, i + step)
+        cams = cameras[i * k:j * k]
+        rgb, mask, depth = _splat_groups(cache.points[i:j], cache.valid[i:j], None, cams, depth_tolerance, chunk)
+        if fill_cracks:
+            rgb, mask, depth = _fill_cracks(rgb, mask, depth)
+        rgb, mask = _resample(cache.images[i:j], cache.depths[i:j], cache.cameras[i:j], cams, depth, mask, rgb,
+                              edge_tolerance)
+        parts.append((rgb, mask, depth * mask))
+    return Warped(*(torch.cat(x) if len(parts) > 1 else x[0] for x in zip(*parts)))
 
 
 def _splat_groups(pts: Tensor, ok: Tensor, col: Tensor | None, cams: Cameras, tol: float, chunk: int | None
