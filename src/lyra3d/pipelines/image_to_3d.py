@@ -126,7 +126,7 @@ class ImageTo3DPipeline(TeacherPipeline):
         else:
             raws = self.decoder.decode_batch(torch.stack([g.latents for g in gens]), [g.cameras for g in gens],
                                              bf16=self._decoder_bf16(cfg))
-            made = [(self._keep(gens[i], raws[i], cfg, camera), None, {"reconstructor": "decoder"}) for i in range(n)]
+            made = [(kept, None, {"reconstructor": "decoder"}) for kept in self._keep_batch(gens, raws, cfg, camera)]
             del raws
             clock.mark("decoder")
         cam = camera.to(self.device)
@@ -166,12 +166,18 @@ class ImageTo3DPipeline(TeacherPipeline):
     def _keep(self, gen, raw, cfg: GenerateConfig, camera: Cameras) -> tuple:
         """The decoder's Gaussians of one scene pruned by opacity rank and joined with the input's own
         (``keep_input``): ``(gaussians, count before pruning, what keep_input did)``."""
-        from lyra3d.pipelines.keep_input import keep_input
+        return self._keep_batch([gen], [raw], cfg, camera)[0]
 
-        before = len(raw)
-        g = raw.prune_by_opacity(keep_fraction=cfg.keep_fraction) if cfg.keep_fraction < 1 else raw
-        g, kept = keep_input(g, gen.image, gen.depth, camera, cfg.keep_input, self.teacher.config.far_ratio)
-        return g, before, kept
+    def _keep_batch(self, gens, raws, cfg: GenerateConfig, camera: Cameras) -> list[tuple]:
+        """:meth:`_keep` of a batch's scenes: each pruned on its own, the input's Gaussians of all made at once."""
+        from lyra3d.pipelines.keep_input import keep_input_batch
+
+        before = [len(raw) for raw in raws]
+        pruned = [raw.prune_by_opacity(keep_fraction=cfg.keep_fraction) if cfg.keep_fraction < 1 else raw
+                  for raw in raws]
+        kept = keep_input_batch(pruned, torch.stack([g.image for g in gens]), torch.stack([g.depth for g in gens]),
+                                camera, cfg.keep_input, self.teacher.config.far_ratio)
+        return [(g, n, record) for (g, record), n in zip(kept, before)]
 
     @staticmethod
     def _input_view_psnr(g, cam: Cameras, image: Tensor, cfg: GenerateConfig) -> float:
