@@ -7,18 +7,18 @@ batched image pipeline (:meth:`lyra3d.pipelines.ImageTo3DPipeline.batch`) for se
     python benchmarks/batch.py --device cuda --batches 128,256 --no-single      # larger batches
     python benchmarks/batch.py --device cpu --batches 1,2 --trajectories 1 --frames 5   # a quick CPU check
 
-The shipped models at 320×176 (the default preset). Per batch size ``b``: ``b`` distinct held-out procedural
-worlds (seeds from 1,000,100) as inputs; one untimed warm-up batch (CUDA kernels, cuDNN autotuning, allocator);
-then ``--repeats`` timed batches, CUDA-synchronised, model loading excluded. "pipeline" is the generation alone
-(depth, cache, encode, sample, decoder, input view: what :meth:`batch` returns, Gaussians on the device).
-With ``--write`` each scene of the timed batches is also written as ``lyra3d generate`` writes it (fly-through
-render + MP4, PLY, PNG, JSON; ``save_scene`` into a temporary folder): "write s/scene" is writing alone, one
-scene after another (at most 8 scenes of the batch); "end to end" is the wall time of the timed batches with each batch's scenes written by a
-pool of ``--write-threads`` threads while the next batch generates (what ``generate_many`` does), until the last
+The shipped models at 320×176 (the default preset). Per batch size ``b``: ``b`` distinct held-out procedural worlds
+(seeds from 1,000,100) as inputs; one untimed warm-up batch (CUDA kernels, cuDNN autotuning, allocator); then
+``--repeats`` timed batches, CUDA-synchronised, model loading excluded. "pipeline" is the generation alone (depth,
+cache, encode, sample, decoder, input view: what :meth:`batch` returns, Gaussians on the device). With ``--write``
+each scene of the timed batches is also written as ``lyra3d generate`` writes it (fly-through render + MP4, PLY,
+PNG, JSON; ``save_scene`` into a temporary folder): "write s/scene" is writing alone, one scene after another (at
+most 8 scenes of the batch); "end to end" is the wall time of the timed batches with each batch's scenes written by
+a pool of ``--write-threads`` threads while the next batch generates (what ``generate_many`` does), until the last
 scene is on disk. Peak memory: ``torch.cuda.max_memory_allocated`` over the timed batches on CUDA, the process's
-peak resident set on a CPU. The first row, "single calls", is ``pipe(image)`` one at a time (today's
-``lyra3d generate``) over ``max(batches)`` images (at most 16). Prints a Markdown table and the seconds per scene
-of each stage (the batch's stage time / batch size).
+peak resident set on a CPU. The first row, "single calls", is ``pipe(image)`` one at a time (today's ``lyra3d
+generate``) over ``max(batches)`` images (at most 16). Prints a Markdown table and the seconds per scene of each
+stage (the batch's stage time / batch size).
 
 ``--checks`` (default on CUDA) also measures, on 4 scenes: a batch against single calls (PSNR of their renders at
 the input camera and the ends of two trajectories: equal to float tolerance is ≥ 50 dB), the tokenizer's encoder
@@ -125,8 +125,8 @@ def checks(pipe, images, overrides: dict, frames: int) -> list[str]:
         batch = pipe.batch(images, seeds, **over)
         single = [pipe(im, seed=s, **over) for im, s in zip(images, seeds)]
         worst = min(min(_psnrs(m, o, frames)) for m, o in zip(batch, single))
-        out.append(f"precision {precision}: batch of {len(images)} vs single calls, lowest render PSNR (input view, two "
-                   f"trajectory ends) {worst:.1f} dB (float tolerance: >= 50)")
+        out.append(f"precision {precision}: batch of {len(images)} vs single calls, lowest render PSNR (input view, "
+                   f"two trajectory ends) {worst:.1f} dB (float tolerance: >= 50)")
     t, cfg = pipe.teacher, pipe.config.replace(**overrides)
     cam = batch[0].input_camera
     diffs = {"cache": [], "mask": []}
@@ -144,8 +144,8 @@ def checks(pipe, images, overrides: dict, frames: int) -> list[str]:
                 lat[p] = t.encode(video)
             diffs[name].append(float((lat["bf16"] - lat["fp32"]).norm() / lat["fp32"].norm()))
     t.config = keep
-    out.append(f"encoder bf16 vs fp32, relative difference of the latents (largest of {len(images)} scenes): " +
-               ", ".join(f"{k} {100 * max(v):.3f} %" for k, v in diffs.items()) + " (accepted on CPUs: 0.4 %)")
+    out.append(f"encoder bf16 vs fp32, relative difference of the latents (largest of {len(images)} scenes): "
+               + ", ".join(f"{k} {100 * max(v):.3f} %" for k, v in diffs.items()) + " (accepted on CPUs: 0.4 %)")
     # the encoder alone on 24 warped caches (one ENCODE_CHUNK): precision x memory format
     video = videos["cache"][None].expand(24 // videos["cache"].shape[0] + 1, -1, -1, -1, -1, -1).flatten(0, 1)[:24]
     tok, times = t.tokenizer, []
@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> None:
                              "|---|" + "---|" * len(STAGES), *stages])
     text = f"{table}\n\nseconds per scene of each stage (the batch's stage time / batch size):\n\n{stage_table}\n"
     if args.checks if args.checks is not None else device.type == "cuda":
-        text += f"\nchecks ({min(4, len(images))} scenes):\n" + "\n".join(f"- {line}" for line in checks(pipe, images, overrides, cfg.frames))
+        lines = checks(pipe, images, overrides, cfg.frames)
+        text += f"\nchecks ({min(4, len(images))} scenes):\n" + "\n".join(f"- {line}" for line in lines)
         text += "\n"
     if args.profile:
         text += "\n" + profile(pipe, images[:args.profile], overrides, device) + "\n"
