@@ -164,6 +164,22 @@ def checks(pipe, images, overrides: dict, frames: int) -> list[str]:
                          f"{(time.perf_counter() - t0) / 3 / 24 * 2:.4f}")
     if isinstance(tok, torch.nn.Module):
         tok.to(memory_format=torch.channels_last)  # the Teacher's
+        # a candidate for later: the encoder's weights in bf16 (GroupNorm in bf16 too, no autocast casts)
+        import copy
+
+        half = copy.deepcopy(tok).to(torch.bfloat16)
+        with torch.no_grad():
+            t.config = dataclasses.replace(keep, encode_precision="fp32")
+            ref = t.encode(video)
+            half.encode(video.to(torch.bfloat16))
+            _sync(pipe.device)
+            t0 = time.perf_counter()
+            for _ in range(3):
+                lat = half.encode(video.to(torch.bfloat16)).float()
+            _sync(pipe.device)
+        times.append(f"bf16 weights channels_last {(time.perf_counter() - t0) / 3 / 24 * 2:.4f} (latents "
+                     f"{100 * float((lat - ref).norm() / ref.norm()):.3f} % from fp32)")
+        del half
     t.config = keep
     out.append(f"encoder alone, seconds per scene-equivalent ({video.shape[1]} frames x 2 videos per trajectory, "
                f"so x {len(cfg.trajectories)} for a scene): " + ", ".join(times))
