@@ -220,11 +220,14 @@ def profile(pipe, images, overrides: dict, device: torch.device) -> str:
         _sync(device)
     table = prof.key_averages()
     out = [f"profile of one batch of {len(images)}:"]
-    for key in (["self_cuda_time_total"] if device.type == "cuda" else []) + ["self_cpu_time_total"]:
-        try:
-            out.append(table.table(sort_by=key, row_limit=25, max_name_column_width=60))
-        except (AttributeError, KeyError, ValueError) as e:
-            out.append(f"(no {key} table: {e})")
+    keys = [("self_device_time_total", "self_cuda_time_total")] if device.type == "cuda" else []
+    for names in keys + [("self_cpu_time_total",)]:
+        for key in names:  # the device-time key's name differs between torch versions
+            try:
+                out.append(table.table(sort_by=key, row_limit=25, max_name_column_width=60))
+                break
+            except (AttributeError, KeyError, ValueError) as e:
+                out.append(f"(no {key} table: {e})")
     return "\n".join(out)
 
 
