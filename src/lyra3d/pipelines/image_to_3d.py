@@ -130,7 +130,7 @@ class ImageTo3DPipeline(TeacherPipeline):
             del raws
             clock.mark("decoder")
         cam = camera.to(self.device)
-        scores = [self._input_view_psnr(m[0][0], cam, g.image, cfg) for m, g in zip(made, gens)]
+        scores = self._input_view_psnrs([m[0][0] for m in made], cam, [g.image for g in gens], cfg)
         clock.mark("input_view")
         frames = [None] * n
         if cfg.keep_frames:
@@ -178,6 +178,16 @@ class ImageTo3DPipeline(TeacherPipeline):
         kept = keep_input_batch(pruned, torch.stack([g.image for g in gens]), torch.stack([g.depth for g in gens]),
                                 camera, cfg.keep_input, self.teacher.config.far_ratio)
         return [(g, n, record) for (g, record), n in zip(kept, before)]
+
+    @staticmethod
+    def _input_view_psnrs(gs, cam: Cameras, images: Sequence[Tensor], cfg: GenerateConfig) -> list[float]:
+        """The input-view PSNR of each scene of a batch, all rendered at once
+        (:func:`lyra3d.core.render.rasterize.rasterize_each`: one pass for the torch backend)."""
+        from lyra3d.core.metrics import psnr
+        from lyra3d.core.render.rasterize import rasterize_each
+
+        renders = rasterize_each(list(gs), cam[[0] * len(gs)], backend=cfg.backend).rgb
+        return [float(x) for x in psnr(renders.clamp(0, 1), torch.stack(images).to(renders)).tolist()]
 
     @staticmethod
     def _input_view_psnr(g, cam: Cameras, image: Tensor, cfg: GenerateConfig) -> float:
