@@ -197,6 +197,16 @@ def checks(pipe, images, overrides: dict, frames: int) -> list[str]:
             rasterize(sc.gaussians, sc.input_camera, backend=backend)
         _sync(pipe.device)
         renders.append(f"{backend} {(time.perf_counter() - t0) / len(many):.4f}")
+    from lyra3d.core.render.rasterize import rasterize_each
+
+    cams = many[0].input_camera[[0] * len(many)]
+    rasterize_each([sc.gaussians for sc in many], cams, backend="torch")
+    _sync(pipe.device)
+    t0 = time.perf_counter()
+    rasterize_each([sc.gaussians for sc in many], cams, backend="torch")
+    _sync(pipe.device)
+    renders.append(f"torch, all {len(many)} scenes in one pass (rasterize_each) "
+                   f"{(time.perf_counter() - t0) / len(many):.4f}")
     out.append(f"input-view render, seconds per scene ({len(many[0].gaussians)} Gaussians): " + ", ".join(renders))
     fp32 = [pipe(im, seed=s, **{**overrides, "precision": "fp32"}) for im, s in zip(images, seeds)]
     bf16 = [pipe(im, seed=s, **{**overrides, "precision": "bf16"}) for im, s in zip(images, seeds)]
