@@ -141,3 +141,44 @@ def test_multi_trajectory_conditioning_scales_with_depth_and_factor():
     double = multi_trajectory_conditioning(image, 2 * depth, cam, num_frames=4, movement_factor=0.5,
                                            names=("left",))
     assert float(double["left"].cameras.centers[-1, 0]) == pytest.approx(left, rel=1e-4)
+
+
+def test_a_batch_of_scenes_warps_exactly_as_each_scene_alone(monkeypatch):
+    """issue 25: :func:`multi_trajectory_conditioning_batch` (every scene's cache into all its trajectories' cameras
+    in one warp) gives each scene bit for bit what its own call gives; :func:`warp_each` of several sources is
+    :func:`warp` with ``source=s`` of each (at the same number of targets per pass)."""
+    from lyra3d.core.cache3d import multi_trajectory_conditioning, multi_trajectory_conditioning_batch, warp_each
+    from lyra3d.data import worlds
+
+    cam = default_camera(64, 32)
+    shots = [worlds.render(worlds.make_world(s), cam) for s in (1_000_001, 1_000_002)]
+    images = torch.cat([s.rgb for s in shots])
+    depths = torch.cat([s.depth * s.mask for s in shots])
+    names = ("left", "zoom_in", "spiral")
+    batch = multi_trajectory_conditioning_batch(images, depths, cam, 5, center_depths=[3.0, 5.0], names=names)
+    for i, scene in enumerate(batch):
+        alone = multi_trajectory_conditioning(images[i], depths[i:i + 1], cam, 5, center_depth=[3.0, 5.0][i],
+                                              names=names)
+        assert tuple(scene) == names
+        for name in names:
+            assert torch.equal(scene[name].cameras.world_to_camera, alone[name].cameras.world_to_camera)
+            for key in ("rgb", "mask", "depth"):
+                assert torch.equal(getattr(scene[name].warped, key), getattr(alone[name].warped, key))
+            assert 0.1 < float(alone[name].warped.mask.mean()) < 1.0  # a real warp: some of it, not all
+    assert not torch.equal(batch[0]["left"].warped.rgb, batch[1]["left"].warped.rgb)
+
+    cache = unproject(images, depths, Cameras.cat([cam, cam]))
+    targets = Cameras.cat([batch[0]["left"].cameras, batch[1]["spiral"].cameras])
+    for chunk in (2, None):
+        each = warp_each(cache, targets, chunk=chunk)
+        for s in range(2):
+            one = warp(cache, targets[5 * s:5 * s + 5], source=s, chunk=chunk)
+            assert torch.equal(each.rgb[5 * s:5 * s + 5], one.rgb) and torch.equal(each.mask[5 * s:5 * s + 5], one.mask)
+            assert torch.equal(each.depth[5 * s:5 * s + 5], one.depth)
+    from lyra3d.core import cache3d
+
+    monkeypatch.setitem(cache3d.TARGET_BUDGET, "cpu", 1)  # one source per pass: the same warp
+    again = warp_each(cache, targets)
+    assert all(torch.equal(getattr(again, k), getattr(each, k)) for k in ("rgb", "mask", "depth"))
+    with pytest.raises(InputError, match="equal number"):
+        warp_each(cache, targets[:9])

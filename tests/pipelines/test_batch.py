@@ -84,8 +84,8 @@ def test_a_folder_of_images_with_a_corrupt_one_then_a_rerun_does_nothing(pipe, w
     assert [i.name for i in inputs] == ["broken", "view_0", "view_1", "view_2", "view_3", "view_4"]
     out = tmp_path / "scenes"
     seen = []
-    rows = generate_many(inputs, out, weights=weights, batch_size=2, flythrough_frames=2,
-                         progress=lambda *r: seen.append(r), **SETTINGS)
+    rows = generate_many(inputs, out, weights=weights, batch_size=2, flythrough_frames=2, write_threads=2,
+                         progress=lambda *r: seen.append(r), **SETTINGS)  # written by a pool of 2 threads
     assert seen[0] == ("scenes", 0, 6) and seen[-1] == ("scenes", 6, 6)
     status = {r["name"]: r["status"] for r in rows}
     assert status == {"broken": "failed", **{f"view_{i}": "done" for i in range(5)}}

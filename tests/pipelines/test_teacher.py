@@ -63,6 +63,30 @@ def test_bf16_encoding_gives_the_fp32_teachers_latents(small_teacher):
         bad(image, cam, seed=0)
 
 
+def test_bf16_sampling_gives_the_fp32_teachers_latents(small_teacher):
+    """``sample_precision`` (CUDA's default is bf16 autocast: flash attention): the sampled latents stay those of
+    fp32 sampling to rounding, in fp32; "auto" is fp32 on a CPU; a bad name is a one-line error."""
+    import dataclasses
+
+    from lyra3d.pipelines.teacher import uses_bf16
+
+    cam = default_camera(128, 64)
+    image = worlds.render(worlds.make_world(1_000_002), cam).rgb[0]
+    out = {}
+    for precision in ("fp32", "bf16", "auto"):
+        t = Teacher(small_teacher.depth, small_teacher.tokenizer, small_teacher.video_model,
+                    dataclasses.replace(small_teacher.config, encode_precision="fp32", sample_precision=precision))
+        out[precision] = t(image, cam, seed=0).latents
+    a, b = out["fp32"], out["bf16"]
+    assert b.dtype == torch.float32 and torch.equal(out["auto"], a)
+    assert not torch.equal(a, b)  # bf16 did run ...
+    assert float((a - b).norm() / a.norm()) < 0.02  # ... and changed the latents by rounding only
+    assert uses_bf16("auto", torch.device("cuda")) and not uses_bf16("auto", torch.device("cpu"))
+    with pytest.raises(InputError, match="sample precision"):
+        Teacher(small_teacher.depth, small_teacher.tokenizer, small_teacher.video_model,
+                dataclasses.replace(small_teacher.config, sample_precision="fp16"))(image, cam, seed=0)
+
+
 def test_teacher_rejects_bad_shapes(small_teacher):
     with pytest.raises(InputError, match="image must be"):
         small_teacher(torch.rand(4, 64, 128), default_camera(128, 64))

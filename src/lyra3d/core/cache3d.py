@@ -8,6 +8,7 @@ shows the surface, and a validity mask that is 0 where the target view sees some
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -94,8 +95,16 @@ def unproject(image: Tensor, depth: Tensor, cameras: Cameras) -> PointCache:
                       valid=(z > 0).reshape(s, -1), images=image, depths=depth, cameras=cameras)
 
 
+#: Source points × target cameras per splatting chunk (memory): about 17 targets of a 320×176 source on a CPU;
+#: on a GPU larger chunks keep the number of launches (and syncs) down.
+PAIR_BUDGET = {"cpu": 1 << 20, "cuda": 1 << 24}
+#: Target pixels per pass of :func:`warp_each` (memory of the crack filling and colour resampling: about 80 bytes
+#: per target pixel): on a GPU about 11 scenes of 6 × 17 targets at 320×176 per pass.
+TARGET_BUDGET = {"cpu": 1 << 22, "cuda": 1 << 26}
+
+
 def warp(cache: PointCache, cameras: Cameras, source: int | None = None, depth_tolerance: float = 0.02,
-         edge_tolerance: float = 0.05, fill_cracks: bool = True, chunk: int = 17) -> Warped:
+         edge_tolerance: float = 0.05, fill_cracks: bool = True, chunk: int | None = None) -> Warped:
     """Forward-warp the cache into ``cameras`` (B targets) with a z-buffer.
 
     Depth goes forward, colour comes back: each point is splatted to the 2×2 pixels around its projection
@@ -113,26 +122,67 @@ def warp(cache: PointCache, cameras: Cameras, source: int | None = None, depth_t
         cameras: ``B`` target cameras.
         source: warp only that source view (one buffer per source, as GEN3C does for several caches);
             ``None`` warps all sources together.
+        chunk: target cameras per splatting pass (memory; default from :data:`PAIR_BUDGET`).
 
     Returns:
         :class:`Warped` with ``rgb (B, 3, H, W)``, ``mask (B, 1, H, W)``, ``depth (B, 1, H, W)``.
     """
-    pts, col, ok = cache.points, cache.colors, cache.valid
-    if source is not None:
-        pts, col, ok = pts[source:source + 1], col[source:source + 1], ok[source:source + 1]
-    pts, col = pts[ok], col[ok]  # (N, 3)
-    resample = source is not None or cache.num_sources == 1
-    col = None if resample else col  # colours come from the source image: splat depth alone
-    outs = [_splat(pts, col, cameras[i:i + chunk], depth_tolerance) for i in range(0, len(cameras), chunk)]
-    rgb, mask, depth = (torch.cat(parts) for parts in zip(*outs))
-    if fill_cracks:
-        rgb, mask, depth = _fill_cracks(rgb, mask, depth)
-    if resample:
-        s = source or 0
-        rgb, mask = _resample(cache.images[s], cache.depths[s], cache.cameras[s], cameras, depth, mask, rgb,
+    if source is None and cache.num_sources > 1:  # all sources in one z-buffer, splatted colours
+        pts, col, ok = (x.reshape(1, -1, *x.shape[2:]) for x in (cache.points, cache.colors, cache.valid))
+        rgb, mask, depth = _splat_groups(pts, ok, col, cameras, depth_tolerance, chunk)
+        if fill_cracks:
+            rgb, mask, depth = _fill_cracks(rgb, mask, depth)
+        return Warped(rgb, mask, depth)
+    s = source or 0
+    one = PointCache(cache.points[s:s + 1], cache.colors[s:s + 1], cache.valid[s:s + 1], cache.images[s:s + 1],
+                     cache.depths[s:s + 1], cache.cameras[s:s + 1])
+    return warp_each(one, cameras, depth_tolerance, edge_tolerance, fill_cracks, chunk)
+
+
+def warp_each(cache: PointCache, cameras: Cameras, depth_tolerance: float = 0.02, edge_tolerance: float = 0.05,
+              fill_cracks: bool = True, chunk: int | None = None) -> Warped:
+    """Each of the cache's ``S`` sources warped alone into its own ``K`` targets, all in one call: source ``s``
+    into ``cameras[s·K:(s+1)·K]`` (``len(cameras) = S·K``), exactly as :func:`warp` with ``source=s`` warps it
+    (:func:`warp` of one source is this with ``S = 1``). What a batch of scenes (one source each) or a video's
+    per-frame caches need: one pass over every (source, target) pair instead of one call per source.
+
+    Returns :class:`Warped` of ``S·K`` targets, source-major."""
+    s = cache.num_sources
+    if len(cameras) % s:
+        raise InputError(f"{len(cameras)} target cameras are not {s} sources × an equal number of targets")
+    k = len(cameras) // s
+    # whole sources per pass, about TARGET_BUDGET target pixels each (the crack filling and resampling hold
+    # several images per target); every step is per target, so the passes do not change the result
+    budget = TARGET_BUDGET.get(cache.points.device.type, TARGET_BUDGET["cuda"])
+    step = max(1, budget // (k * cameras.width * cameras.height))
+    parts = []
+    for i in range(0, s, step):
+        j = min(s, i + step)
+        cams = cameras[i * k:j * k]
+        rgb, mask, depth = _splat_groups(cache.points[i:j], cache.valid[i:j], None, cams, depth_tolerance, chunk)
+        if fill_cracks:
+            rgb, mask, depth = _fill_cracks(rgb, mask, depth)
+        rgb, mask = _resample(cache.images[i:j], cache.depths[i:j], cache.cameras[i:j], cams, depth, mask, rgb,
                               edge_tolerance)
-        depth = depth * mask
-    return Warped(rgb, mask, depth)
+        parts.append((rgb, mask, depth * mask))
+    return Warped(*(torch.cat(x) if len(parts) > 1 else x[0] for x in zip(*parts)))
+
+
+def _splat_groups(pts: Tensor, ok: Tensor, col: Tensor | None, cams: Cameras, tol: float, chunk: int | None
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """Group ``g``'s points ``pts[g] (N, 3)`` (those where ``ok[g]``; colours ``col[g]`` or None) splatted into
+    the targets ``cams[g·K:(g+1)·K]``: rgb, mask, depth of all ``G·K`` targets. Each group's targets go in
+    passes of ``chunk`` cameras counted from its first, so a group's passes are the same whatever the other groups
+    (a scene warped in a batch is bit for bit the scene warped alone)."""
+    g, n = pts.shape[:2]
+    k = len(cams) // g
+    if chunk is None:
+        chunk = max(1, PAIR_BUDGET.get(pts.device.type, PAIR_BUDGET["cuda"]) // max(1, n))
+    outs = []
+    for i in range(g):
+        p, c = pts[i][ok[i]], None if col is None else col[i][ok[i]]
+        outs += [_splat(p, c, cams[j:min(j + chunk, (i + 1) * k)], tol) for j in range(i * k, (i + 1) * k, chunk)]
+    return tuple(torch.cat(parts) for parts in zip(*outs))
 
 
 def _splat(pts: Tensor, col: Tensor | None, cams: Cameras, tol: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -188,7 +238,7 @@ def _splat(pts: Tensor, col: Tensor | None, cams: Cameras, tol: float) -> tuple[
 
 
 def depth_edges(depth: Tensor, tolerance: float = 0.05) -> Tensor:
-    """``(1, H, W)`` 1 at occlusion edges of a z-depth map ``(1, H, W)``, else 0.
+    """``(1, H, W)`` 1 at occlusion edges of a z-depth map ``(1, H, W)``, else 0 (or ``(S, 1, H, W)`` of ``S``).
 
     Inverse depth is affine in pixel coordinates on a plane, so its second difference vanishes on smooth
     surfaces; a pixel is an edge where that second difference (along x, y or a diagonal) exceeds
@@ -196,38 +246,44 @@ def depth_edges(depth: Tensor, tolerance: float = 0.05) -> Tensor:
     the nearer surface), or where it borders an invalid (0) pixel.
     """
     inv = torch.where(depth > 0, 1 / depth.clamp_min(1e-6), torch.zeros_like(depth))
-    p = torch.nn.functional.pad(inv[None], (1, 1, 1, 1), mode="replicate")[0]
-    c = p[:, 1:-1, 1:-1]
+    p = torch.nn.functional.pad(inv if inv.ndim == 4 else inv[None], (1, 1, 1, 1), mode="replicate")
+    p = p if inv.ndim == 4 else p[0]
+    c = p[..., 1:-1, 1:-1]
     edge = torch.zeros_like(c, dtype=torch.bool)
     h, w = c.shape[-2:]
     for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        a = p[:, 1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
-        b = p[:, 1 - dy: 1 - dy + h, 1 - dx: 1 - dx + w]
+        a = p[..., 1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
+        b = p[..., 1 - dy: 1 - dy + h, 1 - dx: 1 - dx + w]
         edge |= (a + b - 2 * c) > tolerance * c  # c is behind the line through its neighbours
         edge |= (c > 0) & ((a == 0) | (b == 0))
     return edge.to(depth.dtype)
 
 
-def _resample(image: Tensor, src_depth: Tensor, source: Cameras, targets: Cameras, depth: Tensor, mask: Tensor,
+def _resample(images: Tensor, src_depths: Tensor, sources: Cameras, targets: Cameras, depth: Tensor, mask: Tensor,
               rgb: Tensor, edge_tolerance: float) -> tuple[Tensor, Tensor]:
-    """Colour of each valid target pixel sampled bilinearly from ``image (3, H, W)`` seen by ``source``, and
-    the mask less the pixels whose sample straddles a depth edge of ``src_depth (1, H, W)``."""
+    """Colour of each valid target pixel sampled bilinearly from its source image, and the mask less the pixels
+    whose sample straddles a depth edge of the source's depth: target ``j`` of ``targets`` (S·K) belongs to source
+    ``j // K`` of ``images (S, 3, H, W)``, ``src_depths (S, 1, H, W)`` seen by ``sources`` (S)."""
     b, h, w = depth.shape[0], depth.shape[-2], depth.shape[-1]
     dt, dev = depth.dtype, depth.device
+    owner = torch.arange(b, device=dev) // (b // len(sources))
     # Target pixel -> target camera space (x = (u - cx) / fx · z, ...) -> source camera space, in one 4x4.
     fx, fy, cx, cy = (targets.intrinsics[:, i, None, None].to(dt) for i in range(4))
     vv, uu = torch.meshgrid(torch.arange(h, device=dev, dtype=dt) + 0.5, torch.arange(w, device=dev, dtype=dt) + 0.5,
                             indexing="ij")
     z = depth[:, 0]
-    cam = torch.stack([(uu - cx) / fx * z, (vv - cy) / fy * z, z], 1).reshape(b, 3, h * w)
-    m = (source.world_to_camera[0].to(dev, dt) @ targets.camera_to_world.to(dev, dt))  # (B, 4, 4)
-    p = (m[:, :3, :3] @ cam + m[:, :3, 3:]).reshape(b, 3, h, w)
-    k = source.intrinsics[0].to(dev, dt)
-    zs = p[:, 2].clamp_min(1e-6)
-    u, v = k[0] * p[:, 0] / zs + k[2], k[1] * p[:, 1] / zs + k[3]
-    grid = torch.stack([2 * u / source.width - 1, 2 * v / source.height - 1], -1)
-    edges = depth_edges(src_depth, edge_tolerance)
-    both = torch.cat([image.to(dt), edges.to(dt)])[None].expand(b, -1, -1, -1)
+    cam = ((uu - cx) / fx * z, (vv - cy) / fy * z, z)
+    # Products written out (the same arithmetic whatever the batch: no batched matmul).
+    src, tgt = sources.world_to_camera.to(dev, dt)[owner], targets.camera_to_world.to(dev, dt)
+    m = sum(src[:, :, i, None] * tgt[:, None, i, :] for i in range(4))  # (B, 4, 4)
+    p = [sum(m[:, r, i, None, None] * cam[i] for i in range(3)) + m[:, r, 3, None, None] for r in range(3)]
+    k = sources.intrinsics.to(dev, dt)[owner]
+    zs = p[2].clamp_min(1e-6)
+    u = k[:, 0, None, None] * p[0] / zs + k[:, 2, None, None]
+    v = k[:, 1, None, None] * p[1] / zs + k[:, 3, None, None]
+    grid = torch.stack([2 * u / sources.width - 1, 2 * v / sources.height - 1], -1)
+    edges = depth_edges(src_depths, edge_tolerance)
+    both = torch.cat([images.to(dt), edges.to(dt)], 1)[owner]
     sampled = torch.nn.functional.grid_sample(both, grid, mode="bilinear", padding_mode="border", align_corners=False)
     consistent = (sampled[:, 3:] == 0)
     mask = mask * consistent.to(mask.dtype)
@@ -283,7 +339,7 @@ def multi_trajectory_conditioning(image: Tensor, depth: Tensor, camera: Cameras,
                                   generator: torch.Generator | None = None) -> dict[str, TrajectoryCondition]:
     """Lyra's multi-trajectory conditioning: the six trajectories (docs/design.md §3) from the input ``camera``,
     scaled by the scene's centre depth (from ``depth`` unless given) and ``movement_factor``, each with the
-    input's cache warped into every frame.
+    input's cache warped into every frame. (One scene of :func:`multi_trajectory_conditioning_batch`.)
 
     Args:
         image: ``(1, 3, H, W)`` or ``(3, H, W)`` input image in [0, 1].
@@ -291,9 +347,48 @@ def multi_trajectory_conditioning(image: Tensor, depth: Tensor, camera: Cameras,
         camera: the input camera (one).
         generator: draw each movement from its range (training); ``None``: the middle of each range.
     """
-    cache = unproject(image, depth, camera)
-    trajs = _condition_paths(cache, num_frames, movement_factor, center_depth, names, generator)
-    return {name: TrajectoryCondition(cams, warp(cache, cams)) for name, cams in trajs.items()}
+    image = image if image.ndim == 4 else image[None]
+    depth = depth if depth.ndim == 4 else depth[None]
+    if image.shape[0] != 1:
+        raise InputError(f"one image (1, 3, H, W) per call, got {tuple(image.shape)}; "
+                         "use multi_trajectory_conditioning_batch for several")
+    return multi_trajectory_conditioning_batch(image, depth, camera, num_frames, movement_factor,
+                                               None if center_depth is None else [center_depth], names,
+                                               generator)[0]
+
+
+def multi_trajectory_conditioning_batch(images: Tensor, depths: Tensor, camera: Cameras, num_frames: int = 17,
+                                        movement_factor: float = 1.0, center_depths: Sequence[float] | None = None,
+                                        names: tuple[str, ...] = LYRA_TRAJECTORIES,
+                                        generator: torch.Generator | None = None
+                                        ) -> list[dict[str, TrajectoryCondition]]:
+    """:func:`multi_trajectory_conditioning` of ``B`` scenes at once: ``images (B, 3, H, W)`` with z-depths
+    ``depths (B, 1, H, W)``, all seen by ``camera`` (one); scene ``i``'s trajectories are scaled by
+    ``center_depths[i]`` (default: from its depth). Each scene's cache is warped into its own ``V × T`` cameras,
+    all ``B × V × T`` in one :func:`warp_each`; scene ``i``'s result is exactly what a call for it alone gives."""
+    b = images.shape[0]
+    if len(camera) != 1:
+        raise InputError(f"one input camera for every scene, got {len(camera)}")
+    if center_depths is not None and len(center_depths) != b:
+        raise InputError(f"{b} scenes need {b} centre depths, got {len(center_depths)}")
+    cache = unproject(images, depths, camera[[0] * b])
+    trajs = []
+    for i in range(b):
+        one = PointCache(cache.points[i:i + 1], cache.colors[i:i + 1], cache.valid[i:i + 1],
+                         cache.images[i:i + 1], cache.depths[i:i + 1], cache.cameras[i:i + 1])
+        trajs.append(_condition_paths(one, num_frames, movement_factor,
+                                      None if center_depths is None else center_depths[i], names, generator))
+    per_scene = sum(len(c) for c in trajs[0].values())
+    warped = warp_each(cache, Cameras.cat([cams for t in trajs for cams in t.values()]))
+    out = []
+    for i, t in enumerate(trajs):
+        at, scene = i * per_scene, {}
+        for name, cams in t.items():
+            part = slice(at, at + len(cams))
+            scene[name] = TrajectoryCondition(cams, Warped(warped.rgb[part], warped.mask[part], warped.depth[part]))
+            at += len(cams)
+        out.append(scene)
+    return out
 
 
 def per_frame_trajectory_conditioning(images: Tensor, depths: Tensor, cameras: Cameras, movement_factor: float = 1.0,
@@ -317,13 +412,12 @@ def per_frame_trajectory_conditioning(images: Tensor, depths: Tensor, cameras: C
     cache = unproject(images, depths, cameras)
     t = images.shape[0]
     trajs = _condition_paths(cache, t, movement_factor, center_depth, names, generator)
-    # One warp per input frame, into that frame's camera on every trajectory.
-    per_frame = [warp(cache, Cameras.cat([cams[i] for cams in trajs.values()]), source=i) for i in range(t)]
-    out = {}
-    for v, (name, cams) in enumerate(trajs.items()):
-        parts = (torch.cat([getattr(w, key)[v:v + 1] for w in per_frame]) for key in ("rgb", "mask", "depth"))
-        out[name] = TrajectoryCondition(cams, Warped(*parts))
-    return out
+    # Each input frame's cache into that frame's camera on every trajectory: all frames in one warp (frame-major).
+    v = len(trajs)
+    w = warp_each(cache, Cameras.cat([cams[i] for i in range(t) for cams in trajs.values()]))
+    parts = [x.reshape(t, v, *x.shape[1:]) for x in (w.rgb, w.mask, w.depth)]
+    return {name: TrajectoryCondition(cams, Warped(*(x[:, j] for x in parts))) for j, (name, cams) in
+            enumerate(trajs.items())}
 
 
 def _condition_paths(cache: PointCache, num_frames: int, movement_factor: float, center_depth: float | None,

@@ -101,8 +101,8 @@ def block_image(image: Tensor, depth: Tensor, camera: Cameras, stride: int) -> t
     h, w = image.shape[-2:]
     if h % stride or w % stride:
         raise InputError(f"an image of {w}x{h} is not a multiple of the photo stride {stride}")
-    img = F.avg_pool2d(image[None], stride)[0]
-    d = depth[:, stride // 2::stride, stride // 2::stride]
+    img = F.avg_pool2d(image[None], stride)[0] if image.ndim == 3 else F.avg_pool2d(image, stride)
+    d = depth[..., stride // 2::stride, stride // 2::stride]
     return img, d, camera.resized(w // stride, h // stride)
 
 
@@ -117,8 +117,15 @@ def surface_tangents(depth: Tensor, camera: Cameras, edge_tolerance: float = 0.0
     smaller relative jump, zero where that neighbour is unknown (0) or across an occlusion edge (a jump of
     inverse depth beyond ``edge_tolerance``), and clamped so ``|∂P/∂u| ≤ max_stretch · |z (1/fx, 0, 0)|``
     (a disc no longer than ``max_stretch`` pixels' footprint)."""
-    z = depth[0]
-    h, w = z.shape
+    points, du, dv, cut = _surface_tangents(depth[:1], camera, edge_tolerance, max_stretch)
+    return points[0], du[0], dv[0], cut[0]
+
+
+def _surface_tangents(depth: Tensor, camera: Cameras, edge_tolerance: float, max_stretch: float
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`surface_tangents` of ``B`` depth maps ``(B, H, W)`` seen by one ``camera``: ``(B, H, W, ·)``."""
+    z = depth
+    h, w = z.shape[-2:]
     dev, dt = z.device, z.dtype
     fx, fy, cx, cy = (float(v) for v in camera.intrinsics[0])
     vv, uu = torch.meshgrid(torch.arange(h, device=dev, dtype=dt) + 0.5, torch.arange(w, device=dev, dtype=dt) + 0.5,
@@ -129,12 +136,12 @@ def surface_tangents(depth: Tensor, camera: Cameras, edge_tolerance: float = 0.0
     limit = math.sqrt(max_stretch ** 2 - 1)
 
     def derivative(axis: int, focal: float) -> tuple[Tensor, Tensor]:
-        pad = F.pad(z[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
-        ipad = F.pad(inv[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+        pad = F.pad(z[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+        ipad = F.pad(inv[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
         if axis == 1:  # along u (x)
-            nxt, prv, inxt, iprv = pad[1:-1, 2:], pad[1:-1, :-2], ipad[1:-1, 2:], ipad[1:-1, :-2]
+            nxt, prv, inxt, iprv = pad[:, 1:-1, 2:], pad[:, 1:-1, :-2], ipad[:, 1:-1, 2:], ipad[:, 1:-1, :-2]
         else:
-            nxt, prv, inxt, iprv = pad[2:, 1:-1], pad[:-2, 1:-1], ipad[2:, 1:-1], ipad[:-2, 1:-1]
+            nxt, prv, inxt, iprv = pad[:, 2:, 1:-1], pad[:, :-2, 1:-1], ipad[:, 2:, 1:-1], ipad[:, :-2, 1:-1]
         fwd, bwd = nxt - z, z - prv
         # a neighbour is on the same surface when known and its inverse depth jumps less than the tolerance
         jump_f = (inxt - inv).abs() / inv.clamp_min(1e-12)
@@ -201,22 +208,27 @@ def input_view_weights(depth: Tensor, footprint: float, opacity: float, radius: 
     ``Σ_k weights[k, p] · colour[p + offsets[k]]`` (neighbours outside the image or of unknown depth weigh 0).
     Discs beyond ``radius`` are left out (two pixels away a disc of the default footprint has an alpha of
     about 1 %: the model matches the rasterizer to about 54 dB)."""
-    z = depth[0]
-    h, w = z.shape
+    offsets, weights = _input_view_weights(depth[:1], footprint, opacity, radius)
+    return offsets, weights[:, 0]
+
+
+def _input_view_weights(z: Tensor, footprint: float, opacity: float, radius: int = 1) -> tuple[Tensor, Tensor]:
+    """:func:`input_view_weights` of ``B`` depth maps ``z (B, H, W)``: ``offsets (K, 2)``, ``weights (K, B, H, W)``."""
+    b, h, w = z.shape
     var = footprint ** 2 + EPS2D
     offs = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
     big = torch.finfo(z.dtype).max
-    zp = F.pad(z[None, None], (radius,) * 4, value=0.0)[0, 0]
+    zp = F.pad(z[:, None], (radius,) * 4, value=0.0)[:, 0]
     idx = torch.arange(h * w, device=z.device, dtype=z.dtype).reshape(h, w)
     ip = F.pad(idx[None, None], (radius,) * 4, value=-1.0)[0, 0]
     zs, alphas, order = [], [], []
     for dy, dx in offs:
-        zn = zp[radius + dy: radius + dy + h, radius + dx: radius + dx + w]
+        zn = zp[:, radius + dy: radius + dy + h, radius + dx: radius + dx + w]
         a = min(0.999, opacity * math.exp(-0.5 * (dy * dy + dx * dx) / var))
         a = a if a >= 1 / 255 else 0.0
         alphas.append(torch.where(zn > 0, torch.full_like(zn, a), torch.zeros_like(zn)))
         zs.append(torch.where(zn > 0, zn, torch.full_like(zn, big)))
-        order.append(ip[radius + dy: radius + dy + h, radius + dx: radius + dx + w])
+        order.append(ip[radius + dy: radius + dy + h, radius + dx: radius + dx + w].expand(b, h, w))
     zs, alphas, order = torch.stack(zs), torch.stack(alphas), torch.stack(order)
     # front to back: by z, ties by the Gaussian's index (pixel order: the rasterizer's stable sort)
     perm = _lexsort(zs, order)
@@ -234,18 +246,29 @@ def _lexsort(primary: Tensor, secondary: Tensor) -> Tensor:
 
 def composite(colors: Tensor, offsets: Tensor, weights: Tensor) -> Tensor:
     """``(3, H, W)`` rendered from per-pixel disc colours ``(3, H, W)`` with :func:`input_view_weights`."""
-    h, w = colors.shape[-2:]
+    return _composite(colors[None], offsets, weights[:, None])[0]
+
+
+def _composite(colors: Tensor, offsets: Tensor, weights: Tensor) -> Tensor:
+    """:func:`composite` of ``B`` images: ``colors (B, 3, H, W)``, ``weights (K, B, H, W)`` → ``(B, 3, H, W)``."""
+    b, _, h, w = colors.shape
     k = int(round(math.sqrt(len(offsets))))
-    cols = F.unfold(colors[None], k, padding=k // 2).reshape(3, k * k, h * w)  # neighbours in the offsets' order
-    return (cols * weights.reshape(1, k * k, h * w)).sum(1).reshape(3, h, w)
+    cols = F.unfold(colors, k, padding=k // 2).reshape(b, 3, k * k, h * w)  # neighbours in the offsets' order
+    return (cols * weights.permute(1, 0, 2, 3).reshape(b, 1, k * k, h * w)).sum(2).reshape(b, 3, h, w)
 
 
 def composite_transpose(residual: Tensor, offsets: Tensor, weights: Tensor) -> Tensor:
     """The adjoint of :func:`composite`: ``out[q] = Σ_k weights[k, q − offsets[k]] · residual[q − offsets[k]]``."""
-    h, w = residual.shape[-2:]
+    return _composite_transpose(residual[None], offsets, weights[:, None])[0]
+
+
+def _composite_transpose(residual: Tensor, offsets: Tensor, weights: Tensor) -> Tensor:
+    """:func:`composite_transpose` of ``B`` images (shapes as :func:`_composite`)."""
+    b, _, h, w = residual.shape
     k = int(round(math.sqrt(len(offsets))))
-    cols = (residual.reshape(3, 1, h * w) * weights.reshape(1, k * k, h * w)).reshape(1, 3 * k * k, h * w)
-    return F.fold(cols, (h, w), k, padding=k // 2)[0]
+    wk = weights.permute(1, 0, 2, 3).reshape(b, 1, k * k, h * w)
+    cols = (residual.reshape(b, 3, 1, h * w) * wk).reshape(b, 3 * k * k, h * w)
+    return F.fold(cols, (h, w), k, padding=k // 2)
 
 
 def solve_colors(image: Tensor, offsets: Tensor, weights: Tensor, iterations: int, free: Tensor | None = None
@@ -254,21 +277,32 @@ def solve_colors(image: Tensor, offsets: Tensor, weights: Tensor, iterations: in
     conjugate gradients on the least-squares problem (CGLS) from the image itself, then kept in [0, 1] (the
     rasterizer clips a colour below 0; one above 1 would ring in other views). Only the pixels of ``free``
     ``(H, W)`` (default all) change."""
-    m = torch.ones_like(image[:1]) if free is None else free.to(image.dtype)[None]
+    return _solve_colors(image[None], offsets, weights[:, None], iterations, None if free is None else free[None])[0]
+
+
+def _solve_colors(image: Tensor, offsets: Tensor, weights: Tensor, iterations: int, free: Tensor | None) -> Tensor:
+    """:func:`solve_colors` of ``B`` images ``(B, 3, H, W)`` at once (``weights (K, B, H, W)``, ``free (B, H, W)``):
+    each image's own step sizes, and an image whose gradient vanishes stops there, as it would alone. No
+    host-device sync inside."""
+    m = torch.ones_like(image[:, :1]) if free is None else free.to(image.dtype)[:, None]
+    norm = lambda x: (x.double() * x.double()).sum((1, 2, 3))  # noqa: E731 (per image, in float64)
     c = image.clone()
-    res = image - composite(c, offsets, weights)
-    s = composite_transpose(res, offsets, weights) * m
-    p, gamma = s, float((s * s).sum())
+    res = image - _composite(c, offsets, weights)
+    s = _composite_transpose(res, offsets, weights) * m
+    p, gamma = s, norm(s)
+    live = gamma > 1e-20
     for _ in range(iterations):
-        if gamma <= 1e-20:
-            break
-        q = composite(p, offsets, weights)
-        alpha = gamma / max(float((q * q).sum()), 1e-30)
-        c = c + alpha * p
-        res = res - alpha * q
-        s = composite_transpose(res, offsets, weights) * m
-        new = float((s * s).sum())
-        p, gamma = s + (new / gamma) * p, new
+        q = _composite(p, offsets, weights)
+        alpha = torch.where(live, gamma / norm(q).clamp_min(1e-30), torch.zeros_like(gamma))
+        a4 = alpha.to(image.dtype)[:, None, None, None]
+        c = c + a4 * p
+        res = res - a4 * q
+        s = _composite_transpose(res, offsets, weights) * m
+        new = norm(s)
+        beta = torch.where(live, new / gamma.clamp_min(1e-300), torch.zeros_like(new))
+        p = torch.where(live[:, None, None, None], s + beta.to(image.dtype)[:, None, None, None] * p, p)
+        gamma = torch.where(live, new, gamma)
+        live = live & (gamma > 1e-20)
     return c.clamp(0, 1)
 
 
@@ -286,7 +320,7 @@ def sky_depth(depth: Tensor, far_ratio: float = 20.0, quantile: float = 0.1) -> 
 def photo_gaussians(image: Tensor, depth: Tensor, camera: Cameras, settings: PhotoSettings | None = None,
                     sky_depth: float | None = None) -> Gaussians:
     """The input as Gaussians: one flat disc per pixel (per ``settings.stride`` block) of known depth, in world
-    space (module docstring).
+    space (module docstring). (One image of :func:`photo_gaussians_batch`.)
 
     Args:
         image: ``(3, H, W)`` in [0, 1].
@@ -296,34 +330,50 @@ def photo_gaussians(image: Tensor, depth: Tensor, camera: Cameras, settings: Pho
         sky_depth: pixels of unknown depth (the sky the teacher leaves out of its cache) become discs facing
             the camera at this depth; ``None`` leaves them out.
     """
-    s = (settings or PhotoSettings()).validate()
     _check_inputs(image, depth, camera)
-    img, d, cam = block_image(image.float(), depth.float(), camera.to(dtype=torch.float32), s.stride)
-    if sky_depth is not None:
-        if not sky_depth > 0:
-            raise InputError(f"sky depth must be > 0, got {sky_depth!r}")
-        sky = d <= 0
-        d = torch.where(sky, torch.full_like(d, float(sky_depth)), d)
-    points, du, dv, _ = surface_tangents(d, cam, s.edge_tolerance, s.max_stretch)
+    return photo_gaussians_batch(image[None], depth[None], camera, settings,
+                                 None if sky_depth is None else [sky_depth])[0]
+
+
+def photo_gaussians_batch(images: Tensor, depths: Tensor, camera: Cameras, settings: PhotoSettings | None = None,
+                          sky_depths: list[float] | None = None) -> list[Gaussians]:
+    """:func:`photo_gaussians` of ``B`` images ``(B, 3, H, W)`` with z-depths ``(B, 1, H, W)``, all seen by
+    ``camera`` (one), image ``i``'s sky at ``sky_depths[i]``: every step runs once for the batch (the colour
+    solve with each image's own step sizes); image ``i``'s Gaussians are those of its own call to float
+    tolerance."""
+    s = (settings or PhotoSettings()).validate()
+    for image, depth in zip(images, depths):
+        _check_inputs(image, depth, camera)
+    b = images.shape[0]
+    img, d, cam = block_image(images.float(), depths.float(), camera.to(dtype=torch.float32), s.stride)
+    if sky_depths is not None:
+        if len(sky_depths) != b or not all(x > 0 for x in sky_depths):
+            raise InputError(f"sky depths must be {b} values > 0, got {sky_depths!r}")
+        sky = torch.tensor([float(x) for x in sky_depths], device=d.device, dtype=d.dtype)[:, None, None, None]
+        d = torch.where(d <= 0, sky.expand_as(d), d)
+    points, du, dv, _ = _surface_tangents(d[:, 0], cam, s.edge_tolerance, s.max_stretch)
     colors = img
     if s.sharpen:
-        offsets, weights = input_view_weights(d, s.footprint, s.opacity)
+        offsets, weights = _input_view_weights(d[:, 0], s.footprint, s.opacity)
         # a pixel just behind an occlusion edge is partly covered by the nearer discs at the input camera; a
         # colour solved to undo that would show as a bright or dark outline from other cameras: keep its own
-        free = depth_edges(d, s.edge_tolerance)[0] == 0 if s.freeze_edges else None
-        colors = solve_colors(img, offsets, weights, s.sharpen, free)
-    keep = (d[0] > 0).reshape(-1)
+        free = depth_edges(d, s.edge_tolerance)[:, 0] == 0 if s.freeze_edges else None
+        colors = _solve_colors(img, offsets, weights, s.sharpen, free)
+    keep = (d[:, 0] > 0).reshape(-1)
     du = (du * s.footprint).reshape(-1, 3)[keep]
     dv = (dv * s.footprint).reshape(-1, 3)[keep]
     rot_c, std = _frames_from_axes(du, dv, s.thickness)
     c2w = cam.camera_to_world[0].to(points)
     means = points.reshape(-1, 3)[keep] @ c2w[:3, :3].T + c2w[:3, 3]
     rot = c2w[:3, :3] @ rot_c
-    rgb = colors.permute(1, 2, 0).reshape(-1, 3)[keep]
+    rgb = colors.permute(0, 2, 3, 1).reshape(-1, 3)[keep]
     n = means.shape[0]
-    return Gaussians(means, torch.log(std.clamp_min(1e-9)), _rotmat_to_quat_batch(rot),
-                     torch.full((n,), math.log(s.opacity / (1 - s.opacity)), device=means.device),
-                     rgb_to_sh(rgb)[:, None, :])
+    every = Gaussians(means, torch.log(std.clamp_min(1e-9)), _rotmat_to_quat_batch(rot),
+                      torch.full((n,), math.log(s.opacity / (1 - s.opacity)), device=means.device),
+                      rgb_to_sh(rgb)[:, None, :])
+    counts = keep.reshape(b, -1).sum(1).tolist()
+    ends = [sum(counts[:i + 1]) for i in range(b)]
+    return [every[slice(e - c, e)] for c, e in zip(counts, ends)]
 
 
 def visible_surface_mask(gaussians: Gaussians, depth: Tensor, camera: Cameras, tolerance: float = 0.1) -> Tensor:

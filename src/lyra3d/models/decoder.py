@@ -185,17 +185,23 @@ class GaussianDecoder(Pretrained):
                          quats=quats.reshape(-1, 4), opacities=(raw[..., 11] - 2).reshape(-1),
                          sh=rgb_to_sh(torch.sigmoid(raw[..., 1:4])).reshape(-1, 1, 3))
 
-    def decode(self, latents: Tensor, cameras: Cameras) -> Gaussians:
+    def _network(self, latents: Tensor, rays: Tensor, bf16: bool) -> Tensor:
+        """The forward pass, under bf16 autocast when ``bf16`` (the rays, the activation and the Gaussians'
+        geometry stay fp32)."""
+        with torch.autocast(latents.device.type, dtype=torch.bfloat16, enabled=bf16):
+            return self(latents, rays.to(latents.dtype))
+
+    def decode(self, latents: Tensor, cameras: Cameras, bf16: bool = False) -> Gaussians:
         """One scene: ``latents (V, T', C, h, w)`` and all frames' ``cameras`` (V·T, trajectory-major, at the
-        decoded resolution) → the union of every frame's Gaussians."""
+        decoded resolution) → the union of every frame's Gaussians. ``bf16``: the network under bf16 autocast."""
         v, t = latents.shape[0], len(cameras) // max(1, latents.shape[0])
         if len(cameras) != v * t:
             raise InputError(f"{len(cameras)} cameras are not {v} trajectories of equal length")
         rays = plucker_rays(cameras).reshape(1, v, t, 6, cameras.height, cameras.width)
-        raw = self(latents[None], rays.to(latents.dtype))[0]
+        raw = self._network(latents[None], rays, bf16)[0]
         return self.activate(raw.reshape(v * t, *raw.shape[2:]), cameras)
 
-    def decode_batch(self, latents: Tensor, cameras: Sequence[Cameras]) -> list[Gaussians]:
+    def decode_batch(self, latents: Tensor, cameras: Sequence[Cameras], bf16: bool = False) -> list[Gaussians]:
         """Many scenes in one forward pass: ``latents (B, V, T', C, h, w)`` and each scene's cameras (V·T,
         trajectory-major) → each scene's Gaussians, as :meth:`decode` gives them one by one."""
         b, v = latents.shape[:2]
@@ -205,7 +211,7 @@ class GaussianDecoder(Pretrained):
         if any(len(c) != v * t for c in cameras):
             raise InputError(f"every scene needs {v} trajectories of {t} cameras")
         rays = torch.stack([plucker_rays(c).reshape(v, t, 6, c.height, c.width) for c in cameras])
-        raw = self(latents, rays.to(latents.dtype))
+        raw = self._network(latents, rays, bf16)
         return [self.activate(raw[i].reshape(v * t, *raw.shape[3:]), cameras[i]) for i in range(b)]
 
     @torch.no_grad()

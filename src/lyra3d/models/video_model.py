@@ -126,11 +126,16 @@ def seeded_noise(shape: tuple[int, ...], seed: int | Sequence[int]) -> Tensor:
 
 @torch.no_grad()
 def sample(model: VideoDiffusionModel, first: Tensor, cache: Tensor, mask: Tensor, rays: Tensor, steps: int = 8,
-           guidance: float = 2.0, seed: int | Sequence[int] = 0) -> Tensor:
+           guidance: float = 2.0, seed: int | Sequence[int] = 0, noise: Tensor | None = None) -> Tensor:
     """Latents ``(B, T', C, h, w)`` by Euler steps from noise (s = 1) to data (s = 0) with classifier-free
     guidance ``v = v_u + guidance · (v_c − v_u)``; frame 0 is the input's latent. Deterministic per seed; a
-    sequence of seeds gives each scene of a batch its own (:func:`seeded_noise`)."""
-    noise = seeded_noise(tuple(cache.shape), seed).to(cache.device, cache.dtype)
+    sequence of seeds gives each scene of a batch its own (:func:`seeded_noise`). ``noise``: that draw, already
+    made (e.g. on a thread while the caches were encoded), instead of ``seed``'s."""
+    if noise is None:
+        noise = seeded_noise(tuple(cache.shape), seed)
+    elif noise.shape != cache.shape:
+        raise InputError(f"noise {tuple(noise.shape)} does not match the latents {tuple(cache.shape)}")
+    noise = noise.to(cache.device, cache.dtype)
 
     def velocity(x: Tensor, s: Tensor, drop: Tensor | None) -> Tensor:
         if drop is None:

@@ -185,7 +185,7 @@ class TeacherPipeline:
         ``far_ratio``, ...) stays."""
         self.teacher.config = dataclasses.replace(
             self.teacher.config, num_frames=num_frames, steps=cfg.steps, guidance=cfg.guidance,
-            movement_factor=cfg.movement_factor, trajectories=tuple(cfg.trajectories))
+            movement_factor=cfg.movement_factor, trajectories=tuple(cfg.trajectories), sample_precision=cfg.precision)
 
     # -- provenance -----------------------------------------------------------------------------------------------
     def model_versions(self) -> dict[str, dict]:

@@ -11,6 +11,8 @@ input under one output folder, the same files a single ``lyra3d generate`` write
 * A bad input (unreadable, corrupt, a model error on it) is reported in the summary and skipped; the rest go on.
 * Images and prompts run through the pipeline in batches (:meth:`ImageTo3DPipeline.batch`): the batch size
   adapts to free GPU memory (:class:`BatchSize`); on a CPU it is a fixed :data:`CPU_BATCH`. Videos run one by one.
+* On a GPU the scene folders are written by a pool of threads (:data:`GPU_WRITE_THREADS`) while the next batch
+  generates; at most about two batches of scenes wait to be written.
 * ``OUT/summary.jsonl`` at the end: one row per input (input, name, status ``done``/``skipped``/``failed``,
   seconds, input-view PSNR, error).
 * ``ray=`` spreads the work over a Ray cluster (:mod:`lyra3d.core.ray_pool`): one worker per GPU (or CPU slot)
@@ -24,6 +26,7 @@ import json
 import os
 import re
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -40,6 +43,9 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".gif", ".avi", ".mkv", ".m4v")
 CPU_BATCH = 2
 #: The largest batch on a GPU, and the first one (its memory use sets the next ones: :class:`BatchSize`).
 MAX_BATCH, FIRST_GPU_BATCH = 64, 4
+#: Writer threads on a GPU: scene folders (fly-through render and MP4, PLY, PNG) are written while the next batch
+#: generates (:class:`SceneWriter`).
+GPU_WRITE_THREADS = 8
 #: The summary file of an output folder.
 SUMMARY = "summary.jsonl"
 #: Test hook: a worker process exits (``os._exit``) while writing the scene of this name, once (the file named
@@ -180,6 +186,7 @@ class SceneWriter:
     presets: tuple = ()  # presets registered in the driver, registered again in a Ray worker
     depth: str | None = None  # a depth model folder replacing the weights' depth part (``--depth``)
     text_to_image: str | None = None  # prompts: a text-to-image folder (``--text-to-image``)
+    write_threads: int = 0  # scenes written by this many threads while the next batch generates (0: in line)
 
     def __post_init__(self):
         self._pipes: dict = {}
@@ -205,6 +212,9 @@ class SceneWriter:
 
             if self.threads:
                 torch.set_num_threads(self.threads)
+            if torch.device(self.device).type == "cuda":  # as SDG: fixed shapes, the fastest kernels found once
+                torch.set_float32_matmul_precision("high")  # TF32 matmuls where fp32 remains
+                torch.backends.cudnn.benchmark = True
             cls = {"image": pl.ImageTo3DPipeline, "prompt": pl.TextTo3DPipeline, "video": pl.VideoTo4DPipeline}[kind]
             folders = {"depth": self.depth, **({"text_to_image": self.text_to_image} if kind == "prompt" else {})}
             self._pipes[kind] = cls.from_pretrained(self.weights, device=self.device, **folders)
@@ -235,25 +245,45 @@ class SceneWriter:
             self._size = BatchSize(self.device, self.batch_size)
         kind = todo[0].kind
         pipe = self.pipe(kind)
-        i = 0
-        while i < len(todo):
-            chunk = todo[i:i + (1 if kind == "video" else self._size.size)]
-            try:
-                got = self._run(pipe, chunk)
-            except _OutOfMemory:
-                if len(chunk) == 1:
-                    got = [_row(chunk[0], "failed", error="out of GPU memory for one scene")]
-                else:
-                    self._size.out_of_memory()
-                    continue
-            for row in got:
-                rows.append(row)
+        pending: list[Future] = []  # scenes being written by the pool, oldest first
+        self._pool = ThreadPoolExecutor(self.write_threads) if self.write_threads > 0 else None
+
+        def collect(keep: int) -> None:  # the finished writes, and the oldest until at most ``keep`` are pending
+            while pending and (pending[0].done() or len(pending) > keep):
+                rows.append(pending.pop(0).result())
                 say("scenes", 1, 1)
-            i += len(chunk)
+
+        try:
+            i = 0
+            while i < len(todo):
+                chunk = todo[i:i + (1 if kind == "video" else self._size.size)]
+                try:
+                    got = self._run(pipe, chunk)
+                except _OutOfMemory:
+                    if len(chunk) == 1:
+                        got = [_row(chunk[0], "failed", error="out of GPU memory for one scene")]
+                    else:
+                        self._size.out_of_memory()
+                        continue
+                for row in got:
+                    if isinstance(row, Future):
+                        pending.append(row)
+                    else:
+                        rows.append(row)
+                        say("scenes", 1, 1)
+                # at most about two batches of scenes wait to be written (their Gaussians hold device memory)
+                collect(max(2 * len(chunk), self.write_threads))
+                i += len(chunk)
+            collect(0)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
         return rows
 
-    def _run(self, pipe, chunk: list[BatchInput]) -> list[dict]:
-        """Load, generate (one batch; one by one if the batch fails) and write the scenes of ``chunk``."""
+    def _run(self, pipe, chunk: list[BatchInput]) -> list:
+        """Load, generate (one batch; one by one if the batch fails) and write the scenes of ``chunk``: their rows,
+        or, with a writer pool, the futures of the rows of the scenes being written."""
         import torch
 
         rows, ready, loads = {}, [], {}
@@ -287,21 +317,26 @@ class SceneWriter:
                         raise _OutOfMemory() from None
                     except Exception as e:  # noqa: BLE001
                         rows[item.name] = _row(item, "failed", time.perf_counter() - t1, error=_say(e))
+        pool = getattr(self, "_pool", None)
         for item, _ in ready:
             if item.name not in scenes:
                 continue
             scene, seconds = scenes[item.name]
-            t1 = time.perf_counter()
-            try:
-                self._save(pipe, item, scene)
-            except Exception as e:  # noqa: BLE001
-                rows[item.name] = _row(item, "failed", seconds, error=_say(e))
-                continue
-            total = loads[item.name] + seconds + time.perf_counter() - t1
-            psnr = scene.input_view_psnr if item.kind != "video" else float(sum(scene.input_view_psnrs) /
-                                                                            len(scene.input_view_psnrs))
-            rows[item.name] = _row(item, "done", total, psnr=psnr)
+            args = (pipe, item, scene, loads[item.name] + seconds)
+            rows[item.name] = pool.submit(self._finish, *args) if pool is not None else self._finish(*args)
         return [rows[item.name] for item in chunk]
+
+    def _finish(self, pipe, item: BatchInput, scene, seconds: float) -> dict:
+        """Write one generated scene; its summary row (``seconds``: what it took before writing)."""
+        t1 = time.perf_counter()
+        try:
+            self._save(pipe, item, scene)
+        except Exception as e:  # noqa: BLE001
+            return _row(item, "failed", seconds, error=_say(e))
+        total = seconds + time.perf_counter() - t1
+        psnr = scene.input_view_psnr if item.kind != "video" else float(sum(scene.input_view_psnrs) /
+                                                                        len(scene.input_view_psnrs))
+        return _row(item, "done", total, psnr=psnr)
 
     def _generate(self, pipe, ready: list) -> list:
         over = {k: v for k, v in self.overrides.items() if k != "seed"}
@@ -384,7 +419,8 @@ def generate_many(inputs: Sequence[BatchInput], out: str | Path, *, weights: str
                   device: str = "cpu", batch_size: int | None = None, flythrough_frames: int = 48,
                   flythrough_path: str = "flythrough", progress: Progress | None = None, ray: str | None = None,
                   ray_workers: int | None = None, chunk: int | None = None, depth: str | Path | None = None,
-                  text_to_image: str | Path | None = None, **overrides) -> list[dict]:
+                  text_to_image: str | Path | None = None, write_threads: int | None = None,
+                  **overrides) -> list[dict]:
     """Generate a scene folder per input under ``out`` (see the module docstring); returns the summary rows
     (also written to ``out/summary.jsonl``).
 
@@ -398,7 +434,10 @@ def generate_many(inputs: Sequence[BatchInput], out: str | Path, *, weights: str
         progress: told ``("scenes", done, total)`` as each input is written, skipped or fails.
         ray: run on a Ray cluster at this address (``"local"``: a local cluster); ``ray_workers``: workers
             (default one per GPU, or per CPU slot for ``device="cpu"``); ``chunk``: inputs per Ray task
-            (default 16 on GPUs, 1 on CPUs)."""
+            (default 16 on GPUs, 1 on CPUs).
+        write_threads: scene folders are written by this many threads while the next batch generates (default
+            :data:`GPU_WRITE_THREADS` on a GPU, where writing one scene after another would leave the GPU
+            waiting; 0 on a CPU: in line)."""
     if not inputs:
         raise InputError("no inputs")
     if len({i.kind for i in inputs}) != 1:
@@ -423,7 +462,9 @@ def generate_many(inputs: Sequence[BatchInput], out: str | Path, *, weights: str
     writer = SceneWriter(str(out), None if weights is None else str(weights), device, dict(overrides), batch_size,
                          flythrough_frames, flythrough_path,
                          presets=(PRESETS[name],) if name is not None and name != "default" else (),
-                         **{k: None if v is None else str(v) for k, v in folders.items()})
+                         **{k: None if v is None else str(v) for k, v in folders.items()},
+                         write_threads=(GPU_WRITE_THREADS if not str(device).startswith("cpu") else 0)
+                         if write_threads is None else int(write_threads))
     rows: dict[str, dict] = {}
 
     def count(stage: str, d: int, t: int) -> None:

@@ -1,8 +1,9 @@
 """The teacher over a batch of images at once (issue 25): each stage runs once for the whole batch on the device
-(depth network, tokenizer encode, video-model sampling), so a GPU sees ``B × V`` videos per call instead of
-``V``. What belongs to one scene stays per scene: its depth cleaning (sky cut), centre depth and so the size of
-its trajectories, its 3D cache, and its seed (the video model's noise is drawn per scene, so a scene in a batch
-gets exactly the noise of its single call: :func:`lyra3d.models.video_model.seeded_noise`).
+(depth network, 3D cache warp, tokenizer encode, video-model sampling), so a GPU sees ``B × V`` videos per call
+instead of ``V``. What belongs to one scene stays per scene: its depth cleaning (sky cut), centre depth and so the
+size of its trajectories, its 3D cache (warped with the others' in one call, each exactly as alone:
+:func:`lyra3d.core.cache3d.multi_trajectory_conditioning_batch`), and its seed (the video model's noise is drawn per
+scene, so a scene in a batch gets exactly the noise of its single call: :func:`lyra3d.models.video_model.seeded_noise`).
 
 :func:`teacher_batch` gives what :meth:`lyra3d.pipelines.teacher.Teacher.__call__` gives for each image; the
 image pipeline's :meth:`~lyra3d.pipelines.image_to_3d.ImageTo3DPipeline.batch` adds the batched decoder.
@@ -10,21 +11,32 @@ image pipeline's :meth:`~lyra3d.pipelines.image_to_3d.ImageTo3DPipeline.batch` a
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import torch
 from torch import Tensor
 
-from lyra3d.core.cache3d import multi_trajectory_conditioning, scene_center_depth
+from lyra3d.core.cache3d import multi_trajectory_conditioning_batch, scene_center_depth
 from lyra3d.core.cameras import Cameras, plucker_rays
 from lyra3d.core.progress import Progress, no_progress
 from lyra3d.errors import InputError
-from lyra3d.models.video_model import sample
-from lyra3d.pipelines.teacher import Teacher, TeacherSample
+from lyra3d.models.video_model import sample, seeded_noise
+from lyra3d.pipelines.teacher import Teacher, TeacherSample, precision_autocast
 
 #: Videos per tokenizer call when a batch is encoded (a 64-scene batch of 6 trajectories is 384 videos: their
 #: activations at once would not fit a GPU; 24 at a time keep it busy).
 ENCODE_CHUNK = 24
+
+
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _background() -> ThreadPoolExecutor:
+    """One thread for work that overlaps the device's (the noise draw)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="lyra3d-noise"))
+    return _POOL[0]
 
 
 def _encode(teacher: Teacher, videos: Tensor, chunk: int | None) -> Tensor:
@@ -52,6 +64,11 @@ def teacher_batch(teacher: Teacher, images: Tensor, camera: Cameras, seeds: Sequ
     if len(camera) != 1 or (camera.width, camera.height) != (w, h):
         raise InputError(f"camera must be one camera of the images' size {w}x{h}")
     images, camera = images.to(dev), camera.to(dev)
+    # the video model's noise (drawn on the CPU, per scene) is drawn on a thread while the GPU works
+    tok, v = teacher.tokenizer, len(cfg.trajectories)
+    shape = (b * v, tok.latent_frames(cfg.num_frames), tok.latent_channels, h // tok.spatial_factor,
+             w // tok.spatial_factor)
+    noise = _background().submit(seeded_noise, shape, [int(s) for s in seeds])
     given = list(depths) if depths is not None else [None] * b
     records = [{"kind": "given", "done": "the depth map given with the image, used as it is"}] * b  # as Teacher's
     need = [i for i in range(b) if given[i] is None]
@@ -62,8 +79,8 @@ def teacher_batch(teacher: Teacher, images: Tensor, camera: Cameras, seeds: Sequ
     say("depth", 1, 1)
     cleaned = [teacher.clean_depth(d) for d in given]
     centers = [scene_center_depth(d) for d in cleaned]
-    conds = [multi_trajectory_conditioning(images[i], cleaned[i][None], camera, cfg.num_frames, cfg.movement_factor,
-                                           center_depth=centers[i], names=cfg.trajectories) for i in range(b)]
+    conds = multi_trajectory_conditioning_batch(images, torch.stack(cleaned), camera, cfg.num_frames,
+                                                cfg.movement_factor, center_depths=centers, names=cfg.trajectories)
     say("cache", 1, 1)
     names = tuple(conds[0])
     rgb = torch.stack([torch.stack([c.warped.rgb * c.warped.mask for c in cond.values()]) for cond in conds])
@@ -75,8 +92,9 @@ def teacher_batch(teacher: Teacher, images: Tensor, camera: Cameras, seeds: Sequ
     cams = [Cameras.cat([c.cameras for c in cond.values()]) for cond in conds]
     rays = torch.cat([plucker_rays(c).reshape(v, t, 6, h, w) for c in cams])
     say("encode", 1, 1)
-    latents = sample(teacher.video_model, first_lat.repeat_interleave(v, 0), cache_lat, mask_lat, rays,
-                     steps=cfg.steps, guidance=cfg.guidance, seed=[int(s) for s in seeds])
+    with precision_autocast(cfg.sample_precision, dev, "sample precision"):
+        latents = sample(teacher.video_model, first_lat.repeat_interleave(v, 0), cache_lat, mask_lat, rays,
+                         steps=cfg.steps, guidance=cfg.guidance, noise=noise.result()).float()
     latents = latents.reshape(b, v, *latents.shape[1:])
     say("sample", 1, 1)
     return [TeacherSample(names, latents[i], cams[i], images[i], cleaned[i], centers[i], None, None,

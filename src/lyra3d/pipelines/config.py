@@ -102,6 +102,8 @@ class GenerateConfig:
         optimize_steps: ``"optimize"``: the step budget.
         optimize_seconds: ``"optimize"``: a time budget in seconds (``None``: none); it stops at the step that
             runs out of it.
+        precision: the video model's sampler and the 3DGS decoder: ``"auto"`` (bf16 autocast on CUDA, where
+            attention runs as flash attention; fp32 elsewhere), ``"bf16"`` or ``"fp32"``.
     """
 
     preset: str = "default"
@@ -123,6 +125,7 @@ class GenerateConfig:
     reconstruct: str = "decoder"
     optimize_steps: int = 300
     optimize_seconds: float | None = None
+    precision: str = "auto"
 
     def validate(self) -> "GenerateConfig":
         """Check every field; raise a one-line :class:`InputError` naming the fix. Returns self."""
@@ -175,6 +178,8 @@ class GenerateConfig:
                 isinstance(self.optimize_seconds, (int, float)) and not isinstance(self.optimize_seconds, bool)
                 and math.isfinite(self.optimize_seconds) and self.optimize_seconds > 0):
             raise InputError(f"optimize seconds must be a number of seconds > 0, got {self.optimize_seconds!r}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise InputError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         check_device(self.device)
         return self
 

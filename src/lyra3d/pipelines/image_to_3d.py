@@ -124,12 +124,13 @@ class ImageTo3DPipeline(TeacherPipeline):
             made = [self._reconstruct(g, camera, c, clock) for g, c in zip(gens, configs)]
             made = [(k, f if cfg.keep_frames else None, r) for k, f, r in made]
         else:
-            raws = self.decoder.decode_batch(torch.stack([g.latents for g in gens]), [g.cameras for g in gens])
-            made = [(self._keep(gens[i], raws[i], cfg, camera), None, {"reconstructor": "decoder"}) for i in range(n)]
+            raws = self.decoder.decode_batch(torch.stack([g.latents for g in gens]), [g.cameras for g in gens],
+                                             bf16=self._decoder_bf16(cfg))
+            made = [(kept, None, {"reconstructor": "decoder"}) for kept in self._keep_batch(gens, raws, cfg, camera)]
             del raws
             clock.mark("decoder")
         cam = camera.to(self.device)
-        scores = [self._input_view_psnr(m[0][0], cam, g.image, cfg) for m, g in zip(made, gens)]
+        scores = self._input_view_psnrs([m[0][0] for m in made], cam, [g.image for g in gens], cfg)
         clock.mark("input_view")
         frames = [None] * n
         if cfg.keep_frames:
@@ -149,21 +150,44 @@ class ImageTo3DPipeline(TeacherPipeline):
         if cfg.reconstruct == "optimize":
             g, frames, recon = self._optimize(gen, camera, cfg, clock)
             return (g, recon["initial_gaussians"], None), frames, recon
-        raw = self.decoder.decode(gen.latents, gen.cameras)
+        raw = self.decoder.decode(gen.latents, gen.cameras, bf16=self._decoder_bf16(cfg))
         kept = self._keep(gen, raw, cfg, camera)
         del raw
         clock.mark("decoder")
         return kept, None, {"reconstructor": "decoder"}
 
+    def _decoder_bf16(self, cfg: GenerateConfig) -> bool:
+        """Whether the decoder's network runs under bf16 autocast for ``cfg.precision`` (its Gaussians come out in
+        fp32 either way)."""
+        from lyra3d.pipelines.teacher import uses_bf16
+
+        return uses_bf16(cfg.precision, self.device)
+
     def _keep(self, gen, raw, cfg: GenerateConfig, camera: Cameras) -> tuple:
         """The decoder's Gaussians of one scene pruned by opacity rank and joined with the input's own
         (``keep_input``): ``(gaussians, count before pruning, what keep_input did)``."""
-        from lyra3d.pipelines.keep_input import keep_input
+        return self._keep_batch([gen], [raw], cfg, camera)[0]
 
-        before = len(raw)
-        g = raw.prune_by_opacity(keep_fraction=cfg.keep_fraction) if cfg.keep_fraction < 1 else raw
-        g, kept = keep_input(g, gen.image, gen.depth, camera, cfg.keep_input, self.teacher.config.far_ratio)
-        return g, before, kept
+    def _keep_batch(self, gens, raws, cfg: GenerateConfig, camera: Cameras) -> list[tuple]:
+        """:meth:`_keep` of a batch's scenes: each pruned on its own, the input's Gaussians of all made at once."""
+        from lyra3d.pipelines.keep_input import keep_input_batch
+
+        before = [len(raw) for raw in raws]
+        pruned = [raw.prune_by_opacity(keep_fraction=cfg.keep_fraction) if cfg.keep_fraction < 1 else raw
+                  for raw in raws]
+        kept = keep_input_batch(pruned, torch.stack([g.image for g in gens]), torch.stack([g.depth for g in gens]),
+                                camera, cfg.keep_input, self.teacher.config.far_ratio)
+        return [(g, n, record) for (g, record), n in zip(kept, before)]
+
+    @staticmethod
+    def _input_view_psnrs(gs, cam: Cameras, images: Sequence[Tensor], cfg: GenerateConfig) -> list[float]:
+        """The input-view PSNR of each scene of a batch, all rendered at once
+        (:func:`lyra3d.core.render.rasterize.rasterize_each`: one pass for the torch backend)."""
+        from lyra3d.core.metrics import psnr
+        from lyra3d.core.render.rasterize import rasterize_each
+
+        renders = rasterize_each(list(gs), cam[[0] * len(gs)], backend=cfg.backend).rgb
+        return [float(x) for x in psnr(renders.clamp(0, 1), torch.stack(images).to(renders)).tolist()]
 
     @staticmethod
     def _input_view_psnr(g, cam: Cameras, image: Tensor, cfg: GenerateConfig) -> float:

@@ -45,9 +45,11 @@ class TeacherConfig:
     movement_factor: float = 1.0
     trajectories: tuple[str, ...] = LYRA_TRAJECTORIES
     far_ratio: float = 20.0  # depths beyond this × the 10th-percentile depth are sky: left out of the cache
-    # the tokenizer's encoder (the CPU's largest cost): "bf16" autocast, "fp32", or "auto" = bf16 on a CPU with
-    # native bf16 arithmetic (AVX512-BF16 or AMX: about 2x faster there, latents within 0.4 %), fp32 elsewhere
+    # the tokenizer's encoder (the CPU's largest cost): "bf16" autocast, "fp32", or "auto" = bf16 on CUDA and on a
+    # CPU with native bf16 arithmetic (AVX512-BF16 or AMX: about 2x faster there, latents within 0.4 %), else fp32
     encode_precision: str = "auto"
+    # the video model's sampler: "bf16" autocast, "fp32", or "auto" = bf16 on CUDA (flash attention), fp32 elsewhere
+    sample_precision: str = "auto"
 
 
 @dataclass
@@ -91,12 +93,27 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def uses_bf16(precision: str, device: torch.device, what: str = "precision", cpu_bf16: bool = False) -> bool:
+    """Whether ``precision`` (:data:`PRECISIONS`) means bf16 autocast on ``device``: ``"auto"`` is bf16 on CUDA
+    (and on a CPU when ``cpu_bf16``), fp32 elsewhere. ``what`` names the setting in the error."""
+    if precision not in PRECISIONS:
+        raise InputError(f"{what} must be auto, bf16 or fp32, got {precision!r}")
+    auto = device.type == "cuda" or (device.type == "cpu" and cpu_bf16)
+    return precision == "bf16" or (precision == "auto" and auto)
+
+
+def precision_autocast(precision: str, device: torch.device, what: str = "precision", cpu_bf16: bool = False):
+    """The autocast context for ``precision`` on ``device`` (:func:`uses_bf16`)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(precision, device, what, cpu_bf16))
+
+
 def encode_autocast(precision: str, device: torch.device):
     """The autocast context for the tokenizer's encoder (``TeacherConfig.encode_precision``) on ``device``."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise InputError(f"encode precision must be auto, bf16 or fp32, got {precision!r}")
-    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cpu" and cpu_has_native_bf16())
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    return precision_autocast(precision, device, "encode precision",
+                              cpu_bf16=device.type == "cpu" and cpu_has_native_bf16())
 
 
 class Teacher:
@@ -191,8 +208,9 @@ class Teacher:
         cams = Cameras.cat([c.cameras for c in cond.values()])
         rays = plucker_rays(cams).reshape(len(names), t, 6, *first.shape[-2:])
         say("encode", 1, 1)
-        latents = sample(self.video_model, first_lat.expand(len(names), -1, -1, -1), cache_lat, mask_lat, rays,
-                         steps=cfg.steps, guidance=cfg.guidance, seed=seed)
+        with precision_autocast(cfg.sample_precision, rays.device, "sample precision"):
+            latents = sample(self.video_model, first_lat.expand(len(names), -1, -1, -1), cache_lat, mask_lat, rays,
+                             steps=cfg.steps, guidance=cfg.guidance, seed=seed).float()
         say("sample", 1, 1)
         return names, latents, cams, rgb, mask
 

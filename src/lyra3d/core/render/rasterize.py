@@ -169,10 +169,15 @@ def _project(g: Gaussians, w2c: Tensor, intrinsics: Tensor, width: int, height: 
 
 
 # -- torch backend --------------------------------------------------------------------------------------------
-def _composite_torch(p: _Projected, width: int, height: int, pair_budget: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Front-to-back compositing of projected Gaussians → colour ``(HW, 3)``, ``Σ w z (HW,)``, ``Σ w (HW,)``."""
+def _composite_torch(p: _Projected, width: int, height: int, pair_budget: int, base: Tensor | None = None,
+                     images: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """Front-to-back compositing of projected Gaussians → colour ``(HW, 3)``, ``Σ w z (HW,)``, ``Σ w (HW,)``.
+
+    ``base (M,)``: each Gaussian's first pixel index in a stack of ``images`` images (``i · H · W`` for a Gaussian of
+    image ``i``; outputs ``(images · HW, ·)``): several scenes composited in one pass, each Gaussian only into
+    its own image (the Gaussians of each image front to back among themselves)."""
     dev, dt = p.means2d.device, p.means2d.dtype
-    hw = width * height
+    hw = width * height * images
     rgb = torch.zeros(hw, 3, device=dev, dtype=dt)
     depth_sum = torch.zeros(hw, device=dev, dtype=dt)
     weight_sum = torch.zeros(hw, device=dev, dtype=dt)
@@ -188,7 +193,8 @@ def _composite_torch(p: _Projected, width: int, height: int, pair_budget: int) -
     starts = ends - n_pairs
     ends_host = ends.cpu()
     # per-Gaussian attributes packed so that each pair needs one gather of each pack
-    geo = torch.stack([x0, y0, box_w, starts], -1)  # (M, 4) int64
+    base = torch.zeros_like(x0) if base is None else base
+    geo = torch.stack([x0, y0, box_w, starts, base], -1)  # (M, 5) int64
     splat = torch.cat([p.means2d, p.conics, p.opacities[:, None]], -1)  # (M, 6): mx, my, a, b, c, opacity
     shade = torch.cat([p.colors, p.depths[:, None]], -1)  # (M, 4): r, g, b, z
     lo = 0
@@ -199,7 +205,7 @@ def _composite_torch(p: _Projected, width: int, height: int, pair_budget: int) -
         hi = min(max(hi, lo + 1), m)
         total = int(ends_host[hi - 1]) - base
         gid = torch.repeat_interleave(torch.arange(lo, hi, device=dev), n_pairs[lo:hi], output_size=total)
-        gx0, gy0, gbw, gstart = geo.index_select(0, gid).unbind(-1)
+        gx0, gy0, gbw, gstart, gbase = geo.index_select(0, gid).unbind(-1)
         local = torch.arange(base, base + total, device=dev) - gstart  # pair index inside its box
         row = torch.div(local, gbw, rounding_mode="floor")
         px, py = gx0 + local - row * gbw, gy0 + row
@@ -210,7 +216,7 @@ def _composite_torch(p: _Projected, width: int, height: int, pair_budget: int) -
         sigma = 0.5 * (s[:, 2] * dx * dx + s[:, 4] * dy * dy) + s[:, 3] * dx * dy
         alpha = torch.clamp(s[:, 5] * torch.exp(-sigma), max=ALPHA_MAX)
         with torch.no_grad():
-            pix = py * width + px
+            pix = py * width + px + gbase
             # skip pairs too faint, and pairs at pixels that earlier chunks already made opaque
             ok = ((sigma >= 0) & (alpha >= ALPHA_MIN) & (log_t.index_select(0, pix) > _LOG_T_MIN)).nonzero()[:, 0]
             # sort by (pixel, depth rank): a unique key, so the depth order inside each pixel is kept
@@ -463,6 +469,41 @@ def rasterize(gaussians: Gaussians, cameras: Cameras, width: int | None = None, 
     if bg is not None:
         rgb = rgb + (1.0 - alpha) * bg[:, :, None, None]
     return RenderOutput(rgb, depth, alpha, name)
+
+
+def rasterize_each(gaussians: list[Gaussians], cameras: Cameras, backend: str = "auto", near: float = 0.01,
+                   far: float = 1e10, eps2d: float = EPS2D, pair_budget: int | None = None) -> RenderOutput:
+    """Scene ``i``'s Gaussians ``gaussians[i]`` rendered by its camera ``cameras[i]`` (one per scene, one size), as
+    :func:`rasterize` renders each (all SH degrees the Gaussians carry, black background), stacked ``(B, ...)``.
+    With the ``torch`` backend all scenes are composited in one pass of chunks (each scene's Gaussians only into
+    its own image), so a GPU without gsplat does not pay one chunk loop per scene; the images equal those of one
+    call per scene to float tolerance (the transmittance carried between chunks sums in another grouping)."""
+    if len(gaussians) != len(cameras) or not gaussians:
+        raise InputError(f"one camera per scene: {len(gaussians)} scenes, {len(cameras)} cameras")
+    name = _choose_backend(backend, gaussians[0], cameras.to(gaussians[0].device))
+    if name != "torch" or len(gaussians) == 1:
+        outs = [rasterize(g, cameras[i:i + 1].to(g.device), backend=name, near=near, far=far, eps2d=eps2d,
+                          pair_budget=pair_budget) for i, g in enumerate(gaussians)]
+        return RenderOutput(*(torch.cat([getattr(o, k) for o in outs]) for k in ("rgb", "depth", "alpha")), name)
+    w, h = cameras.width, cameras.height
+    parts, bases = [], []
+    for i, g in enumerate(gaussians):
+        cam = cameras[i:i + 1].to(g.device)
+        degree, _ = _check(g, cam, None, None, near, far)
+        cam = cam.to(dtype=g.means.dtype)
+        p = _project(g, cam.world_to_camera[0], cam.intrinsics[0], w, h, degree, near, far, eps2d)
+        parts.append(p)
+        bases.append(torch.full_like(p.index, i * w * h))
+    dt = gaussians[0].means.dtype
+    merged = _Projected(torch.cat([p.index for p in parts]), *(torch.cat([getattr(p, k).to(dt) for p in parts])
+                        for k in ("means2d", "conics", "depths", "opacities", "colors")),
+                        torch.cat([p.boxes for p in parts]))
+    if pair_budget is None:
+        pair_budget = PAIR_BUDGET.get(merged.means2d.device.type, PAIR_BUDGET["cuda"])
+    rgb, dsum, wsum = _composite_torch(merged, w, h, max(1, int(pair_budget)), torch.cat(bases), len(gaussians))
+    b = len(gaussians)
+    return RenderOutput(rgb.reshape(b, h, w, 3).permute(0, 3, 1, 2),
+                        (dsum / wsum.clamp_min(1e-10)).reshape(b, 1, h, w), wsum.reshape(b, 1, h, w), "torch")
 
 
 def available_backends(device: str | torch.device = "cpu") -> list[str]:
