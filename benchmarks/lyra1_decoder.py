@@ -6,6 +6,9 @@ module with random weights, and the real-size forward (seconds, peak GPU memory)
 
 Parts (each row catches its own errors, OOM included, and says what could not run):
 
+0. ``attn-parity`` (CPU too): as ``parity`` below, with the official ``use_mamba`` off (16 transformer blocks):
+   every part but the Mamba2 kernels (embeddings, time, attention, the transposed-convolution head, activations,
+   pruning) against the official code where no GPU is at hand.
 1. ``mamba``: one official ``Mamba2Block`` (mamba-ssm's fused Triton kernels: ``mamba_split_conv1d_scan_combined``)
    against lyra3d's ``Mamba2Block`` with the same weights, through lyra3d's PyTorch SSD and through mamba-ssm's
    ``mamba_chunk_scan_combined``; float32, 6 × 2 × 8 × 16 tokens (and the PyTorch SSD against the kernel at a
@@ -38,9 +41,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
-from lyra3d.models.configs import Lyra1DecoderConfig  # noqa: E402
-from lyra3d.models.lyra1_decoder import Lyra1Decoder  # noqa: E402
-from lyra3d.models import mamba2 as ours_mamba  # noqa: E402
+from lyra3d.models import mamba2 as ours_mamba
+from lyra3d.models.configs import Lyra1DecoderConfig
+from lyra3d.models.lyra1_decoder import Lyra1Decoder
 
 ROWS: list[str] = []
 
@@ -65,7 +68,7 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> None:
             noise = torch.randn(p.shape, generator=g).to(p.device, p.dtype)
             if name.endswith(("A_log", "dt_bias")):
                 p.add_(0.1 * noise)
-            elif name.endswith(".D") or name.endswith("norm.weight") or ".norm" in name and name.endswith("weight"):
+            elif name.endswith((".D", "norm.weight")):
                 p.copy_(1 + 0.1 * noise)
             else:
                 fan_in = max(1, p[0].numel()) if p.ndim > 1 else 50
@@ -91,8 +94,8 @@ def inputs(b, v, tl, h, w, c=16, dynamic=False, device="cpu", dtype=torch.float3
 
 def official_call(model, latents, plucker, rays_o, rays_d, time_in, time_tgt):
     """The official ``forward_gaussians`` on the same inputs (views folded into its frame axis)."""
-    b, v = latents.shape[:2]
-    fold = lambda x: x.flatten(1, 2)  # noqa: E731 (b, v, t, ...) -> (b, v·t, ...)
+    v = latents.shape[1]
+    fold = lambda x: x.flatten(1, 2)
     times = torch.cat([time_in, time_tgt], 1) if time_in is not None else None
     out, _ = model.forward_gaussians(fold(latents), fold(plucker), fold(rays_o), fold(rays_d), times,
                                      num_input_multi_views=v)
@@ -105,7 +108,7 @@ def compare(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
 
 
 def mamba_rows(repo, device) -> None:
-    from lyra1_official import load_official  # noqa: F401 (installs the stand-ins)
+    from lyra1_official import load_official
 
     load_official(repo, conv_shim=True)
     from src.models.utils.mamba2 import Mamba2Block as Official
@@ -146,26 +149,32 @@ def mamba_rows(repo, device) -> None:
         row("mamba", "", "mamba_chunk_scan_combined not importable: kernel row skipped", "", "")
 
 
-def parity_rows(repo, device, variant: str) -> None:
+def parity_rows(repo, device, variant: str, mamba: bool = True) -> None:
     from lyra1_official import build_official
 
-    official, opt, stubs = build_official(repo, variant, device="cpu", conv_shim=True, gaussians_prune_ratio=0.0)
+    extra = {} if mamba else {"use_mamba": False}
+    official, opt, stubs = build_official(repo, variant, device="cpu", conv_shim=True, gaussians_prune_ratio=0.0,
+                                          **extra)
     official = official.to(device).eval()
     randomise(official, seed=3)
-    cfg = Lyra1DecoderConfig(dynamic=variant == "dynamic")
+    cfg = Lyra1DecoderConfig(dynamic=variant == "dynamic", use_mamba=mamba)
+    if not mamba:
+        variant += ", all 16 blocks attention (use_mamba false)"
     ours = Lyra1Decoder(cfg).to(device).eval()
     ours.load_state_dict(official.state_dict(), strict=True)
     args = inputs(1, 2, 3, 16, 32, dynamic=cfg.dynamic, device=device)
     with torch.no_grad():
         ref = official_call(official, *args)
         for label, env in (("PyTorch SSD", "0"), ("mamba-ssm SSD kernel", "1")):
+            if not mamba and env == "1":
+                continue
             if env == "1" and not ours_mamba.kernels_available():
                 row(f"parity {variant}", "", f"{label}: not importable, skipped", "", "")
                 continue
             os.environ["LYRA3D_MAMBA_KERNELS"] = env
             mine = ours(*args, prune=False)
             m, r = compare(mine, ref)
-            row(f"parity {variant}", f"{ref.shape[1]} Gaussians × 14, fp32", f"lyra3d ({label}) vs official, "
+            row(f"parity {variant}", f"{ref.shape[1]} Gaussians × 14, fp32", f"lyra3d ({label if mamba else 'no Mamba'}) vs official, "
                 "before pruning", f"{m:.2e}", f"{r:.2e}")
         os.environ["LYRA3D_MAMBA_KERNELS"] = "1"
         pruned = ours(*args, prune=True) if cfg.prune_ratio > 0 else None
@@ -195,7 +204,40 @@ def peak_run(fn, device, repeats=2):
 
 def real_rows(repo, device, pytorch_ssd: bool) -> None:
     cfg = Lyra1DecoderConfig()
-    model = Lyra1Decoder(cfg).to(device, torch.bfloat16).eval()
+    official = None
+    if repo is not None:
+        try:
+            from lyra1_official import build_official
+
+            official, opt, _ = build_official(repo, "static", device="cpu", conv_shim=True)
+            randomise(official, seed=4)
+            official = official.to(device).eval()
+        except Exception as e:  # noqa: BLE001
+            row("real size", "official LatentRecon", f"could not be built: {type(e).__name__}: {str(e)[:160]}", "", "")
+            official = None
+    model = Lyra1Decoder(cfg).to(device).eval()
+    if official is not None:
+        model.load_state_dict(official.state_dict(), strict=True)
+        # parity at the real size, float32, before pruning (the chunked head, 337,920-token Mamba scans)
+        args = inputs(1, 6, 16, 88, 160, device=device, dtype=torch.float32)
+        try:
+            with torch.no_grad():
+                opt["gaussians_prune_ratio"] = 0.0
+                ref = official_call(official, *args)
+                mine = model(*args, prune=False)
+            m, r = compare(mine, ref)
+            pos = compare(mine[..., :3], ref[..., :3])
+            row("real size parity", f"{ref.shape[1]:,} Gaussians × 14, fp32, lyra3d (kernels: "
+                f"{ours_mamba.kernels_available()}) vs official", f"all: {m:.2e} (rel {r:.2e}); xyz rel {pos[1]:.2e}",
+                "", "")
+            del ref, mine
+        except torch.cuda.OutOfMemoryError:
+            row("real size parity", "fp32", "out of memory", "", "")
+        except Exception as e:  # noqa: BLE001
+            row("real size parity", "fp32", f"failed: {type(e).__name__}: {str(e)[:160]}", "", "")
+        opt["gaussians_prune_ratio"] = cfg.prune_ratio
+        torch.cuda.empty_cache()
+    model = model.to(torch.bfloat16)
     args = inputs(1, 6, 16, 88, 160, device=device, dtype=torch.bfloat16)
     weights_gib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
     modes = [("mamba-ssm SSD kernel", "1")] if ours_mamba.kernels_available() else []
@@ -206,9 +248,9 @@ def real_rows(repo, device, pytorch_ssd: bool) -> None:
         out = None
         try:
             with torch.no_grad():
-                s, peak, out = peak_run(lambda: model(*args), device, repeats=2 if env == "1" else 1)
-            row("real size", f"lyra3d, {label}, head chunk {cfg.head_chunk_frames} frames", f"{out.shape[1]:,} "
-                f"Gaussians kept of {6 * 121 * 88 * 160:,}", f"{s:.2f} s", f"{peak:.1f} GiB")
+                s, peak, out = peak_run(lambda: model(*args), device, repeats=2)
+            row("real size", f"lyra3d, bf16, {label}, head chunk {cfg.head_chunk_frames} frames",
+                f"{out.shape[1]:,} Gaussians kept of {6 * 121 * 88 * 160:,}", f"{s:.2f} s", f"{peak:.2f} GiB")
         except torch.cuda.OutOfMemoryError:
             row("real size", f"lyra3d, {label}", "out of memory", "", "")
         except Exception as e:  # noqa: BLE001 (the table goes on)
@@ -216,18 +258,17 @@ def real_rows(repo, device, pytorch_ssd: bool) -> None:
         del out
         torch.cuda.empty_cache()
     os.environ["LYRA3D_MAMBA_KERNELS"] = "1"
-    note(f"(weights {weights_gib:.3f} GiB in bf16; inputs: latents, Plücker latents, rays, all bf16)")
-    if repo is None:
+    note(f"(weights {weights_gib:.3f} GiB in bf16; inputs: latents, Plücker latents, rays, all bf16; time: best of 2 "
+         "after a warm-up; peak: torch.cuda.max_memory_allocated over those runs)")
+    if official is None:
         return
+    out = None
     try:
-        from lyra1_official import build_official
-
-        official, opt, _ = build_official(repo, "static", device="cpu", conv_shim=True)
-        official = official.to(device, torch.bfloat16).eval()
+        official = official.to(torch.bfloat16)
         with torch.no_grad():
             s, peak, out = peak_run(lambda: official_call(official, *args), device)
-        row("real size", "official LatentRecon (its own code, fused kernels)", f"{out.shape[1]:,} Gaussians kept",
-            f"{s:.2f} s", f"{peak:.1f} GiB")
+        row("real size", "official LatentRecon, bf16 (its fused Mamba2 kernels; attention via SDPA)",
+            f"{out.shape[1]:,} Gaussians kept", f"{s:.2f} s", f"{peak:.2f} GiB")
     except torch.cuda.OutOfMemoryError:
         row("real size", "official LatentRecon", "out of memory", "", "")
     except Exception as e:  # noqa: BLE001
@@ -238,30 +279,37 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--repo", type=Path, help="the official Lyra-1 folder (parity rows need it)")
-    ap.add_argument("--parts", default="mamba,parity,real")
+    ap.add_argument("--parts", default="attn-parity,mamba,parity,real",
+                    help="attn-parity runs on a CPU too (the official module without Mamba blocks)")
     ap.add_argument("--pytorch-ssd", action="store_true", help="also time the real size with the PyTorch SSD")
     ap.add_argument("--save", type=Path)
     args = ap.parse_args()
     device = torch.device(args.device)
+    from lyra1_official import stub_compiled_mamba1
+
+    stubbed = stub_compiled_mamba1()  # a pure-Python mamba-ssm: its Triton SSD kernels without the Mamba-1 kernel
     torch.backends.cuda.matmul.allow_tf32 = False  # parity in true float32
     torch.backends.cudnn.allow_tf32 = False
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     note(f"# Lyra-1 decoder (lyra3d.models.lyra1_decoder), {name}, torch {torch.__version__}, random weights")
-    note(f"mamba-ssm kernels importable: {ours_mamba.kernels_available()}")
+    note(f"mamba-ssm kernels importable: {ours_mamba.kernels_available()}"
+         f"{' (selective_scan_cuda stubbed: a pure-Python mamba-ssm)' if stubbed else ''}")
     note("")
     note("| part | what | compared / result | max abs diff / time | relative / peak GPU memory |")
     note("|---|---|---|---:|---:|")
     parts = args.parts.split(",")
-    for part, fn in (("mamba", lambda: mamba_rows(args.repo, device)),
+    for part, fn in (("attn-parity", lambda: [parity_rows(args.repo, device, v, mamba=False)
+                                              for v in ("static", "dynamic")]),
+                     ("mamba", lambda: mamba_rows(args.repo, device)),
                      ("parity", lambda: [parity_rows(args.repo, device, v) for v in ("static", "dynamic")]),
                      ("real", lambda: real_rows(args.repo, device, args.pytorch_ssd))):
         if part not in parts:
             continue
-        if part in ("mamba", "parity") and args.repo is None:
+        if part in ("attn-parity", "mamba", "parity") and args.repo is None:
             row(part, "", "skipped: no --repo (the official code)", "", "")
             continue
-        if part == "real" and device.type != "cuda":
-            row(part, "", "skipped: CUDA only", "", "")
+        if part in ("mamba", "parity", "real") and device.type != "cuda":
+            row(part, "", "skipped: CUDA only (the official Mamba2 runs only as Triton kernels)", "", "")
             continue
         try:
             fn()

@@ -51,6 +51,16 @@ def _module(name: str, **attrs) -> types.ModuleType:
     return mod
 
 
+def stub_compiled_mamba1() -> bool:
+    """An empty ``selective_scan_cuda`` where it is missing (a pure-Python mamba-ssm build), so that
+    ``import mamba_ssm`` (whose ``__init__`` imports the Mamba-1 kernel) works and its Triton SSD kernels can be
+    used; returns whether a stand-in was installed."""
+    if _missing("selective_scan_cuda") and "selective_scan_cuda" not in sys.modules:
+        _module("selective_scan_cuda")
+        return True
+    return False
+
+
 def install_stubs(conv_shim: bool = False) -> list[str]:
     """Stand-ins for the unrelated imports that are not installed; returns their names."""
     import torch

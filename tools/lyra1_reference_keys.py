@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lyra1_official import VARIANTS, build_official, key_shapes  # noqa: E402
+from lyra1_official import VARIANTS, build_official, key_shapes
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
         pass  # an archive, not a clone: pass --commit
     args.out.mkdir(parents=True, exist_ok=True)
     for variant in VARIANTS:
-        model, opt, stubs = build_official(args.repo, variant)
+        model, _, stubs = build_official(args.repo, variant)
         keys = key_shapes(model)
         record = {"source": "nv-tlabs/lyra Lyra-1/src/models/recon/model_latent_recon.py LatentRecon",
                   "commit": commit, "configs": ["configs/training/default.yaml", f"configs/training/{VARIANTS[variant]}"],

@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from lyra3d.core.cameras import Cameras, default_camera, look_at
 from lyra3d.core.gaussians import sh_to_rgb
 from lyra3d.models.configs import Lyra1DecoderConfig
-from lyra3d.models.lyra1_decoder import (Lyra1Decoder, gaussian_rays, official_plucker, prune_gaussians,
-                                         to_gaussians)
+from lyra3d.models.lyra1_decoder import Lyra1Decoder, gaussian_rays, official_plucker, prune_gaussians, to_gaussians
 from lyra3d.models.modeling import load_pretrained
 
 DATA = Path(__file__).resolve().parents[2] / "src" / "lyra3d" / "models" / "data"

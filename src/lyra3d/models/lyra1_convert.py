@@ -12,6 +12,8 @@ comes from ``variant`` or, by default, the file name.
 from __future__ import annotations
 
 import pickle
+import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -40,18 +42,24 @@ def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
         raise InputError(not_found(path, "checkpoint") if path.is_symlink() else
                          f"checkpoint {path} not found; pass the official lyra_static.pt or lyra_dynamic.pt")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise InputError(f"{path} holds more than tensors and plain data ({first}); it is not loaded with code: "
-                         "if you trust the file, save its 'module' entry alone with torch.save and convert that") from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found is None:
+            raise InputError(f"{path} is not a PyTorch checkpoint (it does not unpickle)") from None
+        raise InputError(f"{path} holds more than tensors and plain data (it names {found.group(1)}); it is not "
+                         "loaded with code: if you trust the file, save its 'module' entry alone with torch.save and "
+                         "convert that") from None
     except (RuntimeError, OSError, EOFError, ValueError) as e:
         raise InputError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
                          ) from None
     state = data
     if isinstance(data, dict):
         for key in ("module", "state_dict", "model"):
-            if isinstance(data.get(key), dict):
+            if key in data:
+                if not isinstance(data[key], dict):
+                    raise InputError(f"{path} holds no state dict: its '{key}' entry is a "
+                                     f"{type(data[key]).__name__}, not a dict of tensors")
                 state = data[key]
                 break
     if not isinstance(state, dict) or not state or not all(isinstance(k, str) for k in state):
@@ -94,11 +102,10 @@ def convert_lyra1_decoder(checkpoint: str | Path, out: str | Path, variant: str 
     variant = variant_of(checkpoint, variant)
     state = read_official_state(checkpoint)
     config = dataclasses.replace(config or Lyra1DecoderConfig(), dynamic=variant == "dynamic")
-    with torch.device("meta"):
-        shape_model = Lyra1Decoder(config)
-    check_official_state(state, shape_model, checkpoint)
-    model = Lyra1Decoder(config)
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    with torch.device("meta"):  # no initialisation: the checkpoint's tensors are assigned
+        model = Lyra1Decoder(config)
+    check_official_state(state, model, checkpoint)
+    model.load_state_dict({k: v.float().contiguous() for k, v in state.items()}, strict=True, assign=True)
     note = (f"Converted by `lyra3d convert lyra1-decoder` from {checkpoint.name} (NVIDIA Lyra-1, {variant} "
             "3DGS decoder; license: the original checkpoint's). Architecture: lyra3d.models.lyra1_decoder.\n")
     model.save_pretrained(out, extra_files={"SOURCE.md": note})

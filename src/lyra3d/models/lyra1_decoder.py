@@ -30,7 +30,7 @@ learned sub-sampling, position offsets, a learned positional embedding.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -121,8 +121,8 @@ class Lyra1Decoder(Pretrained):
         if len(cfg.output_factor) != 3 or (sc * p) % cfg.output_factor[1] or (sc * p) % cfg.output_factor[2] \
                 or tc % cfg.output_factor[0]:
             raise ValueError(f"output_factor {cfg.output_factor} must divide ({tc}, {sc * p}, {sc * p})")
-        scan = dict(d_state=cfg.mamba_d_state, d_conv=cfg.mamba_d_conv, expand=cfg.mamba_expand,
-                    headdim=cfg.mamba_headdim, chunk_size=cfg.mamba_chunk_size)
+        scan = {"d_state": cfg.mamba_d_state, "d_conv": cfg.mamba_d_conv, "expand": cfg.mamba_expand,
+                "headdim": cfg.mamba_headdim, "chunk_size": cfg.mamba_chunk_size}
         self.enc_blocks = nn.ModuleList(
             TransformerBlock(d, cfg.heads, cfg.mlp_ratio)
             if not cfg.use_mamba or (i + 1) % cfg.transformer_every == 0
@@ -207,7 +207,7 @@ class Lyra1Decoder(Pretrained):
         """
         cfg = self.config
         self.check(latents, plucker, rays_o, rays_d, time_latents, target_time_latents)
-        b, v, tl, c, h, w = latents.shape
+        b, v, tl, _, h, w = latents.shape
         dtype = self.patch_embed.proj.weight.dtype
         x = self.patch_embed(latents.flatten(0, 1).to(dtype))  # (B·V, n, D)
         n = x.shape[1]
