@@ -285,9 +285,11 @@ def main() -> None:
     ap.add_argument("--save", type=Path)
     args = ap.parse_args()
     device = torch.device(args.device)
-    from lyra1_official import stub_compiled_mamba1
+    from lyra1_official import install_stubs, stub_compiled_mamba1
 
     stubbed = stub_compiled_mamba1()  # a pure-Python mamba-ssm: its Triton SSD kernels without the Mamba-1 kernel
+    if args.repo is not None:  # before mamba_ssm is first imported (it binds causal_conv1d's functions then)
+        install_stubs(conv_shim=True)
     torch.backends.cuda.matmul.allow_tf32 = False  # parity in true float32
     torch.backends.cudnn.allow_tf32 = False
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

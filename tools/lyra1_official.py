@@ -78,8 +78,22 @@ def install_stubs(conv_shim: bool = False) -> list[str]:
     def unused(*args, **kwargs):
         raise RuntimeError("a stand-in of tools/lyra1_official.py was called: this part is not the network")
 
+    if conv_shim and _missing("causal_conv1d"):
+        def causal_conv1d_fwd_function(x, weight, bias, seq_idx, initial_states, final_states_out, silu):
+            # x (b, d, l), weight (d, w): depthwise causal convolution
+            width = weight.shape[1]
+            y = F.conv1d(x, weight[:, None, :].to(x.dtype), None if bias is None else bias.to(x.dtype),
+                         padding=width - 1, groups=x.shape[1])[..., :x.shape[-1]]
+            return F.silu(y) if silu else y
+
+        _module("causal_conv1d", causal_conv1d_fn=None)
+        _module("causal_conv1d.cpp_functions", causal_conv1d_fwd_function=causal_conv1d_fwd_function,
+                causal_conv1d_bwd_function=unused, causal_conv1d_update_function=unused)
+        done.append("causal_conv1d (PyTorch conv1d)")
     stub("selective_scan_cuda")
-    import mamba_ssm  # noqa: F401 (first: it imports transformers, which must see the real torchvision or none)
+    # before the other stand-ins: it imports transformers, which must see the real torchvision or none (and after
+    # the conv shim: mamba_ssm's ssd_combined binds causal_conv1d's functions when it is first imported)
+    import mamba_ssm  # noqa: F401
 
     for name in ("kiui", "kiui.op"):
         stub(name, inverse_sigmoid=unused)
@@ -112,18 +126,6 @@ def install_stubs(conv_shim: bool = False) -> list[str]:
         return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
 
     stub("flash_attn", flash_attn_func=flash_attn_func)
-    if conv_shim and _missing("causal_conv1d"):
-        def causal_conv1d_fwd_function(x, weight, bias, seq_idx, initial_states, final_states_out, silu):
-            # x (b, d, l), weight (d, w): depthwise causal convolution
-            width = weight.shape[1]
-            y = F.conv1d(x, weight[:, None, :].to(x.dtype), None if bias is None else bias.to(x.dtype),
-                         padding=width - 1, groups=x.shape[1])[..., :x.shape[-1]]
-            return F.silu(y) if silu else y
-
-        _module("causal_conv1d", causal_conv1d_fn=None)
-        _module("causal_conv1d.cpp_functions", causal_conv1d_fwd_function=causal_conv1d_fwd_function,
-                causal_conv1d_bwd_function=unused, causal_conv1d_update_function=unused)
-        done.append("causal_conv1d (PyTorch conv1d)")
     return done
 
 
