@@ -205,3 +205,19 @@ def test_decode_one_scene_puts_gaussians_on_the_frames_rays():
     dyn.load_state_dict(model.state_dict())
     gd = dyn.decode(latents, cams, encode=small_encoder(), times=torch.linspace(0, 1, 9), target_time=0.5)
     assert gd.times is not None and (gd.times == 0.5).all() and len(gd.means) == len(g.means)
+
+
+def test_pixel_plucker_variant_reads_the_rays_themselves():
+    """plucker_from_latents off: the rays of every frame through a pixel patch of 8 frames × 16 × 16 (padded in
+    time by 4), one token per latent patch as with the tokenizer's latents."""
+    cfg = replace(TINY, plucker_from_latents=False)
+    model = randomised(cfg)
+    assert tuple(model.patch_plucker_embed.proj.weight.shape) == (cfg.dim, 6, 8, 16, 16)
+    latents, _, rays_o, rays_d, _ = tiny_inputs(cfg)
+    rays = torch.randn(1, 2, 17, 6, 32, 48)
+    with torch.no_grad():
+        a = model(latents, rays, rays_o, rays_d, prune=False)
+        b = model(latents, rays * 2, rays_o, rays_d, prune=False)
+    assert a.shape == (1, 2 * 17 * 4 * 6, 14) and (a - b).abs().max() > 1e-4
+    with pytest.raises(Exception, match="Plücker input must be"):
+        model(latents, rays[:, :, :-1], rays_o, rays_d)
