@@ -125,6 +125,7 @@ COMMANDS = {
     "eval decoder": ["--worlds", "--decoder", "--keep-fraction", "--views"],
     "eval decoder4d": ["--decoder4d", "--decoder", "--no-baseline", "--clip-frames"],
     "eval video-teacher": ["--worlds", "--camera", "--trajectories", "--reversed"],
+    "convert lyra1-decoder": ["--variant", "--force"],
 }
 
 

@@ -11,6 +11,7 @@ command                                                module                   
 ``lyra3d train depth|tokenizer|video-model|...``       :mod:`.train`               :mod:`lyra3d.train`
 ``lyra3d sdg``                                         :mod:`.sdg`                 :mod:`lyra3d.data.sdg`
 ``lyra3d eval teacher|decoder|decoder4d|video-teacher``  :mod:`.eval`              :mod:`lyra3d.evaluation`
+``lyra3d convert lyra1-decoder``                       :mod:`.convert`             :mod:`lyra3d.models.lyra1_convert`
 =====================================================  ==========================  ===============================
 
 :mod:`.app` holds the typer app and what every command shares: a :class:`~lyra3d.errors.LyraError` or a usage
@@ -24,7 +25,7 @@ import sys
 from lyra3d.cli.app import app
 
 #: The command modules (each registers its commands), imported when typer first reads the app's commands.
-COMMANDS = ("generate", "render", "worlds", "export", "view", "train", "sdg", "eval")
+COMMANDS = ("generate", "render", "worlds", "export", "view", "train", "sdg", "eval", "convert")
 __all__ = ["app", "main", "COMMANDS"]
 
 

@@ -19,7 +19,7 @@ from lyra3d.errors import InputError
 #: (numerator, denominator) field pairs that must divide: attention splits ``dim`` over ``heads``.
 DIVISIBLE = (("dim", "heads"), ("text_dim", "text_heads"))
 #: Number fields that may be zero or negative (offsets, not sizes).
-SIGNED = {"distance_shift"}
+SIGNED = {"distance_shift", "prune_ratio", "random_ratio"}
 RESAVE = "fix the value or re-save the model (save_pretrained)"
 #: Keys of config.json that describe the checkpoint rather than the model's config.
 META_KEYS = ("model_type", "_class_name", "_lyra3d_version")

@@ -71,6 +71,48 @@ class Decoder4DConfig(DecoderConfig):
 
 
 @dataclass
+class Lyra1DecoderConfig:
+    """Lyra-1's official 3DGS decoder (``LatentRecon``, issue 24); defaults: the released checkpoints' settings
+    (Lyra-1 configs/training/default.yaml + 3dgs_res_704_1280_views_121_multi_6[_dynamic]_prune.yaml). The
+    official option names are in the comments."""
+
+    latent_channels: int = 16  # num_latent_c
+    temporal_compression: int = 8  # latent_time_compression: the tokenizer's frames per latent frame
+    spatial_compression: int = 8  # latent_spat_compression
+    patch_size: int = 2  # latent pixels per token side
+    patch_size_temporal: int = 1
+    dim: int = 512  # enc_embed_dim
+    depth: int = 16  # enc_depth
+    heads: int = 8  # enc_num_heads
+    mlp_ratio: float = 4.0
+    use_mamba: bool = True  # use_mamba (+ llrm_7m1t): Mamba2 blocks with a transformer block every ...
+    transformer_every: int = 8  # llrm_7m1t_index: block i is a transformer block when (i + 1) % 8 == 0
+    mamba_d_state: int = 256
+    mamba_d_conv: int = 4
+    mamba_expand: int = 2
+    mamba_headdim: int = 64
+    mamba_chunk_size: int = 256
+    mamba_directions: int = 2  # scan_type "bi": forward and reversed
+    output_factor: list[int] = field(default_factory=lambda: [1, 8, 8])  # patch_size_out_factor: pixels/Gaussian
+    output_dims: int = 12  # distance 1, rgb 3, scale 3, rotation 4, opacity 1
+    plucker_from_latents: bool = True  # plucker_embedding_vae: the rays (o×d, d) encoded by the tokenizer
+    time_embedding: bool = True  # the time embeddings exist (both released checkpoints hold them) ...
+    dynamic: bool = False  # use_time_embedding: ... and are used (lyra_dynamic.pt)
+    near: float = 0.1  # dnear
+    far: float = 500.0  # dfar
+    distance_shift: float = -1.65  # pre_sigmoid_distance_shift
+    scale_cap: float = 0.3  # gaussian_scale_cap (metres: not relative to the distance)
+    prune_ratio: float = 0.8  # gaussians_prune_ratio: drop this share, the least opaque (Long-LRM pruning)
+    random_ratio: float = 0.0  # gaussians_random_ratio: share of the kept ones drawn at random from the rest
+    head_chunk_frames: int = 16  # decoded frames per chunk of the transposed-convolution head (memory bound)
+
+    @property
+    def gaussian_stride(self) -> int:
+        """Pixels per Gaussian side."""
+        return self.output_factor[1]
+
+
+@dataclass
 class DepthNetConfig:
     base_channels: int = 32
     levels: int = 4
@@ -130,4 +172,5 @@ CONFIGS: dict[str, type] = {
     "lyra3d-text-to-image": TextToImageConfig,
     "lyra3d-video-tokenizer": TokenizerConfig,
     "lyra3d-video-dit": VideoModelConfig,
+    "lyra1-3dgs-decoder": Lyra1DecoderConfig,
 }
