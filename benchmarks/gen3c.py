@@ -31,9 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from lyra3d.models.gen3c import GEN3C_COSMOS_7B, Gen3CConfig, build_gen3c_transformer  # noqa: E402
-from lyra3d.models.gen3c_conditioning import NUM_STEPS, condition_indicator  # noqa: E402
-from lyra3d.models.gen3c_sampling import Gen3CCondition, denoise_step, edm_sigmas  # noqa: E402
+from lyra3d.models.gen3c import GEN3C_COSMOS_7B, Gen3CConfig, build_gen3c_transformer
+from lyra3d.models.gen3c_conditioning import NUM_STEPS, condition_indicator
+from lyra3d.models.gen3c_sampling import Gen3CCondition, denoise_step, edm_sigmas
 
 TRAJECTORIES = 6
 OFFICIAL = "official code (nv-tlabs/lyra issues): ~43 GB peak with full offloading; ~14 min per trajectory on an A100"
@@ -108,7 +108,7 @@ def transformer_rows(args, device, config, latent, text_len) -> list[dict]:
             traj = extra + NUM_STEPS * step
             rows.append(dict(setting=setting, step=step, traj=traj, scene=TRAJECTORIES * traj, peak=peak_gib(device),
                              note=note))
-        except Exception as e:  # noqa: BLE001 - a row that fails is reported and the table goes on
+        except Exception as e:
             if not is_oom(e):
                 raise
             rows.append(dict(setting=setting, step=None, traj=None, scene=None, peak=peak_gib(device),
@@ -144,7 +144,6 @@ def transformer_rows(args, device, config, latent, text_len) -> list[dict]:
                                        offload_type="block_level", num_blocks_per_group=1, use_stream=True)
             return time_step(model, cond, device, args.steps), 0.0
         row("group offload, block level, 1 block/group, streams", group, "diffusers enable_group_offload")
-    del model
     return rows
 
 
@@ -162,7 +161,8 @@ def vae_rows(args, device, vae_cfg, latent) -> list[dict]:
     for tiled in (False, True):
         (vae.enable_tiling if tiled else vae.disable_tiling)()
         reset_peak(device)
-        name = f"AutoencoderKLCosmos decode {latent[0]} latent → {1 + 8 * (latent[0] - 1)} frames, tiling {'on' if tiled else 'off'}"
+        name = (f"AutoencoderKLCosmos decode {latent[0]} latent → {1 + 8 * (latent[0] - 1)} frames, "
+                f"tiling {'on' if tiled else 'off'}")
         try:
             with torch.no_grad():
                 sync(device)
@@ -173,7 +173,7 @@ def vae_rows(args, device, vae_cfg, latent) -> list[dict]:
             rows.append(dict(setting=name, step=sec, traj=sec, scene=TRAJECTORIES * sec, peak=peak_gib(device),
                              note=f"output {tuple(out.shape)}"))
             del out
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if not is_oom(e):
                 raise
             rows.append(dict(setting=name, step=None, traj=None, scene=None, peak=peak_gib(device),

@@ -25,5 +25,6 @@ def gen3c(
 
     summary = convert_gen3c_checkpoint(checkpoint, out_dir, dtype=dtype, force=force)
     kind = "GEN3C-Cosmos-7B" if summary["is_gen3c_cosmos_7b"] else "a GEN3C network of other sizes"
-    err.print(f"wrote {out_dir}: {kind}, {summary['tensors']} tensors, {summary['parameters'] / 1e9:.2f} B "
-              f"parameters ({summary['dtype']}); dropped {len(summary['dropped'])} non-network keys", highlight=False)
+    err.print(f"wrote {out_dir}: {kind}, {summary['tensors']} tensors, {summary['parameters']:,} "
+              f"parameters ({summary['dtype']}); dropped {len(summary['dropped'])} non-network keys", highlight=False,
+              soft_wrap=True)

@@ -80,7 +80,7 @@ class Gen3CConfig:
                     concat_padding_mask=self.concat_padding_mask, extra_pos_embed_type="learnable")
 
     @classmethod
-    def from_diffusers(cls, cfg, frame_buffer_max: int | None = None) -> "Gen3CConfig":
+    def from_diffusers(cls, cfg, frame_buffer_max: int | None = None) -> Gen3CConfig:
         """The GEN3C config of a ``CosmosTransformer3DModel`` config (a mapping); ``frame_buffer_max`` from the
         channel count (``in_channels = C + 1 + 2·C·buffers``) unless given. One-line error for any other layout."""
         c = int(cfg.get("out_channels", 16))

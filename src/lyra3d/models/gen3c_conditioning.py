@@ -62,7 +62,8 @@ def buffer_pixel_noise(pixels: Tensor, strength: float, generator: torch.Generat
     return pixels + noise * scale.reshape(1, 1, n, 1, 1, 1)
 
 
-def encode_buffers(encode: Callable[[Tensor], Tensor], pixels: Tensor, masks: Tensor, frame_buffer_max: int = 2) -> Tensor:
+def encode_buffers(encode: Callable[[Tensor], Tensor], pixels: Tensor, masks: Tensor,
+                   frame_buffer_max: int = 2) -> Tensor:
     """The warped buffers as the network's extra channels.
 
     Args:
@@ -123,7 +124,8 @@ def condition_indicator(latent_frames: int, num_condition_t: int = NUM_CONDITION
     return ind
 
 
-def condition_input_mask(indicator: Tensor, batch: int, height: int, width: int, video_cond_bool: bool = True) -> Tensor:
+def condition_input_mask(indicator: Tensor, batch: int, height: int, width: int,
+                         video_cond_bool: bool = True) -> Tensor:
     """The network's condition-mask channel ``(B, 1, T', h, w)``: the indicator broadcast (``video_cond_bool``),
     or zeros (the unconditional pass of ``add_input_frames_guidance``, off in the official scripts)."""
     shape = (batch, 1, indicator.shape[2], height, width)
