@@ -15,8 +15,9 @@ is not. Each row catches out-of-memory and goes on.
 Rows: all on the GPU; model CPU offload (the whole network moved to the GPU for a trajectory and back: its cost
 is one transfer per trajectory); diffusers group offloading, block level, one block per group, with CUDA streams
 (prefetching the next block while one runs) from pinned CPU memory. Then AutoencoderKLCosmos (the CV8x8x8 config,
-random weights, bf16) decoding 16 latent frames to 121 frames of 704x1280, with diffusers' tiling off and on
-(diffusers 0.42's AutoencoderKLCosmos records ``use_tiling`` but its decode does not tile: the row shows it).
+random weights, bf16) decoding 16 latent frames to 121 frames of 704x1280: whole, and in overlapping spatial tiles
+(:func:`lyra3d.models.vae_tiling.decode_spatial_tiles`; diffusers 0.42's AutoencoderKLCosmos records
+``enable_tiling`` but its decode does not tile).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from lyra3d.models.gen3c import GEN3C_COSMOS_7B, Gen3CConfig, build_gen3c_transformer
 from lyra3d.models.gen3c_conditioning import NUM_STEPS, condition_indicator
 from lyra3d.models.gen3c_sampling import Gen3CCondition, denoise_step, edm_sigmas
+from lyra3d.models.vae_tiling import decode_spatial_tiles
 
 TRAJECTORIES = 6
 OFFICIAL = "official code (nv-tlabs/lyra issues): ~43 GB peak with full offloading; ~14 min per trajectory on an A100"
@@ -158,16 +160,21 @@ def vae_rows(args, device, vae_cfg, latent) -> list[dict]:
     finally:
         torch.set_default_dtype(torch.float32)
     z = torch.randn(1, 16, *latent, device=device, dtype=torch.bfloat16)
-    for tiled in (False, True):
-        (vae.enable_tiling if tiled else vae.disable_tiling)()
+    tile, overlap = (6, 2) if args.tiny else (48, 8)
+
+    def tiled():
+        return decode_spatial_tiles(lambda t: vae.decode(t).sample, z, 8, tile=tile, overlap=overlap)
+
+    modes = {"whole": lambda: vae.decode(z).sample,
+             f"spatial tiles of {tile} latent px, overlap {overlap} (lyra3d.models.vae_tiling)": tiled}
+    for mode, run in modes.items():
         reset_peak(device)
-        name = (f"AutoencoderKLCosmos decode {latent[0]} latent → {1 + 8 * (latent[0] - 1)} frames, "
-                f"tiling {'on' if tiled else 'off'}")
+        name = f"AutoencoderKLCosmos decode {latent[0]} latent → {1 + 8 * (latent[0] - 1)} frames, {mode}"
         try:
             with torch.no_grad():
                 sync(device)
                 t0 = time.perf_counter()
-                out = vae.decode(z).sample
+                out = run()
                 sync(device)
             sec = time.perf_counter() - t0
             rows.append(dict(setting=name, step=sec, traj=sec, scene=TRAJECTORIES * sec, peak=peak_gib(device),
