@@ -12,10 +12,11 @@ writes its ``state_dict`` names and shapes, prefixed ``net.`` as in the released
     python tools/gen3c_official_keys.py --lyra /path/to/lyra-checkout --out keys.json
 
 Needs ``einops`` (the patch embedding's ``Rearrange`` layer is real). Stubbed, because a CPU machine cannot
-import them and they hold no parameter of the network: ``transformer_engine`` (its ``RMSNorm`` replaced by a
-module with one ``weight`` of the normalised size, the parameter Transformer Engine's RMSNorm holds; its
-``DotProductAttention`` by a parameterless module — Transformer Engine adds ``_extra_state`` entries for FP8
-metadata, which the converter drops), ``megatron.core.parallel_state``, ``hydra``'s ConfigStore, lyra's
+import them: ``transformer_engine`` (its ``RMSNorm`` replaced by a module with one ``weight`` of the normalised
+size, the parameter Transformer Engine's RMSNorm holds, and its formula; its ``DotProductAttention`` by
+parameterless softmax attention — Transformer Engine adds ``_extra_state`` entries for FP8 metadata, which the
+converter drops; ``apply_rotary_pos_emb`` by the non-interleaved rotation: these forwards serve
+``tools/gen3c_parity.py``), ``megatron.core.parallel_state``, ``hydra``'s ConfigStore, lyra's
 ``cosmos_predict1.utils.{log,distributed,lazy_config}`` (logging, process groups, the LazyCall config system),
 and ``torchvision`` where it is not installed (only used in the forward pass). ``Tensor.cuda`` is made a no-op
 while the network is built (its RoPE puts two non-persistent buffers on the GPU).
@@ -36,7 +37,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-STUBBED = ["transformer_engine (RMSNorm -> module with `weight`; DotProductAttention -> parameterless module)",
+STUBBED = ["transformer_engine (RMSNorm -> module with `weight` and TE's RMSNorm formula; DotProductAttention -> "
+           "parameterless softmax attention; apply_rotary_pos_emb -> the non-interleaved rotation)",
            "megatron.core.parallel_state", "hydra.core.config_store", "cosmos_predict1.utils.log",
            "cosmos_predict1.utils.distributed", "cosmos_predict1.utils.lazy_config (LazyCall records kwargs)",
            "torchvision (only if not installed)", "torch.Tensor.cuda (no-op while building)"]
@@ -51,16 +53,41 @@ def _module(name: str, **attrs) -> types.ModuleType:
 
 
 class _RMSNorm(nn.Module):
-    """Stand-in for ``transformer_engine.pytorch.RMSNorm``: its one parameter, ``weight`` (hidden,)."""
+    """Stand-in for ``transformer_engine.pytorch.RMSNorm``: its one parameter, ``weight`` (hidden,), and its
+    documented operation ``x / sqrt(mean(x²) + eps) · weight`` (zero_centered_gamma off), computed in float32."""
 
     def __init__(self, hidden_size, eps=1e-5, **_):
         super().__init__()
+        self.eps = eps
         self.weight = nn.Parameter(torch.ones(hidden_size))
+
+    def forward(self, x):
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()).to(x.dtype)
 
 
 class _DotProductAttention(nn.Module):
+    """Stand-in for ``transformer_engine.pytorch.attention.DotProductAttention`` with ``qkv_format="sbhd"`` and no
+    mask: softmax attention scaled by 1/sqrt(head dim); ``(s, b, h, d)`` in, ``(s, b, h·d)`` out. No parameters."""
+
     def __init__(self, *args, **kwargs):
         super().__init__()
+
+    def forward(self, q, k, v, **_):
+        out = nn.functional.scaled_dot_product_attention(*(t.permute(1, 2, 0, 3) for t in (q, k, v)))
+        return out.permute(2, 0, 1, 3).flatten(2)
+
+
+def _apply_rotary_pos_emb(t, freqs, tensor_format="sbhd", fused=True):
+    """Stand-in for Transformer Engine's ``apply_rotary_pos_emb`` (``sbhd``): the non-interleaved rotation
+    ``t·cos + rotate_half(t)·sin`` on the first ``freqs.shape[-1]`` channels, ``rotate_half([a, b]) = [-b, a]``."""
+    assert tensor_format == "sbhd"
+    rot = freqs.shape[-1]
+    x, rest = t[..., :rot], t[..., rot:]
+    a, b = x.float().chunk(2, dim=-1)
+    cos, sin = freqs.cos(), freqs.sin()
+    out = x.float() * cos + torch.cat([-b, a], dim=-1) * sin
+    return torch.cat([out.to(t.dtype), rest], dim=-1)
 
 
 class _AttrDict(dict):
@@ -80,7 +107,7 @@ def install_stubs() -> None:
     te_pt = _module("transformer_engine.pytorch", RMSNorm=_RMSNorm)
     _module("transformer_engine", pytorch=te_pt)
     _module("transformer_engine.pytorch.attention", DotProductAttention=_DotProductAttention,
-            apply_rotary_pos_emb=lambda *a, **k: None)
+            apply_rotary_pos_emb=_apply_rotary_pos_emb)
     ps = _module("megatron.core.parallel_state", is_initialized=lambda: False)
     _module("megatron.core", parallel_state=ps)
     _module("megatron", core=sys.modules["megatron.core"])
@@ -107,7 +134,10 @@ def install_stubs() -> None:
     try:
         import torchvision  # noqa: F401
     except ImportError:
-        _module("torchvision", transforms=types.SimpleNamespace())
+        resize = lambda img, size, interpolation=None, **_: nn.functional.interpolate(img, size=list(size),  # noqa: E731
+                                                                                         mode="nearest")
+        _module("torchvision", transforms=types.SimpleNamespace(
+            functional=types.SimpleNamespace(resize=resize), InterpolationMode=types.SimpleNamespace(NEAREST="nearest")))
 
 
 def export_tree(args) -> tuple[Path, str]:
