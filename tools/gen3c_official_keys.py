@@ -134,10 +134,12 @@ def install_stubs() -> None:
     try:
         import torchvision  # noqa: F401
     except ImportError:
-        resize = lambda img, size, interpolation=None, **_: nn.functional.interpolate(img, size=list(size),  # noqa: E731
-                                                                                         mode="nearest")
-        _module("torchvision", transforms=types.SimpleNamespace(
-            functional=types.SimpleNamespace(resize=resize), InterpolationMode=types.SimpleNamespace(NEAREST="nearest")))
+        def resize(img, size, interpolation=None, **_):
+            return nn.functional.interpolate(img, size=list(size), mode="nearest")
+
+        nearest = types.SimpleNamespace(NEAREST="nearest")
+        _module("torchvision", transforms=types.SimpleNamespace(functional=types.SimpleNamespace(resize=resize),
+                                                                InterpolationMode=nearest))
 
 
 def export_tree(args) -> tuple[Path, str]:
