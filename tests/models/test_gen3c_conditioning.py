@@ -131,3 +131,22 @@ def test_network_input_order_and_guidance():
     with pytest.raises(InputError, match="do not match"):
         network_input(x, m, b[:, :, :2])
     assert torch.equal(guided(torch.tensor(3.0), torch.tensor(1.0), 1.0), torch.tensor(5.0))
+
+
+def test_build_condition_from_lyra3d_conventions():
+    from lyra3d.models.gen3c_sampling import build_condition
+
+    g = torch.Generator().manual_seed(3)
+    rgb = torch.rand(9, 1, 3, 8, 8, generator=g)
+    mask = (torch.rand(9, 1, 1, 8, 8, generator=g) > 0.5).float()
+    image = torch.rand(3, 8, 8, generator=g)
+    text = torch.zeros(1, 2, 4)
+    cond = build_condition(_toy_encoder, image, rgb, mask, text, text)
+    pix = torch.where(mask > 0, rgb * 2 - 1, -torch.ones_like(rgb))  # holes at -1, as forward_warp writes them
+    assert torch.allclose(cond.buffers, encode_buffers(_toy_encoder, pix[None], mask[None]))
+    want = torch.zeros(1, 3, 9, 8, 8)
+    want[:, :, 0] = image * 2 - 1
+    assert torch.allclose(cond.gt_latent, _toy_encoder(want))
+    assert cond.indicator.flatten().tolist() == [1.0, 0.0, 0.0]
+    with pytest.raises(InputError, match="does not match"):
+        build_condition(_toy_encoder, image[:, :4], rgb, mask, text, text)

@@ -14,18 +14,24 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from lyra3d.errors import InputError
 from lyra3d.models.gen3c_conditioning import (
     AUGMENT_SIGMA,
     FPS,
     GUIDANCE,
+    NUM_CONDITION_LATENT_FRAMES,
     NUM_STEPS,
     SIGMA_DATA,
     SIGMA_MAX,
     SIGMA_MIN,
     augment_condition_frames,
+    buffer_pixel_noise,
     c_in,
+    condition_indicator,
     condition_input_mask,
     condition_output,
+    condition_video,
+    encode_buffers,
     guided,
     network_input,
 )
@@ -46,6 +52,34 @@ class Gen3CCondition:
     text: Tensor
     negative_text: Tensor
     fps: int = FPS
+
+
+def build_condition(encode, image: Tensor, warped_rgb: Tensor, warped_mask: Tensor, text: Tensor,
+                    negative_text: Tensor, frame_buffer_max: int = 2, noise_aug_strength: float = 0.0,
+                    generator: torch.Generator | None = None, fps: int = FPS) -> Gen3CCondition:
+    """One trajectory's :class:`Gen3CCondition` from lyra3d's conventions, as the official single-image scripts
+    build it.
+
+    Args:
+        encode: the official ``encode``: ``(1, 3, T, H, W)`` in [-1, 1] → ``(1, C, T', h, w)`` × ``sigma_data``
+            (:func:`~lyra3d.models.gen3c_conditioning.cosmos_encoder`).
+        image: the input image ``(3, H, W)`` in [0, 1] (the condition: frame 0 of a ``T``-frame video, the rest 0).
+        warped_rgb: the warped cache ``(T, N, 3, H, W)`` in [0, 1] (``N`` buffers; one for a single image).
+        warped_mask: ``(T, N, 1, H, W)`` in {0, 1}; rgb outside the mask becomes -1 (``forward_warp``'s holes).
+        text, negative_text: T5 embeddings ``(1, L, D)`` of the prompt and the negative prompt.
+        noise_aug_strength: the official ``--noise_aug_strength`` (pixel noise on older buffers; default 0).
+    """
+    if warped_rgb.ndim != 5 or warped_mask.shape != (*warped_rgb.shape[:2], 1, *warped_rgb.shape[3:]):
+        raise InputError(f"warped rgb (T, N, 3, H, W) and mask (T, N, 1, H, W) expected, got "
+                         f"{tuple(warped_rgb.shape)} and {tuple(warped_mask.shape)}")
+    if image.shape != warped_rgb.shape[2:]:
+        raise InputError(f"image {tuple(image.shape)} does not match the warped frames {tuple(warped_rgb.shape[2:])}")
+    pixels = (torch.where(warped_mask > 0, warped_rgb, torch.zeros_like(warped_rgb)) * 2 - 1)[None]
+    pixels = buffer_pixel_noise(pixels, noise_aug_strength, generator) if noise_aug_strength else pixels
+    buffers = encode_buffers(encode, pixels, warped_mask[None].to(pixels.dtype), frame_buffer_max)
+    gt = encode(condition_video(image[None] * 2 - 1, warped_rgb.shape[0]))
+    return Gen3CCondition(gt_latent=gt, indicator=condition_indicator(gt.shape[2], NUM_CONDITION_LATENT_FRAMES, gt),
+                          buffers=buffers, text=text, negative_text=negative_text, fps=fps)
 
 
 def edm_sigmas(num_steps: int = NUM_STEPS, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX,
