@@ -114,7 +114,15 @@ class Teacher:
                         depth: str | Path | None = None, device: str | torch.device = "cpu",
                         config: TeacherConfig | None = None) -> "Teacher":
         """The shipped teacher, or parts from folders (a diffusers VAE folder works as the tokenizer, a transformers
-        depth-estimation folder as the depth: :func:`lyra3d.models.hf_depth.load_depth`)."""
+        depth-estimation folder as the depth: :func:`lyra3d.models.hf_depth.load_depth`). A diffusers Wan VACE folder
+        (``model_index.json``) as ``video_model`` gives a :class:`lyra3d.pipelines.vace_teacher.VACETeacher`, whose
+        tokenizer is the VACE's own VAE."""
+        from lyra3d.models.diffusers_vace import is_diffusers_folder
+
+        if video_model is not None and is_diffusers_folder(video_model):
+            from lyra3d.pipelines.vace_teacher import VACETeacher
+
+            return VACETeacher.from_pretrained(tokenizer, video_model, depth, device, config)
         estimator = load_depth(depth, device)  # first: a bad depth folder is refused before the larger parts load
         tok = load_tokenizer(tokenizer or shipped_weights(DEFAULT_TOKENIZER_WEIGHTS), device)
         vm = VideoDiffusionModel.from_pretrained(video_model or shipped_weights(DEFAULT_VIDEO_MODEL_WEIGHTS), device)
