@@ -279,8 +279,7 @@ class VACEVideoModel:
         ``video``/``mask (V, 3, T, H, W)`` (:func:`vace_control`), one trajectory at a time through the pipeline's
         ``prepare_video_latents`` and ``prepare_masks``."""
         v, _, t, h, w = video.shape
-        if self.plan is None or self._device.type == "cuda":
-            self.place(v, t, h, w)
+        self.place(v, t, h, w)  # the batch for this many trajectories of this size (the setting: at the first call)
         out = []
         for i in range(v):
             vid = video[i:i + 1].to(self._device, torch.float32)
