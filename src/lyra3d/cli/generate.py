@@ -76,6 +76,8 @@ def generate(
     movement_factor: Optional[float] = typer.Option(None, "--movement-factor", min=0.001, max=L.MAX_MOVEMENT_FACTOR, help="Scale of the trajectories' "
                                                     "camera motion (default: 1)."),
     steps: Optional[int] = typer.Option(None, min=1, max=L.MAX_STEPS, help="Sampler steps of the video model (default: 4)."),
+    guidance: Optional[float] = typer.Option(None, min=0.0, max=L.MAX_GUIDANCE, help="Classifier-free guidance of "
+                                             "the video model (1: none, the default; a Wan VACE teacher wants ~5)."),
     seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="Random seed; the same seed gives the same scene (default: 0)."),
     preset: Optional[str] = typer.Option(None, help="Resolution preset (default: default = 320x176, 17 frames per "
                                          "trajectory, the shipped models' native size)."),
@@ -139,6 +141,7 @@ def generate(
         if text_to_image is not None and prompts is None:
             raise InputError("--text-to-image is for --prompts (it makes each input image from its prompt)")
         over = {"trajectories": trajectories, "movement_factor": movement_factor, "steps": steps, "seed": seed,
+                "guidance": guidance,
                 "preset": preset, "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None,
                 "output_times": times, "keep_input": keep_input, "reconstruct": reconstruct,
                 "optimize_steps": optimize_steps, "optimize_seconds": optimize_seconds}
@@ -183,7 +186,8 @@ def generate(
     if video is not None and reconstruct is not None:
         raise InputError("--reconstruct is for --image and --text (a video's scenes come from the 4D decoder)")
     overrides = {"trajectories": parse_trajectories(trajectories) if trajectories is not None else None,
-                 "movement_factor": movement_factor, "steps": steps, "seed": seed, "preset": preset,
+                 "movement_factor": movement_factor, "steps": steps, "guidance": guidance, "seed": seed,
+                 "preset": preset,
                  "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None, "output_times": times,
                  "keep_input": keep_input, "reconstruct": reconstruct, "optimize_steps": optimize_steps,
                  "optimize_seconds": optimize_seconds}

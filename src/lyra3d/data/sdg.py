@@ -428,7 +428,7 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
     split of its manifest; ``augment``: views per image, :func:`image_inputs`). ``frames`` per trajectory
     (1 + 4·m; images and worlds); ``width``/``height`` of the inputs; the teacher's sampler ``steps``,
     ``guidance`` and ``seed``; ``tokenizer``/``video_model``/``depth`` folders (default: the shipped ones; a diffusers
-    Wan VACE ``video_model`` brings its VAE as the tokenizer: :mod:`lyra3d.pipelines.vace_teacher`); ``threads``:
+    Wan VACE ``video_model`` brings its VAE as the tokenizer: :mod:`lyra3d.pipelines.teacher.VACETeacher`); ``threads``:
     CPU threads of this process (0: the CPU count / ``num_shards``). ``progress``: as :func:`generate`. On a Ray
     cluster: :func:`lyra3d.data.sdg_ray.run_sdg_ray` (the same arguments, no shards)."""
     check_sdg_inputs(worlds, clips, images, width, height)
