@@ -273,3 +273,43 @@ def tiny_sd_pipeline():
     """``tiny_sd_pipeline(folder, seed=0) -> folder``: a tiny random diffusers Stable Diffusion pipeline folder
     (native size 64 px: a sample size of 32 latent pixels × the VAE's factor 2)."""
     return _tiny_sd_pipeline
+
+
+def _tiny_vace_pipeline(folder: Path, seed: int = 0, z_dim: int = 4) -> Path:
+    """A tiny random diffusers Wan VACE pipeline folder (``WanVACEPipeline``): a 2-layer VACE transformer (one VACE
+    layer), a Wan VAE of the real factors (8x spatial, 4x temporal) with ``z_dim`` channels and non-trivial latent
+    statistics, a 1-layer UMT5 text encoder, and a word-level tokenizer written here (tokenizers' WordLevel in a
+    PreTrainedTokenizerFast: no sentencepiece model and nothing downloaded), UniPC flow scheduler as Wan's."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanVACEPipeline, WanVACETransformer3DModel
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    words = ["<pad>", "</s>", "<unk>", "a", "red", "sphere", "on", "floor", "blue", "sky", "room", "cat"]
+    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    torch.manual_seed(seed)
+    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(words), d_model=16, d_kv=8, d_ff=32, num_layers=1,
+                                               num_heads=2, relative_attention_num_buckets=8, pad_token_id=0,
+                                               eos_token_id=1, decoder_start_token_id=0))
+    vae = AutoencoderKLWan(base_dim=8, z_dim=z_dim, dim_mult=[1, 2, 4, 4], num_res_blocks=1, attn_scales=[],
+                           temperal_downsample=[False, True, True],
+                           latents_mean=[0.1 * (i - z_dim / 2) for i in range(z_dim)],
+                           latents_std=[0.5 + 0.25 * i for i in range(z_dim)])
+    transformer = WanVACETransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
+                                            in_channels=z_dim, out_channels=z_dim, text_dim=16, freq_dim=16,
+                                            ffn_dim=32, num_layers=2, rope_max_seq_len=32, vace_layers=[0],
+                                            vace_in_channels=2 * z_dim + 64)
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0,
+                                        num_train_timesteps=1000)
+    pipe = WanVACEPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler,
+                           transformer=transformer)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_vace_pipeline():
+    """``tiny_vace_pipeline(folder, seed=0, z_dim=4) -> folder``: a tiny random diffusers Wan VACE pipeline folder
+    (frames 1 + 4m, sides multiples of 16)."""
+    return _tiny_vace_pipeline

@@ -119,3 +119,16 @@ def test_bad_folders_give_one_line_and_leave_nothing(tmp_path, folders, args, fr
     r = invoke("generate", *args, "--out", out)
     assert_one_line_error(r.exit_code, r.stderr, *fragments)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_video_model_folder_that_is_not_vace_is_one_line(tmp_path, invoke, assert_one_line_error, tiny_sd_pipeline,
+                                                            world_image, save_png):
+    """--video-model with a diffusers pipeline that takes no control video + mask (issue 23): one line, no output."""
+    pytest.importorskip("diffusers")
+    image = save_png(world_image(), tmp_path / "in.png")
+    sd = tiny_sd_pipeline(tmp_path / "sd")
+    r = invoke("generate", "--image", image, "--video-model", sd, "--out", tmp_path / "o")
+    assert_one_line_error(r.exit_code, r.stderr, "holds a diffusers StableDiffusionPipeline, not a control-video + mask")
+    assert not (tmp_path / "o").exists()
+    r = invoke("generate", "--image", image, "--video-model", tmp_path / "nowhere", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and "nowhere" in r.stderr

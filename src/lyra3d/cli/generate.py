@@ -60,6 +60,11 @@ def generate(
                                          "downloaded): a transformers depth-estimation model (Depth Anything V1/V2, "
                                          "DPT, Depth Pro, ZoeDepth, ...; pip install 'lyra3d[real]') or a lyra3d "
                                          "depth network; replaces the depth part."),
+    video_model: Optional[Path] = typer.Option(None, "--video-model", help="Video model folder, local only: a "
+                                               "diffusers Wan 2.1 VACE pipeline (model_index.json; 1.3B or 14B; pip "
+                                               "install 'lyra3d[real]'): the warped 3D cache is its control video, "
+                                               "its VAE the tokenizer; or a lyra3d video model. Replaces the video "
+                                               "model part."),
     text_to_image: Optional[Path] = typer.Option(None, "--text-to-image", help="--text: a text-to-image folder, "
                                                  "local only (nothing is downloaded): a diffusers pipeline "
                                                  "(model_index.json: SD, SDXL, SD3, PixArt, Sana, Flux, ...; pip "
@@ -71,6 +76,8 @@ def generate(
     movement_factor: Optional[float] = typer.Option(None, "--movement-factor", min=0.001, max=L.MAX_MOVEMENT_FACTOR, help="Scale of the trajectories' "
                                                     "camera motion (default: 1)."),
     steps: Optional[int] = typer.Option(None, min=1, max=L.MAX_STEPS, help="Sampler steps of the video model (default: 4)."),
+    guidance: Optional[float] = typer.Option(None, min=0.0, max=L.MAX_GUIDANCE, help="Classifier-free guidance of "
+                                             "the video model (1: none, the default; a Wan VACE teacher wants ~5)."),
     seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="Random seed; the same seed gives the same scene (default: 0)."),
     preset: Optional[str] = typer.Option(None, help="Resolution preset (default: default = 320x176, 17 frames per "
                                          "trajectory, the shipped models' native size)."),
@@ -128,9 +135,13 @@ def generate(
                              "redo it)")
         if videos is not None and reconstruct is not None:
             raise InputError("--reconstruct is for --images and --prompts (a video's scenes come from the 4D decoder)")
+        if video_model is not None:
+            raise InputError("--video-model is for one scene; for many, put it in a weights folder (--weights DIR "
+                             "holding DIR/video_model)")
         if text_to_image is not None and prompts is None:
             raise InputError("--text-to-image is for --prompts (it makes each input image from its prompt)")
         over = {"trajectories": trajectories, "movement_factor": movement_factor, "steps": steps, "seed": seed,
+                "guidance": guidance,
                 "preset": preset, "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None,
                 "output_times": times, "keep_input": keep_input, "reconstruct": reconstruct,
                 "optimize_steps": optimize_steps, "optimize_seconds": optimize_seconds}
@@ -175,7 +186,8 @@ def generate(
     if video is not None and reconstruct is not None:
         raise InputError("--reconstruct is for --image and --text (a video's scenes come from the 4D decoder)")
     overrides = {"trajectories": parse_trajectories(trajectories) if trajectories is not None else None,
-                 "movement_factor": movement_factor, "steps": steps, "seed": seed, "preset": preset,
+                 "movement_factor": movement_factor, "steps": steps, "guidance": guidance, "seed": seed,
+                 "preset": preset,
                  "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None, "output_times": times,
                  "keep_input": keep_input, "reconstruct": reconstruct, "optimize_steps": optimize_steps,
                  "optimize_seconds": optimize_seconds}
@@ -199,7 +211,8 @@ def generate(
 
     cls = pl.TextTo3DPipeline if prompt is not None else pl4.VideoTo4DPipeline if video is not None \
         else pl.ImageTo3DPipeline
-    folders = {"depth": depth, **({"text_to_image": text_to_image} if prompt is not None else {})}
+    folders = {"depth": depth, **({"text_to_image": text_to_image} if prompt is not None else {}),
+               **({"video_model": video_model} if video_model is not None else {})}
     pipe = cls.from_pretrained(weights, device=device, **folders)
     if prompt is not None and not quiet:
         unknown = pipe.unknown_words(prompt)

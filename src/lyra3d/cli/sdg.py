@@ -41,7 +41,11 @@ def sdg(
     seed: int = typer.Option(0, help="The sampler's seed."),
     tokenizer: Optional[Path] = typer.Option(None, help="Tokenizer folder: a lyra3d tokenizer or a diffusers video VAE (Wan 2.1, CogVideoX, LTX-Video, HunyuanVideo, Cosmos; default: the shipped one)."),
     video_model: Optional[Path] = typer.Option(None, "--video-model", help="Video model folder (default: the "
-                                               "shipped one)."),
+                                               "shipped one), or a local diffusers Wan 2.1 VACE folder (its VAE is "
+                                               "then the tokenizer)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights folder: its depth/, tokenizer/ "
+                                           "and video_model/ parts (e.g. video_model/ a Wan VACE folder) are the "
+                                           "teacher's; --tokenizer and --video-model replace them."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (a CUDA GPU when there is one)."),
     threads: int = typer.Option(0, help="CPU threads of this process (0: the CPU count / --num-shards)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -58,6 +62,16 @@ def sdg(
 
     if ray is not None and (shard != 0 or num_shards != 1):
         raise InputError("--ray hands the inputs out itself: leave out --shard and --num-shards")
+    depth = None
+    if weights is not None:
+        from lyra3d.pipelines.weights import resolve_weights
+
+        parts, _ = resolve_weights(weights)
+        tokenizer = tokenizer or parts.get("tokenizer")
+        video_model = video_model or parts.get("video_model")
+        depth = parts.get("depth")
+        if ray is not None and depth is not None:
+            raise InputError("--ray takes no depth part yet: leave depth/ out of the weights folder")
     defaults = TeacherConfig()
     frames = defaults.num_frames if frames is None else frames
     steps = defaults.steps if steps is None else steps
@@ -79,5 +93,6 @@ def sdg(
                               frames=frames, clip_frames=clip_frames,
                               camera=clip_camera, width=width, height=height, first_seed=first_seed, shard=shard,
                               num_shards=num_shards, steps=steps, guidance=guidance, seed=seed, tokenizer=tokenizer,
-                              video_model=video_model, device=device, threads=threads, progress=rows)
+                              video_model=video_model, device=device, threads=threads, progress=rows,
+                              **({"depth": depth} if depth is not None else {}))
     print(json.dumps({"written": written, "out": str(out)}))

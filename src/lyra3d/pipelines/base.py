@@ -16,10 +16,21 @@ from lyra3d.errors import InputError
 from lyra3d.models.modeling import CONFIG_NAME, shipped_weights
 from lyra3d.models.tokenizer import check_trajectory_frames
 from lyra3d.pipelines.config import GenerateConfig
-from lyra3d.pipelines.weights import _file_digest, _model_type, _save_part, resolve_weights, write_pipeline_json
+from lyra3d.pipelines.weights import (
+    _file_digest,
+    _model_type,
+    _save_part,
+    is_diffusers_pipeline,
+    resolve_weights,
+    write_pipeline_json,
+)
 
-def with_depth(parts: dict[str, Path], depth: str | Path | None) -> dict[str, Path]:
-    """A weights folder's parts with the depth part replaced by ``depth`` (``None``: kept)."""
+def with_depth(parts: dict[str, Path], depth: str | Path | None, video_model: str | Path | None = None
+               ) -> dict[str, Path]:
+    """A weights folder's parts with the depth part replaced by ``depth`` and the video model by ``video_model``
+    (``None``: kept)."""
+    if video_model is not None:
+        parts = {**parts, "video_model": Path(video_model).expanduser()}
     return parts if depth is None else {**parts, "depth": Path(depth).expanduser()}
 
 
@@ -63,18 +74,20 @@ class TeacherPipeline:
 
     @classmethod
     def from_pretrained(cls, weights: str | Path | None = None, device: str | torch.device | None = None,
-                        config: GenerateConfig | None = None, depth: str | Path | None = None):
+                        config: GenerateConfig | None = None, depth: str | Path | None = None,
+                        video_model: str | Path | None = None):
         """The shipped models (``weights=None``) or a weights folder (see the module docstring); parts the
         folder lacks are the shipped ones. ``config`` (default: the folder's ``pipeline.json``, else
         :class:`GenerateConfig`'s defaults) sets every call's defaults; ``device`` overrides its device.
-        ``depth`` (a lyra3d depth network or a local transformers depth-estimation folder) replaces the depth part.
+        ``depth`` (a lyra3d depth network or a local transformers depth-estimation folder) replaces the depth part;
+        ``video_model`` (a lyra3d video model or a local diffusers Wan VACE folder) the video model part.
 
         Raises:
             InputError: the folder is missing, holds no part, a part is broken or does not fit the others, or
                 no decoder exists (none in the folder and none shipped)."""
         t0 = time.perf_counter()
         parts, settings = resolve_weights(weights)
-        parts = with_depth(parts, depth)
+        parts = with_depth(parts, depth, video_model)
         reads = {"depth", "tokenizer", "video_model", cls.decoder_part}
         if parts and not (reads | {"text_to_image"}) & set(parts):  # e.g. a 4D decoder given for an image
             raise InputError(f"{weights} holds only {', '.join(p + '/' for p in parts)}, which this pipeline does "
@@ -102,11 +115,15 @@ class TeacherPipeline:
         shipped = {"depth": DEFAULT_DEPTH_WEIGHTS, "tokenizer": DEFAULT_TOKENIZER_WEIGHTS,
                    "video_model": DEFAULT_VIDEO_MODEL_WEIGHTS, cls.decoder_part: cls.decoder_part}
         sources = {k: parts.get(k, shipped_weights(v)) for k, v in shipped.items()}
+        vace = is_diffusers_pipeline(sources["video_model"])  # a Wan VACE folder: its VAE is the tokenizer
+        if vace and "tokenizer" not in parts:
+            sources["tokenizer"] = sources["video_model"] / "vae"
         if not (sources[cls.decoder_part] / CONFIG_NAME).is_file():
             raise InputError(f"no {cls.decoder_name} weights: the shipped one ({shipped_weights(cls.decoder_part)}) "
                              f"is not there; train one with `{cls.decoder_training}` and pass --weights DIR holding "
                              f"DIR/{cls.decoder_part}")
-        teacher = Teacher.from_pretrained(sources["tokenizer"], sources["video_model"], sources["depth"], device)
+        teacher = Teacher.from_pretrained(parts.get("tokenizer") if vace else sources["tokenizer"],
+                                          sources["video_model"], sources["depth"], device)
         decoder = cls._decoder_class().from_pretrained(sources[cls.decoder_part], device)
         return teacher, decoder, sources
 
@@ -149,6 +166,8 @@ class TeacherPipeline:
             raise InputError(f"cannot save the depth part: {type(t.depth).__name__} is not a trained network")
         parts = {"depth": depth, "tokenizer": t.tokenizer, "video_model": t.video_model,
                  self.decoder_part: self.decoder}
+        if getattr(t, "takes_prompt", False):  # a Wan VACE teacher: its VAE (the tokenizer) is saved with video_model
+            del parts["tokenizer"]
         for name, model in parts.items():
             _save_part(model, directory / name, self.sources.get(name))
         write_pipeline_json(directory, type(self).__name__, parts, self.config)

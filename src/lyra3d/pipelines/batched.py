@@ -63,6 +63,12 @@ def teacher_batch(teacher: Teacher, images: Tensor, camera: Cameras, seeds: Sequ
         raise InputError(f"{b} images need {b} seeds (and depths), got {len(seeds)}")
     if len(camera) != 1 or (camera.width, camera.height) != (w, h):
         raise InputError(f"camera must be one camera of the images' size {w}x{h}")
+    if getattr(teacher, "takes_prompt", False):  # a Wan VACE teacher batches the trajectories of one scene instead
+        out = [teacher(images[i], camera, depth=None if depths is None else depths[i], seed=int(seeds[i]))
+               for i in range(b)]
+        for stage in ("depth", "cache", "encode", "sample"):
+            say(stage, 1, 1)
+        return out
     images, camera = images.to(dev), camera.to(dev)
     # the video model's noise (drawn on the CPU, per scene) is drawn on a thread while the GPU works
     tok, v = teacher.tokenizer, len(cfg.trajectories)

@@ -217,7 +217,8 @@ class ImageTo3DPipeline(TeacherPipeline):
         if camera is None:
             camera = default_camera(p.width, p.height, p.fov_y_degrees)
         self._set_teacher(cfg, cfg.frames)
-        gen = self.teacher(image, camera, depth=depth, seed=cfg.seed, progress=clock)
+        text = {"prompt": prompt} if prompt and getattr(self.teacher, "takes_prompt", False) else {}  # a VACE teacher
+        gen = self.teacher(image, camera, depth=depth, seed=cfg.seed, progress=clock, **text)
         kept, frames, recon = self._reconstruct(gen, camera, cfg, clock)
         cam = camera.to(self.device)
         score = self._input_view_psnr(kept[0], cam, gen.image, cfg)

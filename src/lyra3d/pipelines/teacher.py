@@ -6,7 +6,9 @@ A :class:`Teacher` holds three swappable parts: a depth estimator, a tokenizer a
 loaded from a folder (``from_pretrained``) or the shipped defaults. :func:`video_teacher` is the same
 teacher for a video (video → 4D): one 3D cache per input frame, each lifted with its own depth and warped
 into the camera at the same index of every trajectory, so frame ``t`` of each trajectory shows the scene at
-the time of input frame ``t``.
+the time of input frame ``t``. :class:`VACETeacher` is the teacher with a diffusers Wan VACE folder as its video model
+(issue 23, :mod:`lyra3d.models.diffusers_vace`): the warped cache is VACE's control video, its holes the mask, the
+input image frame 0, and the VACE's VAE the tokenizer.
 """
 
 from __future__ import annotations
@@ -131,7 +133,13 @@ class Teacher:
                         depth: str | Path | None = None, device: str | torch.device = "cpu",
                         config: TeacherConfig | None = None) -> "Teacher":
         """The shipped teacher, or parts from folders (a diffusers VAE folder works as the tokenizer, a transformers
-        depth-estimation folder as the depth: :func:`lyra3d.models.hf_depth.load_depth`)."""
+        depth-estimation folder as the depth: :func:`lyra3d.models.hf_depth.load_depth`). A diffusers Wan VACE folder
+        (``model_index.json``) as ``video_model`` gives a :class:`VACETeacher`, whose
+        tokenizer is the VACE's own VAE."""
+        from lyra3d.models.diffusers_vace import is_diffusers_folder
+
+        if video_model is not None and is_diffusers_folder(video_model):
+            return VACETeacher.from_pretrained(tokenizer, video_model, depth, device, config)
         estimator = load_depth(depth, device)  # first: a bad depth folder is refused before the larger parts load
         tok = load_tokenizer(tokenizer or shipped_weights(DEFAULT_TOKENIZER_WEIGHTS), device)
         vm = VideoDiffusionModel.from_pretrained(video_model or shipped_weights(DEFAULT_VIDEO_MODEL_WEIGHTS), device)
@@ -225,6 +233,79 @@ class Teacher:
     def decode(self, latents: Tensor, batch: int = 2) -> Tensor:
         """The teacher's frames ``(V, T, 3, H, W)`` from latents ``(V, T', C, h, w)`` (the RGB decoder)."""
         return torch.cat([self.tokenizer.decode(latents[i:i + batch]) for i in range(0, latents.shape[0], batch)])
+
+
+# -- a Wan VACE video model as the teacher (issue 23) ------------------------------------------------------------
+class VACETeacher(Teacher):
+    """Depth estimator + a Wan VACE video model (its VAE is the tokenizer). ``prompt``: the text every call is
+    guided by (``""``: none)."""
+
+    takes_prompt = True
+
+    def __init__(self, depth: DepthEstimator, video_model, config: TeacherConfig | None = None,
+                 prompt: str = ""):
+        self.depth, self.video_model, self.tokenizer = depth, video_model, video_model.tokenizer
+        self.config = config or TeacherConfig()
+        self.prompt = prompt
+
+    @classmethod
+    def from_pretrained(cls, tokenizer: str | Path | None = None, video_model: str | Path | None = None,
+                        depth: str | Path | None = None, device: str | torch.device = "cpu",
+                        config: TeacherConfig | None = None, vace=None) -> "VACETeacher":
+        """The depth part (``depth``: a folder, default the shipped one) and the VACE folder ``video_model``.
+        ``tokenizer`` must be left out: the VACE's own VAE is the tokenizer."""
+        if video_model is None:
+            raise InputError("a VACE teacher needs its video model folder (--video-model DIR)")
+        if tokenizer is not None:
+            raise InputError(f"the tokenizer of a Wan VACE teacher is its own VAE ({Path(video_model) / 'vae'}); "
+                             "leave out the tokenizer part (--tokenizer, WEIGHTS/tokenizer)")
+        from lyra3d.models.diffusers_vace import VACEVideoModel
+
+        estimator = load_depth(depth, device)
+        return cls(estimator, VACEVideoModel.from_pretrained(video_model, device, vace), config)
+
+    @property
+    def device(self) -> torch.device:
+        return self.video_model.device
+
+    @torch.no_grad()
+    def __call__(self, image: Tensor, camera: Cameras, depth: Tensor | None = None, seed: int = 0,
+                 keep_cache: bool = False, progress: Progress | None = None, prompt: str | None = None):
+        """:meth:`Teacher.__call__`, with ``prompt`` (default :attr:`prompt`) guiding the video model."""
+        kept = self.prompt
+        self.prompt = kept if prompt is None else prompt
+        try:
+            sample = super().__call__(image, camera, depth=depth, seed=seed, keep_cache=keep_cache, progress=progress)
+        finally:
+            self.prompt = kept
+        if prompt:
+            sample.meta["prompt"] = prompt
+        return sample
+
+    @torch.no_grad()
+    def generate(self, cond: dict[str, TrajectoryCondition], first: Tensor, seed: int = 0,
+                 progress: Progress | None = None) -> tuple[tuple[str, ...], Tensor, Cameras, Tensor, Tensor]:
+        """:meth:`Teacher.generate` with VACE: the warped cache and its holes → control video and mask (frame 0 the
+        input image) → VACE's conditioning latents (``encode``) → the denoised latents of every trajectory
+        (``sample``), as many trajectories per transformer call as memory allows."""
+        from lyra3d.models.diffusers_vace import vace_control
+
+        cfg = self.config
+        say = progress or no_progress
+        names = tuple(cond)
+        rgb = torch.stack([c.warped.rgb * c.warped.mask for c in cond.values()])  # (V, T, 3, H, W)
+        mask = torch.stack([c.warped.mask for c in cond.values()])
+        h, w = first.shape[-2:]
+        if h % 16 or w % 16:
+            raise InputError(f"Wan VACE takes frames whose sides are multiples of 16, got {w}x{h}")
+        self.tokenizer.latent_frames(rgb.shape[1])  # 1 + 4·m frames, else one line
+        video, vmask = vace_control(rgb, mask, first)
+        conditioning = self.video_model.condition(video, vmask)
+        say("encode", 1, 1)
+        latents = self.video_model.sample(conditioning, cfg.steps, cfg.guidance, seed, self.prompt)
+        say("sample", 1, 1)
+        cams = Cameras.cat([c.cameras for c in cond.values()])
+        return names, latents, cams, rgb, mask
 
 
 # -- the video teacher ---------------------------------------------------------------------------------------

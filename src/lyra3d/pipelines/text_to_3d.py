@@ -46,7 +46,8 @@ class TextTo3DPipeline:
     @classmethod
     def from_pretrained(cls, weights: str | Path | None = None, device: str | torch.device | None = None,
                         config: GenerateConfig | None = None, depth: str | Path | None = None,
-                        text_to_image: str | Path | None = None) -> "TextTo3DPipeline":
+                        text_to_image: str | Path | None = None, video_model: str | Path | None = None
+                        ) -> "TextTo3DPipeline":
         """The shipped models or a weights folder (as :meth:`ImageTo3DPipeline.from_pretrained`) plus the
         text-to-image model (``text_to_image``, else ``WEIGHTS/text_to_image``, else the shipped one): lyra3d's
         own or a local diffusers text-to-image pipeline folder (``model_index.json``)."""
@@ -55,7 +56,7 @@ class TextTo3DPipeline:
 
         t0 = time.perf_counter()
         parts, settings = resolve_weights(weights)
-        parts = with_depth(parts, depth)
+        parts = with_depth(parts, depth, video_model)
         folder = Path(text_to_image).expanduser() if text_to_image is not None else \
             parts.get("text_to_image", shipped_weights("text_to_image"))
         own = str(_model_type(folder) or "").startswith("lyra3d-")  # a lyra3d checkpoint; else diffusers says why

@@ -2,7 +2,7 @@
 
     WEIGHTS/depth/          config.json + model.safetensors (lyra3d train depth)
     WEIGHTS/tokenizer/      (lyra3d train tokenizer, or a diffusers video VAE)
-    WEIGHTS/video_model/    (lyra3d train video-model)
+    WEIGHTS/video_model/    (lyra3d train video-model, or a diffusers Wan VACE pipeline: its VAE is the tokenizer)
     WEIGHTS/decoder/        (lyra3d train decoder)
     WEIGHTS/decoder4d/      (lyra3d train decoder --dynamic 1; video → 4D only)
     WEIGHTS/text_to_image/  (lyra3d train text-to-image, or a diffusers text-to-image pipeline; text → 3D only)
@@ -64,13 +64,13 @@ def resolve_weights(weights: str | Path | None) -> tuple[dict[str, Path], dict |
         return {own.part: root}, None
     parts = {name: root / name for name in PARTS if (root / name).is_dir()}
     for name, folder in parts.items():
-        if name == "text_to_image" and is_diffusers_pipeline(folder):  # checked when it loads
+        if name in ("text_to_image", "video_model") and is_diffusers_pipeline(folder):  # checked when it loads
             continue
         if not (folder / CONFIG_NAME).is_file():
             raise InputError(f"{folder} has no {CONFIG_NAME}; put a saved {name} model there (config.json + "
                              f"{WEIGHTS_NAME}) or remove the folder to use the shipped one")
     for name, folder in parts.items():  # every part's config and tensor shapes, before anything loads
-        if name == "text_to_image" and is_diffusers_pipeline(folder):
+        if name in ("text_to_image", "video_model") and is_diffusers_pipeline(folder):
             continue
         cls = model_class_of(folder)
         if cls is None:
