@@ -26,3 +26,8 @@ def lyra1_decoder(
 
     folder, kind = convert_lyra1_decoder(checkpoint, out, None if variant == "auto" else variant, force)
     err.print(f"wrote {folder} (Lyra-1 {kind} decoder)", highlight=False)
+
+
+from lyra3d.cli.convert_gen3c import gen3c  # noqa: E402  (the GEN3C-Cosmos converter, its own module)
+
+convert_app.command("gen3c")(gen3c)
