@@ -37,6 +37,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lyra1_official import Options  # noqa: E402  (a dict whose items are also attributes)
+
 STUBBED = ["transformer_engine (RMSNorm -> module with `weight` and TE's RMSNorm formula; DotProductAttention -> "
            "parameterless softmax attention; apply_rotary_pos_emb -> the non-interleaved rotation)",
            "megatron.core.parallel_state", "hydra.core.config_store", "cosmos_predict1.utils.log",
@@ -90,17 +93,7 @@ def _apply_rotary_pos_emb(t, freqs, tensor_format="sbhd", fused=True):
     return torch.cat([out.to(t.dtype), rest], dim=-1)
 
 
-class _AttrDict(dict):
-    """The config system's LazyDict stand-in: a dict whose items are also attributes."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name, value):
-        self[name] = value
+_AttrDict = Options  # the config system's LazyDict stand-in: a dict whose items are also attributes
 
 
 def install_stubs() -> None:
