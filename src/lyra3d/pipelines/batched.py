@@ -22,7 +22,7 @@ from lyra3d.core.cameras import Cameras, plucker_rays
 from lyra3d.core.progress import Progress, no_progress
 from lyra3d.errors import InputError
 from lyra3d.models.video_model import sample, seeded_noise
-from lyra3d.pipelines.teacher import Teacher, TeacherSample, precision_autocast
+from lyra3d.pipelines.teacher import Teacher, TeacherSample, cache_videos, precision_autocast
 
 #: Videos per tokenizer call when a batch is encoded (a 64-scene batch of 6 trajectories is 384 videos: their
 #: activations at once would not fit a GPU; 24 at a time keep it busy).
@@ -89,13 +89,13 @@ def teacher_batch(teacher: Teacher, images: Tensor, camera: Cameras, seeds: Sequ
                                                 cfg.movement_factor, center_depths=centers, names=cfg.trajectories)
     say("cache", 1, 1)
     names = tuple(conds[0])
-    rgb = torch.stack([torch.stack([c.warped.rgb * c.warped.mask for c in cond.values()]) for cond in conds])
-    mask = torch.stack([torch.stack([c.warped.mask for c in cond.values()]) for cond in conds])
+    videos = [cache_videos(cond) for cond in conds]
+    rgb, mask = torch.stack([x[0] for x in videos]), torch.stack([x[1] for x in videos])  # (B, V, T, ·, H, W)
+    cams = [x[2] for x in videos]
     v, t = rgb.shape[1:3]
     cache_lat = _encode(teacher, rgb.flatten(0, 1), encode_chunk)  # (B·V, T', C, h, w)
     mask_lat = _encode(teacher, mask.flatten(0, 1).expand(-1, -1, 3, -1, -1), encode_chunk)
     first_lat = _encode(teacher, images[:, None], encode_chunk)[:, 0]  # (B, C, h, w)
-    cams = [Cameras.cat([c.cameras for c in cond.values()]) for cond in conds]
     rays = torch.cat([plucker_rays(c).reshape(v, t, 6, h, w) for c in cams])
     say("encode", 1, 1)
     with precision_autocast(cfg.sample_precision, dev, "sample precision"):

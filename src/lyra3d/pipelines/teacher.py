@@ -118,6 +118,14 @@ def encode_autocast(precision: str, device: torch.device):
                               cpu_bf16=device.type == "cpu" and cpu_has_native_bf16())
 
 
+def cache_videos(cond: dict[str, TrajectoryCondition]) -> tuple[Tensor, Tensor, Cameras]:
+    """The warped cache of every trajectory in ``cond`` as the video model reads it: ``rgb (V, T, 3, H, W)`` (holes
+    black), ``mask (V, T, 1, H, W)`` and all frames' cameras (trajectory-major ``V·T``)."""
+    rgb = torch.stack([c.warped.rgb * c.warped.mask for c in cond.values()])
+    mask = torch.stack([c.warped.mask for c in cond.values()])
+    return rgb, mask, Cameras.cat([c.cameras for c in cond.values()])
+
+
 class Teacher:
     """Depth estimator + tokenizer + video model."""
 
@@ -207,13 +215,11 @@ class Teacher:
         cfg = self.config
         say = progress or no_progress
         names = tuple(cond)
-        rgb = torch.stack([c.warped.rgb * c.warped.mask for c in cond.values()])  # (V, T, 3, H, W)
-        mask = torch.stack([c.warped.mask for c in cond.values()])
+        rgb, mask, cams = cache_videos(cond)
         t = rgb.shape[1]
         cache_lat = self.encode(rgb)
         mask_lat = self.encode(mask.expand(-1, -1, 3, -1, -1))
         first_lat = self.encode(first[None, None])[:, 0]
-        cams = Cameras.cat([c.cameras for c in cond.values()])
         rays = plucker_rays(cams).reshape(len(names), t, 6, *first.shape[-2:])
         say("encode", 1, 1)
         with precision_autocast(cfg.sample_precision, rays.device, "sample precision"):
@@ -293,8 +299,7 @@ class VACETeacher(Teacher):
         cfg = self.config
         say = progress or no_progress
         names = tuple(cond)
-        rgb = torch.stack([c.warped.rgb * c.warped.mask for c in cond.values()])  # (V, T, 3, H, W)
-        mask = torch.stack([c.warped.mask for c in cond.values()])
+        rgb, mask, cams = cache_videos(cond)
         h, w = first.shape[-2:]
         if h % 16 or w % 16:
             raise InputError(f"Wan VACE takes frames whose sides are multiples of 16, got {w}x{h}")
@@ -304,7 +309,6 @@ class VACETeacher(Teacher):
         say("encode", 1, 1)
         latents = self.video_model.sample(conditioning, cfg.steps, cfg.guidance, seed, self.prompt)
         say("sample", 1, 1)
-        cams = Cameras.cat([c.cameras for c in cond.values()])
         return names, latents, cams, rgb, mask
 
 
