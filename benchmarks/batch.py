@@ -23,7 +23,9 @@ stage (the batch's stage time / batch size).
 ``--checks`` (default on CUDA) also measures, on 4 scenes: a batch against single calls (PSNR of their renders at
 the input camera and the ends of two trajectories: equal to float tolerance is ≥ 50 dB), the tokenizer's encoder
 in bf16 against fp32 (relative difference of the latents of the warped cache and mask), and scenes with
-``precision="auto"`` (bf16 sampler and decoder on CUDA) against ``"fp32"`` (render PSNR).
+``precision="auto"`` (bf16 sampler and decoder on CUDA) against ``"fp32"`` (render PSNR). The checks run after the
+batches, so on CUDA the encoder is the compiled one (``TeacherConfig.compile_encoder``) in batches and single calls
+alike; ``benchmarks/encoder.py`` compares the encoder's variants alone.
 """
 
 from __future__ import annotations
@@ -146,43 +148,6 @@ def checks(pipe, images, overrides: dict, frames: int) -> list[str]:
     t.config = keep
     out.append(f"encoder bf16 vs fp32, relative difference of the latents (largest of {len(images)} scenes): "
                + ", ".join(f"{k} {100 * max(v):.3f} %" for k, v in diffs.items()) + " (accepted on CPUs: 0.4 %)")
-    # the encoder alone on 24 warped caches (one ENCODE_CHUNK): precision x memory format
-    video = videos["cache"][None].expand(24 // videos["cache"].shape[0] + 1, -1, -1, -1, -1, -1).flatten(0, 1)[:24]
-    tok, times = t.tokenizer, []
-    for fmt in (torch.channels_last, torch.contiguous_format):
-        if isinstance(tok, torch.nn.Module):
-            tok.to(memory_format=fmt)
-        for p in ("fp32", "bf16"):
-            t.config = dataclasses.replace(keep, encode_precision=p)
-            t.encode(video)
-            _sync(pipe.device)
-            t0 = time.perf_counter()
-            for _ in range(3):
-                t.encode(video)
-            _sync(pipe.device)
-            times.append(f"{p} {'channels_last' if fmt is torch.channels_last else 'contiguous'} "
-                         f"{(time.perf_counter() - t0) / 3 / 24 * 2:.4f}")
-    if isinstance(tok, torch.nn.Module):
-        tok.to(memory_format=torch.channels_last)  # the Teacher's
-        # a candidate for later: the encoder's weights in bf16 (GroupNorm in bf16 too, no autocast casts)
-        import copy
-
-        half = copy.deepcopy(tok).to(torch.bfloat16)
-        with torch.no_grad():
-            t.config = dataclasses.replace(keep, encode_precision="fp32")
-            ref = t.encode(video)
-            half.encode(video.to(torch.bfloat16))
-            _sync(pipe.device)
-            t0 = time.perf_counter()
-            for _ in range(3):
-                lat = half.encode(video.to(torch.bfloat16)).float()
-            _sync(pipe.device)
-        times.append(f"bf16 weights channels_last {(time.perf_counter() - t0) / 3 / 24 * 2:.4f} (latents "
-                     f"{100 * float((lat - ref).norm() / ref.norm()):.3f} % from fp32)")
-        del half
-    t.config = keep
-    out.append(f"encoder alone, seconds per scene-equivalent ({video.shape[1]} frames x 2 videos per trajectory, "
-               f"so x {len(cfg.trajectories)} for a scene): " + ", ".join(times))
     # the input-view render per backend, 16 scenes
     from lyra3d.core.render import rasterize
     from lyra3d.core.render.rasterize import available_backends

@@ -193,3 +193,28 @@ def test_sdg_command_writes_samples_of_the_asked_frame_count(tmp_path):
                         "--frames", "6", "--device", "cpu"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "1 + 4" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_compiled_encoder_gives_the_eager_latents():
+    """``compile_encoder``: "auto" compiles only for batches on CUDA; compiling (here "on", on the CPU) keeps the
+    tokenizer's weights and their names and gives the eager latents to float tolerance."""
+    from lyra3d.models.configs import TokenizerConfig
+    from lyra3d.models.tokenizer import VideoTokenizer
+    from lyra3d.pipelines.teacher import compile_encoder, wants_compile
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [wants_compile("auto", d, b) for d in (cpu, cuda) for b in (False, True)] == [False, False, False, True]
+    assert wants_compile("on", cpu, False) and not wants_compile("off", cuda, True)
+    with pytest.raises(InputError, match="compile encoder must be auto, on or off"):
+        wants_compile("yes", cpu, True)
+    torch.manual_seed(0)
+    tok = VideoTokenizer(TokenizerConfig(base_channels=8)).eval()
+    video = torch.rand(2, 5, 3, 32, 48)
+    names = list(tok.state_dict())
+    with torch.no_grad():
+        eager = tok.encode(video)
+        compile_encoder(tok)
+        compiled = tok.encode(video)
+    assert getattr(tok.enc, "_compiled_call_impl", None) is not None  # it did compile ...
+    assert list(tok.state_dict()) == names  # ... without renaming the weights ...
+    assert float((compiled - eager).abs().max()) < 1e-4 * float(eager.abs().max())  # ... to the same latents

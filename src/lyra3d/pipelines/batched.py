@@ -42,7 +42,7 @@ def _background() -> ThreadPoolExecutor:
 def _encode(teacher: Teacher, videos: Tensor, chunk: int | None) -> Tensor:
     """The tokenizer's latents of ``videos (N, T, 3, H, W)``, ``chunk`` videos per call (``None``: all at once)."""
     step = chunk or videos.shape[0]
-    return torch.cat([teacher.encode(videos[i:i + step]) for i in range(0, videos.shape[0], step)])
+    return torch.cat([teacher.encode(videos[i:i + step], batch=True) for i in range(0, videos.shape[0], step)])
 
 
 @torch.no_grad()

@@ -52,6 +52,9 @@ class TeacherConfig:
     encode_precision: str = "auto"
     # the video model's sampler: "bf16" autocast, "fp32", or "auto" = bf16 on CUDA (flash attention), fp32 elsewhere
     sample_precision: str = "auto"
+    # torch.compile the tokenizer's per-frame encoder: "on", "off", or "auto" = on CUDA once a batch is generated
+    # (about 3x faster there; compiling takes seconds once per process, so one image alone stays eager)
+    compile_encoder: str = "auto"
 
 
 @dataclass
@@ -118,6 +121,27 @@ def encode_autocast(precision: str, device: torch.device):
                               cpu_bf16=device.type == "cpu" and cpu_has_native_bf16())
 
 
+COMPILE_SETTINGS = ("auto", "on", "off")
+
+
+def wants_compile(setting: str, device: torch.device, batch: bool) -> bool:
+    """Whether ``TeacherConfig.compile_encoder`` = ``setting`` compiles the encoder for a call on ``device``
+    (``batch``: a call of a batch of scenes)."""
+    if setting not in COMPILE_SETTINGS:
+        raise InputError(f"compile encoder must be auto, on or off, got {setting!r}")
+    return setting == "on" or (setting == "auto" and batch and device.type == "cuda")
+
+
+def compile_encoder(tokenizer: Tokenizer) -> None:
+    """``torch.compile`` lyra3d's tokenizer's per-frame 2D encoder in place, once (``nn.Module.compile``: the
+    weights and their names stay as they are). GroupNorm, SiLU and the residual adds fuse into the convolutions'
+    neighbours: on an H200 the encoder runs 3x faster in bf16 autocast (``benchmarks/encoder.py``). Other
+    tokenizers (diffusers VAEs) are left as they are."""
+    enc = getattr(tokenizer, "enc", None)
+    if isinstance(enc, torch.nn.Module) and getattr(enc, "_compiled_call_impl", None) is None:
+        enc.compile()
+
+
 def cache_videos(cond: dict[str, TrajectoryCondition]) -> tuple[Tensor, Tensor, Cameras]:
     """The warped cache of every trajectory in ``cond`` as the video model reads it: ``rgb (V, T, 3, H, W)`` (holes
     black), ``mask (V, T, 1, H, W)`` and all frames' cameras (trajectory-major ``V·T``)."""
@@ -133,7 +157,8 @@ class Teacher:
                  config: TeacherConfig | None = None):
         self.depth, self.tokenizer, self.video_model = depth, tokenizer, video_model.eval()
         self.config = config or TeacherConfig()
-        if isinstance(tokenizer, torch.nn.Module):  # convolutions run ~20% faster channels-last (CPU and GPU)
+        on_cpu = isinstance(tokenizer, torch.nn.Module) and next(tokenizer.parameters()).device.type == "cpu"
+        if on_cpu:  # convolutions run ~20% faster channels-last on a CPU (and ~20% slower on an H200)
             tokenizer.to(memory_format=torch.channels_last)
 
     @classmethod
@@ -229,9 +254,11 @@ class Teacher:
         return names, latents, cams, rgb, mask
 
     @torch.no_grad()
-    def encode(self, video: Tensor) -> Tensor:
+    def encode(self, video: Tensor, batch: bool = False) -> Tensor:
         """The tokenizer's latents of ``video (B, T, 3, H, W)``, at ``config.encode_precision``, in the
-        video's dtype."""
+        video's dtype; ``batch``: part of a batch of scenes (``compile_encoder="auto"`` compiles then)."""
+        if wants_compile(self.config.compile_encoder, video.device, batch):
+            compile_encoder(self.tokenizer)
         with encode_autocast(self.config.encode_precision, video.device):
             return self.tokenizer.encode(video).to(video.dtype)
 
