@@ -218,3 +218,28 @@ def test_the_compiled_encoder_gives_the_eager_latents():
     assert getattr(tok.enc, "_compiled_call_impl", None) is not None  # it did compile ...
     assert list(tok.state_dict()) == names  # ... without renaming the weights ...
     assert float((compiled - eager).abs().max()) < 1e-4 * float(eager.abs().max())  # ... to the same latents
+
+
+def test_an_encoder_that_cannot_compile_runs_eagerly_with_a_warning(small_teacher):
+    """Where compiling fails (no C compiler or Triton), the teacher warns once, turns compiling off and gives the
+    eager latents (the backend here is a real one that refuses)."""
+    import dataclasses
+
+    from lyra3d.models.configs import TokenizerConfig
+    from lyra3d.models.tokenizer import VideoTokenizer
+
+    def refuse(gm, example_inputs):
+        raise RuntimeError("no compiler on this machine")
+
+    torch.manual_seed(0)
+    tok = VideoTokenizer(TokenizerConfig(base_channels=8)).eval()
+    teacher = Teacher(small_teacher.depth, tok, small_teacher.video_model,
+                      dataclasses.replace(small_teacher.config, encode_precision="fp32", compile_encoder="on"))
+    video = torch.rand(1, 5, 3, 32, 48)
+    with torch.no_grad():
+        eager = tok.encode(video)
+    tok.enc.compile(backend=refuse)  # what compile_encoder would have done, with a backend that fails
+    with pytest.warns(UserWarning, match="could not be compiled"):
+        out = teacher.encode(video)
+    assert torch.allclose(out, eager, atol=1e-6)
+    assert teacher.config.compile_encoder == "off" and tok.enc._compiled_call_impl is None

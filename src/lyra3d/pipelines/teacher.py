@@ -13,6 +13,7 @@ input image frame 0, and the VACE's VAE the tokenizer.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,7 +261,14 @@ class Teacher:
         if wants_compile(self.config.compile_encoder, video.device, batch):
             compile_encoder(self.tokenizer)
         with encode_autocast(self.config.encode_precision, video.device):
-            return self.tokenizer.encode(video).to(video.dtype)
+            try:
+                return self.tokenizer.encode(video).to(video.dtype)
+            except torch._dynamo.exc.TorchDynamoException as e:  # no compiler here (a C compiler, Triton): eager
+                self.tokenizer.enc._compiled_call_impl = None
+                self.config.compile_encoder = "off"
+                warnings.warn(f"the tokenizer's encoder could not be compiled ({type(e).__name__}); it runs eagerly "
+                              "(about 3x slower on a GPU)", stacklevel=2)
+                return self.tokenizer.encode(video).to(video.dtype)
 
     @torch.no_grad()
     def decode(self, latents: Tensor, batch: int = 2) -> Tensor:
