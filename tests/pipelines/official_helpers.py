@@ -3,6 +3,7 @@ scaled down, a tiny AutoencoderKLCosmos, a tiny Lyra-1 decoder), saved as the re
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -27,14 +28,15 @@ def tiny_cosmos_vae():
                                          latents_std=[1 + 0.02 * i for i in range(2 * C)])
 
 
-def make_official_folder(root: Path, text: bool = True, seed: int = 0) -> Path:
-    """``root`` holding gen3c/, tokenizer/, decoder/ (and text_embeddings.safetensors)."""
+def make_official_folder(root: Path, text: bool = True, seed: int = 0, max_size=(8, 32, 48)) -> Path:
+    """``root`` holding gen3c/, tokenizer/, decoder/ (and text_embeddings.safetensors); ``max_size``: GEN3C's
+    largest latent grid (frames, rows, columns)."""
     from safetensors.torch import save_file
 
     from lyra3d.models.lyra1_decoder import Lyra1Decoder
 
     torch.manual_seed(seed)
-    build_gen3c_transformer(GEN3C).save_pretrained(root / "gen3c")
+    build_gen3c_transformer(dataclasses.replace(GEN3C, max_size=max_size)).save_pretrained(root / "gen3c")
     tiny_cosmos_vae().save_pretrained(root / "tokenizer")
     Lyra1Decoder(DECODER).save_pretrained(root / "decoder")
     if text:
