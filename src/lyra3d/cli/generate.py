@@ -80,8 +80,8 @@ def generate(
                                              "the video model (1: none, the default; a Wan VACE teacher wants ~5)."),
     seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="Random seed; the same seed gives the same scene (default: 0)."),
     preset: Optional[str] = typer.Option(None, help="Resolution preset (default: default = 320x176, 17 frames per "
-                                         "trajectory, the shipped models' native size); official = NVIDIA's released Lyra at 1280x704, 121 "
-                                         "frames, with --weights DIR (docs/official_lyra.md)."),
+                                         "trajectory, the shipped models' native size); official = NVIDIA's released "
+                                         "Lyra at 1280x704, 121 frames, with --weights DIR (docs/official_lyra.md)."),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, max=L.MAX_FRAMES, help="Frames per trajectory, 1 + 4m (5, 9, 17, ...; "
                                          "default: the preset's); fewer is faster; the shipped decoder was trained "
                                          "on 9 and 17 (5 is rougher). For --video: the frames read, spread evenly "

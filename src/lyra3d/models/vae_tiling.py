@@ -1,11 +1,11 @@
-"""Spatially tiled decoding (and encoding) for a video VAE whose diffusers class does not tile (``AutoencoderKLCosmos`` in
-diffusers 0.42 records ``enable_tiling`` but decodes whole): overlapping tiles of latent pixels are decoded one at a
-time and blended linearly over their overlap, so the decoder's activations are those of one tile. Each tile sees
-only its own latents (plus the overlap), so the result differs from a whole decode near tile seams by what the
-decoder's receptive field (and attention) would have seen beyond them; a decoder acting per latent pixel gives
-exactly the whole decode. Encoding tiles the same way in pixel space and blends the tiles' latents
-(:func:`encode_spatial_tiles`); :class:`TiledTokenizer` puts both behind lyra3d's tokenizer interface.
-"""
+"""Spatially tiled decoding (and encoding) for a video VAE whose diffusers class does not tile
+(``AutoencoderKLCosmos`` in diffusers 0.42 records ``enable_tiling`` but decodes whole): overlapping tiles of
+latent pixels are decoded one at a time and blended linearly over their overlap, so the decoder's activations are
+those of one tile. Each tile sees only its own latents (plus the overlap), so the result differs from a whole
+decode near tile seams by what the decoder's receptive field (and attention) would have seen beyond them; a
+decoder acting per latent pixel gives exactly the whole decode. Encoding tiles the same way in pixel space and
+blends the tiles' latents (:func:`encode_spatial_tiles`); :class:`TiledTokenizer` puts both behind lyra3d's
+tokenizer interface."""
 
 from __future__ import annotations
 

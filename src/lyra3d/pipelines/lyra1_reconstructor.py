@@ -27,7 +27,7 @@ def raw_encoder(tokenizer) -> Callable[[Tensor], Tensor]:
     """The official recon model's ``encode``: a video ``(N, T, 3, H, W)`` of values as they are (the tokenizer's
     [-1, 1] range) → the tokenizer's raw latents ``(N, T', C, h, w)`` (not normalised), float32."""
     def encode(video: Tensor) -> Tensor:
-        lat = tokenizer.encode(((video.float() + 1) / 2))
+        lat = tokenizer.encode((video.float() + 1) / 2)
         return tokenizer.denormalise(lat.permute(0, 2, 1, 3, 4)).permute(0, 2, 1, 3, 4)
     return encode
 
