@@ -45,3 +45,18 @@ def test_generate_official_refusals_are_one_line(tmp_path, folder, invoke, asser
     r = invoke("generate", "--preset", "official", "--weights", folder, "--text", "a room", "--out", tmp_path / "c")
     assert_one_line_error(r.exit_code, r.stderr, "--text is not for --preset official")
     assert not (tmp_path / "b").exists()
+
+
+def test_the_teachers_stages_are_shown_per_trajectory():
+    from lyra3d.cli.generate_official import PerTrajectory, per_trajectory_stages
+
+    stages = per_trajectory_stages(("depth", "cache", "encode", "sample", "decoder"), ("left", "up"))
+    assert stages == ["depth", "cache (left)", "encode (left)", "sample (left)", "cache (up)", "encode (up)",
+                      "sample (up)", "decoder"]
+    seen = []
+    progress = PerTrajectory(lambda *a: seen.append(a), ("left", "up"))
+    for stage, done, total in [("depth", 1, 1), ("cache", 1, 1), ("sample", 1, 3), ("sample", 1, 1), ("cache", 1, 1),
+                               ("sample", 1, 1), ("decoder", 1, 1)]:
+        progress(stage, done, total)
+    assert [s for s, _, _ in seen] == ["depth", "cache (left)", "sample (left)", "sample (left)", "cache (up)",
+                                       "sample (up)", "decoder"]

@@ -19,6 +19,35 @@ NOT_OFFICIAL = {"text": "--text", "video": "--video", "images": "--images", "vid
                 "optimize_seconds": "--optimize-seconds"}
 
 
+#: The teacher's stages that run once per trajectory (:class:`lyra3d.pipelines.gen3c_teacher.Gen3CTeacher`).
+PER_TRAJECTORY = ("cache", "encode", "sample")
+
+
+def per_trajectory_stages(stages: tuple[str, ...], names: tuple[str, ...]) -> list[str]:
+    """The pipeline's stages with the teacher's per-trajectory ones once per trajectory: ``"sample (left)"``..."""
+    out = []
+    for stage in stages:
+        if stage == PER_TRAJECTORY[0]:
+            out += [f"{s} ({n})" for n in names for s in PER_TRAJECTORY]
+        elif stage not in PER_TRAJECTORY:
+            out.append(stage)
+    return out
+
+
+class PerTrajectory:
+    """A progress that names the teacher's per-trajectory stages by their trajectory for ``progress``."""
+
+    def __init__(self, progress, names: tuple[str, ...]):
+        self.progress, self.names, self.at = progress, names, -1
+
+    def __call__(self, stage: str, done: int = 1, total: int = 1) -> None:
+        if stage == PER_TRAJECTORY[0] and done >= total:
+            self.at += 1
+        if stage in PER_TRAJECTORY and 0 <= self.at < len(self.names):
+            stage = f"{stage} ({self.names[self.at]})"
+        self.progress(stage, done, total)
+
+
 def generate_official(image: Path | None, out: Path, weights: Path | None, depth: Path | None, device: str,
                       overrides: dict, force: bool = False, flythrough_frames: int = 48,
                       flythrough_path: str = "flythrough", quiet: bool = False, **others) -> None:
@@ -47,10 +76,10 @@ def generate_official(image: Path | None, out: Path, weights: Path | None, depth
     config = official_config(device, **overrides)
     picture, info = load_input_image(image, config.resolution, config.fit)
     pipe = OfficialImageTo3DPipeline.from_pretrained(weights, device=device, config=config, depth=depth)
-    stages = pipe.stages()
+    names = tuple(pipe.config.trajectories)
     with progress_bar(quiet) as bar:
-        rows = StageBars(bar, stages)
-        scene = pipe(picture, progress=rows, info=info)
+        rows = StageBars(bar, per_trajectory_stages(pipe.stages(), names))
+        scene = pipe(picture, progress=PerTrajectory(rows, names), info=info)
         extra = {"command": "generate", "preset": "official", "device": str(pipe.device),
                  "environment": environment(), "models": {k: str(v) for k, v in pipe.sources.items()},
                  "teacher": "GEN3C-Cosmos (lyra3d.pipelines.gen3c_teacher)", "text": pipe.teacher.text_record(),

@@ -125,9 +125,13 @@ class Gen3CTeacher(Teacher):
             condition = build_condition(encode, first.to(dev), rgb[0][:, None], mask[0][:, None], text, negative,
                                         self.gen3c.frame_buffer_max, st.noise_aug_strength, g)
             say("encode", 1, 1)
+            def step(i: int, n: int) -> None:  # the steps as progress on the way (not timed: n + 1 > i)
+                if self.step_callback is not None:
+                    self.step_callback(i, n)
+                say("sample", i, n + 1)
+
             with onloaded(self.video_model, dev, st.offload):
-                lat = sample(self.video_model, condition, cfg.steps, cfg.guidance, seed,
-                             callback=self.step_callback)
+                lat = sample(self.video_model, condition, cfg.steps, cfg.guidance, seed, callback=step)
             out.append((lat / SIGMA_DATA).permute(0, 2, 1, 3, 4)[0].float())
             cams.append(c)
             del condition
