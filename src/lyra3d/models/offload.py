@@ -2,8 +2,8 @@
 :data:`OFFLOAD_MODES`:
 
 - ``"none"``: on the device all the time;
-- ``"model"``: on the CPU (pinned) between uses, moved to the device whole for a use and back after it
-  (:func:`onloaded`: one transfer each way per use);
+- ``"model"``: on the CPU (pinned) between uses, copied to the device whole for a use and dropped there after it
+  (:func:`onloaded`: one transfer per use; the CPU copy is kept, so nothing moves back);
 - ``"group"``: diffusers' group offloading, block level, one block per group, with CUDA streams (the next block is
   prefetched from pinned CPU memory while one runs): only about two blocks on the device at a time. On a CPU
   device it is the same as ``"none"``.
@@ -23,8 +23,8 @@ OFFLOAD_MODES = ("none", "model", "group")
 
 def _pin(model: nn.Module) -> None:
     if torch.cuda.is_available():
-        for p in model.parameters():
-            p.data = p.data.pin_memory()
+        for t in [*model.parameters(), *model.buffers()]:
+            t.data = t.data.pin_memory()
 
 
 def place(model: nn.Module, device: str | torch.device, mode: str) -> nn.Module:
@@ -45,16 +45,19 @@ def place(model: nn.Module, device: str | torch.device, mode: str) -> nn.Module:
 
 @contextmanager
 def onloaded(model: nn.Module, device: str | torch.device, mode: str):
-    """Within the block, ``model`` runs on ``device``: with ``"model"`` it is moved there and back to the (pinned)
-    CPU after; the other modes leave it where :func:`place` put it."""
+    """Within the block, ``model`` runs on ``device``: with ``"model"`` its tensors are copied there and point back at
+    their (pinned) CPU copies after; the other modes leave it where :func:`place` put it."""
     device = torch.device(device)
     if mode != "model" or device.type != "cuda":
         yield model
         return
-    model.to(device)
+    tensors = [*model.parameters(), *model.buffers()]
+    kept = [t.data for t in tensors]  # the (pinned) CPU copies: the weights do not change, so nothing moves back
+    for t in tensors:
+        t.data = t.data.to(device, non_blocking=True)
     try:
         yield model
     finally:
-        model.to("cpu")
-        _pin(model)
+        for t, cpu in zip(tensors, kept):
+            t.data = cpu
         torch.cuda.empty_cache()
