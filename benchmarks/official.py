@@ -134,6 +134,7 @@ def run_row(name, teacher, tok, decoder_cfg, device, size, frames, steps, render
     torch.manual_seed(0)
     with torch.device(device):
         model = Lyra1Decoder(Lyra1DecoderConfig(**{**decoder_cfg.__dict__, "head_chunk_frames": chunk})).eval()
+    model = model.to(next(tok.vae.parameters()).dtype)  # bf16 on CUDA, as the pipeline loads it
     recon = Lyra1Reconstructor(model, tok)
     cams = lyra_trajectories(camera.to(device), frames, gen.center_depth)
     cameras = Cameras.cat([cams[n] for n in LYRA_TRAJECTORIES])

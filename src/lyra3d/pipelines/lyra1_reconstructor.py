@@ -57,8 +57,11 @@ class Lyra1Reconstructor(nn.Module):
     @torch.no_grad()
     def decode(self, latents: Tensor, cameras: Cameras, bf16: bool = False) -> Gaussians:
         """``latents (V, T', C, h, w)`` (the tokenizer's normalised latents, as the teacher gives them) and the
-        ``V·T`` cameras of every decoded frame → the official decoder's Gaussians, pruned as configured."""
+        ``V·T`` cameras of every decoded frame → the official decoder's Gaussians, pruned as configured.
+
+        The network runs in its weights' dtype (bf16 weights for bf16, as the official inference; ``bf16`` is
+        accepted for the pipeline's interface and not used): no autocast, so the rays and the Gaussians' positions
+        are computed in float32 and the Plücker rays cast to the weights' dtype, as the official code does."""
         dev = next(self.model.parameters()).device
         raw = self.tokenizer.denormalise(latents.to(dev).permute(0, 2, 1, 3, 4)).permute(0, 2, 1, 3, 4)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            return self.model.decode(raw, cameras, encode=raw_encoder(self.tokenizer), prune=True)
+        return self.model.decode(raw, cameras, encode=raw_encoder(self.tokenizer), prune=True)

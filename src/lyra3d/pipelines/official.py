@@ -41,8 +41,8 @@ OFFICIAL_PRESET: Preset = PRESETS["official"]
 class OfficialMemory:
     """Memory settings of the official run: ``offload`` (GEN3C's weights: ``none``, ``model`` or ``group``,
     :mod:`lyra3d.models.offload`), ``vae_tile``/``vae_overlap`` (the tokenizer's spatial tiles in latent pixels;
-    0: whole frames), ``head_chunk_frames`` (the decoder head's frames per chunk), ``bf16`` (the weights of GEN3C
-    and the tokenizer in bf16 on CUDA; the decoder runs under bf16 autocast)."""
+    0: whole frames), ``head_chunk_frames`` (the decoder head's frames per chunk), ``bf16`` (the weights of GEN3C,
+    the tokenizer and the decoder in bf16 on CUDA)."""
 
     offload: str = "group"
     vae_tile: int = 48
@@ -95,7 +95,7 @@ def load_official_parts(weights: str | Path, device: str | torch.device = "cpu",
     estimator = load_depth(depth_dir, device)
     tok = DiffusersVideoTokenizer.from_pretrained(sources["tokenizer"], device, dtype=dtype, tiling=False)
     tok = TiledTokenizer(tok, memory.vae_tile, memory.vae_overlap) if memory.vae_tile else tok
-    decoder = Lyra1Decoder.from_pretrained(sources["decoder"], device)
+    decoder = Lyra1Decoder.from_pretrained(sources["decoder"], device).to(dtype)
     decoder.config.head_chunk_frames = memory.head_chunk_frames
     text = load_text_embeddings(text_file if text_file.is_file() else None, gen3c.text_embed_dim)
     net = load_gen3c_transformer(sources["gen3c"], "cpu" if memory.offload != "none" else device, dtype)
