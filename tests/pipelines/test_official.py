@@ -105,3 +105,16 @@ def test_bad_folders_are_one_line(tmp_path, folder):
         with pytest.raises(InputError, match=f"no_{missing}/{missing} not found") as e:
             OfficialImageTo3DPipeline.from_pretrained(partial)
         assert "\n" not in str(e.value)
+    swapped = tmp_path / "swapped"
+    shutil.copytree(folder, swapped)
+    shutil.rmtree(swapped / "gen3c")
+    shutil.copytree(folder / "tokenizer", swapped / "gen3c")
+    with pytest.raises(InputError, match="AutoencoderKLCosmos, not a diffusers CosmosTransformer3DModel"):
+        OfficialImageTo3DPipeline.from_pretrained(swapped)
+    shutil.rmtree(swapped / "decoder")
+    shutil.copytree(folder / "tokenizer", swapped / "decoder")
+    shutil.rmtree(swapped / "gen3c")
+    shutil.copytree(folder / "gen3c", swapped / "gen3c")
+    with pytest.raises(InputError) as e:
+        OfficialImageTo3DPipeline.from_pretrained(swapped)
+    assert "decoder" in str(e.value) and "\n" not in str(e.value)
