@@ -177,12 +177,8 @@ def test_a_batch_of_scenes_warps_exactly_as_each_scene_alone(monkeypatch):
             assert torch.equal(each.depth[5 * s:5 * s + 5], one.depth)
     from lyra3d.core import cache3d
 
-    monkeypatch.setitem(cache3d.TARGET_BUDGET, "cpu", 5 * 64 * 32)  # one source per pass: the same warp
+    monkeypatch.setitem(cache3d.TARGET_BUDGET, "cpu", 1)  # one source per pass: the same warp
     again = warp_each(cache, targets)
     assert all(torch.equal(getattr(again, k), getattr(each, k)) for k in ("rgb", "mask", "depth"))
-    monkeypatch.setitem(cache3d.TARGET_BUDGET, "cpu", 2 * 64 * 32)  # a source's targets in passes of 2 (issue 24)
-    split = warp_each(cache, targets)
-    assert torch.equal(split.mask, each.mask)  # the same warp, to float rounding of the batched products
-    assert all(torch.allclose(getattr(split, k), getattr(each, k), atol=1e-5) for k in ("rgb", "depth"))
     with pytest.raises(InputError, match="equal number"):
         warp_each(cache, targets[:9])

@@ -152,23 +152,19 @@ def warp_each(cache: PointCache, cameras: Cameras, depth_tolerance: float = 0.02
         raise InputError(f"{len(cameras)} target cameras are not {s} sources × an equal number of targets")
     k = len(cameras) // s
     # whole sources per pass, about TARGET_BUDGET target pixels each (the crack filling and resampling hold
-    # several images per target); a source with more targets than that (121 frames at 704x1280) has its targets
-    # in several passes; every step is per target, so the passes do not change the result
+    # several images per target); every step is per target, so the passes do not change the result
     budget = TARGET_BUDGET.get(cache.points.device.type, TARGET_BUDGET["cuda"])
-    per_pass = max(1, budget // (cameras.width * cameras.height))  # targets
-    step = max(1, per_pass // k)
+    step = max(1, budget // (k * cameras.width * cameras.height))
     parts = []
     for i in range(0, s, step):
         j = min(s, i + step)
-        spans = [(0, k)] if k <= per_pass else [(a, min(k, a + per_pass)) for a in range(0, k, per_pass)]
-        for a, b in spans:  # j == i + 1 when there are several spans
-            cams = cameras[i * k + a:(j - 1) * k + b]
-            rgb, mask, depth = _splat_groups(cache.points[i:j], cache.valid[i:j], None, cams, depth_tolerance, chunk)
-            if fill_cracks:
-                rgb, mask, depth = _fill_cracks(rgb, mask, depth)
-            rgb, mask = _resample(cache.images[i:j], cache.depths[i:j], cache.cameras[i:j], cams, depth, mask, rgb,
-                                  edge_tolerance)
-            parts.append((rgb, mask, depth * mask))
+        cams = cameras[i * k:j * k]
+        rgb, mask, depth = _splat_groups(cache.points[i:j], cache.valid[i:j], None, cams, depth_tolerance, chunk)
+        if fill_cracks:
+            rgb, mask, depth = _fill_cracks(rgb, mask, depth)
+        rgb, mask = _resample(cache.images[i:j], cache.depths[i:j], cache.cameras[i:j], cams, depth, mask, rgb,
+                              edge_tolerance)
+        parts.append((rgb, mask, depth * mask))
     return Warped(*(torch.cat(x) if len(parts) > 1 else x[0] for x in zip(*parts)))
 
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lyra3d.core.cache3d import TrajectoryCondition, multi_trajectory_conditioning, scene_center_depth
+from lyra3d.core.cache3d import TARGET_BUDGET, TrajectoryCondition, Warped, scene_center_depth, unproject, warp_each
 from lyra3d.core.cameras import Cameras
 from lyra3d.core.progress import Progress, no_progress
+from lyra3d.core.trajectories import lyra_trajectories
 from lyra3d.errors import InputError
 from lyra3d.models.depth import DepthEstimator
 from lyra3d.models.gen3c import gen3c_config_of
@@ -29,6 +30,19 @@ from lyra3d.models.gen3c_conditioning import SIGMA_DATA, cosmos_encoder
 from lyra3d.models.gen3c_sampling import build_condition, sample
 from lyra3d.models.offload import onloaded, place
 from lyra3d.pipelines.teacher import Teacher, TeacherConfig, TeacherSample, cache_videos
+
+
+def trajectory_condition(image: Tensor, depth: Tensor, camera: Cameras, name: str, num_frames: int,
+                         movement_factor: float, center_depth: float) -> TrajectoryCondition:
+    """One trajectory's cameras and the input's cache warped into them, as
+    :func:`~lyra3d.core.cache3d.multi_trajectory_conditioning` makes it, the frames warped in passes of about
+    ``TARGET_BUDGET`` target pixels (121 frames of 704×1280 at once would hold ~9 GB; in passes the result is the
+    same to float rounding, and exactly the same where one pass holds them all)."""
+    cache = unproject(image[None], depth[None], camera)
+    cams = lyra_trajectories(camera, num_frames, center_depth, movement_factor, names=(name,))[name]
+    per_pass = max(1, TARGET_BUDGET.get(image.device.type, TARGET_BUDGET["cuda"]) // (camera.width * camera.height))
+    parts = [warp_each(cache, cams[a:min(len(cams), a + per_pass)]) for a in range(0, len(cams), per_pass)]
+    return TrajectoryCondition(cams, Warped(*(torch.cat(x) for x in zip(*((p.rgb, p.mask, p.depth) for p in parts)))))
 
 
 @dataclass
@@ -90,8 +104,8 @@ class Gen3CTeacher(Teacher):
         center = scene_center_depth(depth)
         latents, cams = [], []
         for name in cfg.trajectories:
-            cond = multi_trajectory_conditioning(image, depth[None], camera, cfg.num_frames, cfg.movement_factor,
-                                                 center_depth=center, names=(name,))
+            cond = {name: trajectory_condition(image, depth, camera, name, cfg.num_frames, cfg.movement_factor,
+                                               center)}
             say("cache", 1, 1)
             _, lat, c, _, _ = self.generate(cond, image, seed, say)
             latents.append(lat)
