@@ -12,7 +12,8 @@ What runs, per row (memory setting), with the pipeline's own parts (:mod:`lyra3d
 1. the teacher on ONE trajectory, fully except the number of steps: the shipped depth network, the 3D cache warped
    into its 121 cameras, GEN3C's conditioning (the tokenizer encodes the condition video, the warped rgb and the
    mask: three 121-frame 704x1280 encodes), then 3 denoising steps (official step: two network passes); the first
-   step is a warm-up, the next 2 are timed; the trajectory's time = cache + encode + transfers + 35 × step
+   step is a warm-up, the next 2 are timed; the trajectory's time = cache + encode + overhead (the first step's
+   excess over a timed one: the weights' transfer for model offload, warm-up) + 35 × step
    (EXTRAPOLATED from the 2 timed steps);
 2. the Lyra-1 decoder on SIX trajectories (the one trajectory's latents repeated, the six trajectories' real
    cameras): 12 Plücker encodes by the tokenizer (o×d and d of each trajectory), the forward (16 blocks, head in
@@ -126,8 +127,9 @@ def run_row(name, teacher, tok, decoder_cfg, device, size, frames, steps, render
     gen = teacher(image, camera, seed=0, progress=clock)
     sec = clock.total()
     step = (step_ends[-1] - step_ends[-1 - TIMED_STEPS]) / TIMED_STEPS
-    transfers = max(0.0, sec["sample"] - (step_ends[-1] - t_sample0))  # model offload: moving the weights
-    traj = sec["cache"] + sec["encode"] + transfers + NUM_STEPS * step
+    # the first step's excess (model offload: the weights' transfer; warm-up) and what follows the last step
+    overhead = max(0.0, step_ends[0] - t_sample0 - step) + max(0.0, sec["sample"] - (step_ends[-1] - t_sample0))
+    traj = sec["cache"] + sec["encode"] + overhead + NUM_STEPS * step
     teacher_peak = peak_gib(device)
     print(f"  [{name}] teacher: {sec} step {step:.2f} s, peak {teacher_peak}", flush=True)
 
@@ -154,6 +156,7 @@ def run_row(name, teacher, tok, decoder_cfg, device, size, frames, steps, render
     scene = sec["depth"] + len(LYRA_TRAJECTORIES) * traj + t_dec + t_render
     return dict(setting=name, offload=offload, tile=tile or "whole", chunk=chunk, step=step, traj=traj, scene=scene,
                 decoder=t_dec, render=t_render, encode=sec["encode"], cache=sec["cache"], gaussians=len(g),
+                overhead=overhead,
                 teacher_peak=teacher_peak, peak=peak_gib(device), note="")
 
 
@@ -201,7 +204,8 @@ def main() -> None:
             t0 = time.perf_counter()
             rows.append(run_row(name, teacher, tok, dec_cfg, device, size, frames, 1 + TIMED_STEPS,
                                 args.render_backend))
-            rows[-1]["note"] = f"row {time.perf_counter() - t0:.0f} s"
+            rows[-1]["note"] = (f"first-step overhead {rows[-1]['overhead']:.1f} s, cache {rows[-1]['cache']:.1f} s; "
+                                f"row {time.perf_counter() - t0:.0f} s")
         except Exception as e:  # noqa: BLE001 - one bad row must not kill the table
             note = "out of memory" if is_oom(e) else f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
             if not is_oom(e):
