@@ -51,3 +51,48 @@ def test_tiled_decode_blends_neighbours_linearly():
     assert torch.all(inner[1:] >= inner[:-1]) and 0 < inner[3] < 1  # a monotone ramp over the overlap
     with pytest.raises(InputError, match="overlap"):
         decode_spatial_tiles(counted, z, 2, tile=4, overlap=4)
+
+
+def _per_block_encoder(video):
+    """An encoder acting per 8x8 pixel block: (B, T, 3, H, W) → (B, 1 + (T-1)/8, 3, H/8, W/8)."""
+    pooled = torch.nn.functional.avg_pool2d(video.flatten(0, 1), 8).unflatten(0, video.shape[:2])
+    return torch.cat([pooled[:, :1], pooled[:, 1::8]], 1) * 2 + 0.5
+
+
+def test_tiled_encode_equals_the_whole_encode_for_a_per_block_encoder():
+    from lyra3d.models.vae_tiling import encode_spatial_tiles
+
+    video = torch.rand(2, 9, 3, 160, 240, generator=torch.Generator().manual_seed(0))
+    calls = []
+
+    def encode(v):
+        calls.append(tuple(v.shape[-2:]))
+        return _per_block_encoder(v)
+
+    tiled = encode_spatial_tiles(encode, video, 8, tile=12, overlap=4)
+    assert torch.allclose(tiled, _per_block_encoder(video), atol=1e-6)
+    assert set(calls) == {(96, 96)} and len(calls) == 2 * 4  # tiles of 12 latent px: 2 rows x 4 columns
+
+
+def test_tiled_tokenizer_tiles_only_large_frames_one_video_at_a_time():
+    from types import SimpleNamespace
+
+    from lyra3d.models.vae_tiling import TiledTokenizer
+
+    seen = []
+
+    def encode(v):
+        seen.append(tuple(v.shape))
+        return _per_block_encoder(v)
+
+    inner = SimpleNamespace(latent_channels=3, temporal_factor=8, spatial_factor=8, encode=encode,
+                            decode=lambda z: z, latent_frames=lambda n: 1 + (n - 1) // 8, marker=7)
+    tok = TiledTokenizer(inner, tile=12, overlap=4)
+    video = torch.rand(2, 9, 3, 96, 192, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(tok.encode(video), _per_block_encoder(video), atol=1e-6)
+    assert all(s[0] == 1 and s[-2:] == (96, 96) for s in seen)
+    seen.clear()
+    tok.encode(video[..., :96, :96])  # one tile: whole
+    assert seen == [(2, 9, 3, 96, 96)] and tok.marker == 7
+    with pytest.raises(InputError, match="overlap"):
+        TiledTokenizer(inner, tile=4, overlap=4)

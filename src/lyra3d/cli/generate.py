@@ -80,7 +80,8 @@ def generate(
                                              "the video model (1: none, the default; a Wan VACE teacher wants ~5)."),
     seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="Random seed; the same seed gives the same scene (default: 0)."),
     preset: Optional[str] = typer.Option(None, help="Resolution preset (default: default = 320x176, 17 frames per "
-                                         "trajectory, the shipped models' native size)."),
+                                         "trajectory, the shipped models' native size); official = NVIDIA's released "
+                                         "Lyra at 1280x704, 121 frames, with --weights DIR (docs/official_lyra.md)."),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, max=L.MAX_FRAMES, help="Frames per trajectory, 1 + 4m (5, 9, 17, ...; "
                                          "default: the preset's); fewer is faster; the shipped decoder was trained "
                                          "on 9 and 17 (5 is rougher). For --video: the frames read, spread evenly "
@@ -129,6 +130,18 @@ def generate(
     from lyra3d.io.prompts import validate_prompt
     from lyra3d.models.checks import check_weights_configs
 
+    if preset == "official":  # NVIDIA's released parts (docs/official_lyra.md)
+        from lyra3d.cli.generate_official import generate_official
+
+        return generate_official(
+            image, out, weights, depth, device, force=force, flythrough_frames=flythrough_frames,
+            flythrough_path=flythrough_path, quiet=quiet, text=text, video=video, images=images, videos=videos,
+            prompts=prompts, video_model=video_model, text_to_image=text_to_image, ray=ray, ray_workers=ray_workers,
+            batch_size=batch_size, times=times, max_frames=max_frames, reconstruct=reconstruct,
+            optimize_steps=optimize_steps, optimize_seconds=optimize_seconds,
+            overrides={"trajectories": trajectories, "movement_factor": movement_factor, "steps": steps,
+                       "guidance": guidance, "seed": seed, "num_frames": frames, "fit": fit,
+                       "keep_frames": keep_frames or None, "keep_input": keep_input})
     if check_batch_options(image, text, video, images, videos, prompts):
         if force:
             raise InputError("--force is for one scene; a batch resumes into its folder (remove a scene folder to "

@@ -281,9 +281,11 @@ class Lyra1Decoder(Pretrained):
             if cfg.plucker_from_latents and encode is None:
                 raise InputError("the official decoder reads the tokenizer's latents of the Plücker rays: pass "
                                  "encode (the tokenizer's encoder) or plucker")
-            views = [official_plucker(cameras[i * t:(i + 1) * t]).to(dtype) for i in range(v)]
-            plucker = torch.stack([encode_plucker(x[None], encode)[0] for x in views] if cfg.plucker_from_latents
-                                  else views)
+            def view(i: int) -> Tensor:  # one trajectory's rays at a time (6 of 121 frames at 704x1280: 16 GB)
+                return official_plucker(cameras[i * t:(i + 1) * t]).to(dtype)
+
+            plucker = torch.stack([encode_plucker(view(i)[None], encode)[0] if cfg.plucker_from_latents else view(i)
+                                   for i in range(v)])
         rays = [gaussian_rays(cameras[i * t:(i + 1) * t], cfg.gaussian_stride) for i in range(v)]
         rays_o = torch.stack([r[0] for r in rays])[None]
         rays_d = torch.stack([r[1] for r in rays])[None]

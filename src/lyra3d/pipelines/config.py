@@ -46,6 +46,9 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "default": Preset("default", 320, 176, 17, 50.0,
                       "the shipped models' native size: 320×176, 17 frames per trajectory"),
+    "official": Preset("official", 1280, 704, 121, 50.0,
+                       "NVIDIA's released Lyra (GEN3C-Cosmos-7B + Lyra-1 decoder): 1280×704, 121 frames per "
+                       "trajectory; needs --weights DIR (docs/official_lyra.md)"),
 }
 
 
