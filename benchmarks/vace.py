@@ -319,7 +319,8 @@ def main() -> None:
                     gc.collect()
                     if dev.type == "cuda":
                         torch.cuda.empty_cache()
-                        torch._C._host_emptyCache()
+                        if hasattr(torch._C, "_host_emptyCache"):  # freed pinned CPU blocks back to the system
+                            torch._C._host_emptyCache()
                 if model not in pipes:
                     if dev.type == "cuda":
                         torch.cuda.reset_peak_memory_stats(dev)
