@@ -175,12 +175,13 @@ class Stages:
     stage, so the largest stage peak is the whole run's."""
 
     def __init__(self, dev: torch.device):
-        self.dev, self.seconds, self.peak, self.reserved = dev, {}, {}, {}
+        self.dev, self.seconds, self.peak, self.reserved, self.start = dev, {}, {}, {}, {}
 
     def run(self, name: str, fn):
         sync(self.dev)
         if self.dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.dev)
+            self.start[name] = torch.cuda.memory_allocated(self.dev) / 2**30  # what was resident as it began
         t0 = time.perf_counter()
         out = fn()
         sync(self.dev)
@@ -246,6 +247,7 @@ def run_row(vm, pipe, dev, frames: int, height: int, width: int, steps: int, def
         row["peak_alloc_gib"] = round(max(st.peak[k] for k in scene_stages), 2)
         row["peak_reserved_gib"] = round(max(st.reserved[k] for k in scene_stages), 2)
         row["peak_stages_gib"] = {k: round(st.peak[k], 2) for k in scene_stages}
+        row["resident_at_stage_start_gib"] = {k: round(st.start[k], 2) for k in scene_stages}
         row["resident_after_gib"] = round(torch.cuda.memory_allocated(dev) / 2**30, 2)
     return row
 
@@ -305,6 +307,11 @@ def main() -> None:
     plan = parse_rows(a.rows)
     start = time.perf_counter()
     gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
+    import diffusers
+
+    cudnn = torch.backends.cudnn.version() if dev.type == "cuda" else None  # conv3d's memory depends on it
+    print(json.dumps({"torch": torch.__version__, "cudnn": cudnn, "diffusers": diffusers.__version__, "gpu": gpu}),
+          flush=True)
     pipes, models, info, rows = {}, {}, [], []  # model → pipeline; model → (setting asked, VACEVideoModel)
     for model, memory, frames in plan:
         row = {"model": model, "asked": memory, "frames": frames, "size": f"{a.width}x{a.height}"}
