@@ -132,3 +132,27 @@ def test_a_video_model_folder_that_is_not_vace_is_one_line(tmp_path, invoke, ass
     assert not (tmp_path / "o").exists()
     r = invoke("generate", "--image", image, "--video-model", tmp_path / "nowhere", "--out", tmp_path / "o")
     assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and "nowhere" in r.stderr
+
+
+def test_video_memory_options_are_checked_and_reach_the_teacher(tmp_path, invoke, assert_one_line_error, world_image,
+                                                                save_png):
+    """--video-memory / --vae-tiling (issue 23): a bad value is one line naming the option; with lyra3d's own video
+    model the teacher (reached through the pipeline's loading) says they are for a Wan VACE model; batch and Ray
+    runs refuse them. No output folder is left."""
+    image = save_png(world_image(), tmp_path / "in.png")
+    r = invoke("generate", "--image", image, "--video-memory", "lots", "--out", tmp_path / "o")
+    assert_one_line_error(r.exit_code, r.stderr, "video memory must be auto, none, model_offload, group_offload, "
+                                                 "got 'lots'")
+    r = invoke("generate", "--image", image, "--vae-tiling", "maybe", "--out", tmp_path / "o")
+    assert_one_line_error(r.exit_code, r.stderr, "vae tiling must be auto, on, off, got 'maybe'")
+    r = invoke("generate", "--image", image, "--video-memory", "group_offload", "--out", tmp_path / "o")
+    assert_one_line_error(r.exit_code, r.stderr, "--video-memory and --vae-tiling are for a diffusers Wan VACE video "
+                                                 "model")
+    r = invoke("generate", "--images", tmp_path, "--video-memory", "none", "--out", tmp_path / "o")
+    assert_one_line_error(r.exit_code, r.stderr, "--video-memory and --vae-tiling are for one scene")
+    r = invoke("sdg", "--worlds", 1, "--device", "cpu", "--vae-tiling", "on", "--out", tmp_path / "o")
+    assert_one_line_error(r.exit_code, r.stderr, "--video-memory and --vae-tiling are for a diffusers Wan VACE video "
+                                                 "model")
+    r = invoke("sdg", "--worlds", 1, "--ray", "--video-memory", "none", "--out", tmp_path / "o")
+    assert_one_line_error(r.exit_code, r.stderr, "not passed to Ray workers yet")
+    assert not (tmp_path / "o").exists()

@@ -112,3 +112,36 @@ def test_sdg_with_vace_writes_resumes_and_trains_a_decoder_step(vace_weights, tm
     opt.step()
     changed = [k for k, v in decoder.state_dict().items() if not torch.equal(v, before[k])]
     assert "head.weight" in changed and "latent_in.weight" in changed
+
+
+def test_memory_settings_reach_the_vace_model(vace_weights, tmp_path):
+    """--video-memory / --vae-tiling as the pipelines and SDG carry them (GenerateConfig, TeacherConfig) reach the
+    VACE backend's config; a bad value, or one for lyra3d's own video model, is one line."""
+    from lyra3d.data.sdg import run_sdg
+    from lyra3d.pipelines import ImageTo3DPipeline
+    from lyra3d.pipelines.config import GenerateConfig
+    from lyra3d.pipelines.teacher import Teacher, TeacherConfig
+
+    pipe = ImageTo3DPipeline.from_pretrained(vace_weights, config=GenerateConfig(video_memory="group_offload",
+                                                                                vae_tiling="on"))
+    vm = pipe.teacher.video_model
+    assert (vm.config.memory, vm.config.vae_tiling, vm.pipe.vae.use_tiling) == ("group_offload", True, True)
+    assert pipe.config.video_memory == "group_offload"
+    teacher = Teacher.from_pretrained(video_model=vace_weights / "video_model",
+                                      config=TeacherConfig(video_memory="model_offload", vae_tiling="off"))
+    assert (teacher.video_model.config.memory, teacher.video_model.config.vae_tiling) == ("model_offload", False)
+    assert Teacher.from_pretrained(video_model=vace_weights / "video_model").video_model.config.memory == "auto"
+    with pytest.raises(InputError, match=r"^video memory \(--video-memory\) must be auto, none, model_offload"):
+        Teacher.from_pretrained(video_model=vace_weights / "video_model", config=TeacherConfig(video_memory="lots"))
+    with pytest.raises(InputError, match="--video-memory and --vae-tiling are for a diffusers Wan VACE video model"):
+        Teacher.from_pretrained(config=TeacherConfig(vae_tiling="on"))  # lyra3d's shipped video model
+    with pytest.raises(InputError, match=r"^video memory must be auto, none, model_offload, group_offload, got 'x'$"):
+        GenerateConfig(video_memory="x").validate()
+    with pytest.raises(InputError, match=r"^vae tiling must be auto, on, off, got 'yes'$"):
+        GenerateConfig(vae_tiling="yes").validate()
+    kw = dict(worlds=1, frames=5, width=64, height=32, steps=1, device="cpu", threads=1)
+    with pytest.raises(InputError, match=r"must be auto, none, model_offload, group_offload, got 'lots'"):
+        run_sdg(tmp_path / "sdg", video_model=vace_weights / "video_model", video_memory="lots", **kw)
+    with pytest.raises(InputError, match="are for a diffusers Wan VACE video model"):
+        run_sdg(tmp_path / "sdg", video_memory="group_offload", **kw)
+    assert not (tmp_path / "sdg").exists()

@@ -104,6 +104,13 @@ def generate(
     optimize_seconds: Optional[float] = typer.Option(None, "--optimize-seconds", help="--reconstruct optimize: a "
                                                      "time budget in seconds (default: none)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    video_memory: Optional[str] = typer.Option(None, "--video-memory", help="A Wan VACE video model on a GPU: auto "
+                                               "(the fastest that fits the free memory; default), none (all parts on "
+                                               "the GPU), model_offload (one part at a time) or group_offload (one "
+                                               "block at a time: the least memory)."),
+    vae_tiling: Optional[str] = typer.Option(None, "--vae-tiling", help="A Wan VACE video model's VAE in tiles: "
+                                             "auto (sides over 512 px, and under group_offload; default), on or "
+                                             "off."),
     keep_frames: bool = typer.Option(False, "--keep-frames", help="Also write the teacher's frames, "
                                      "teacher/<trajectory>.mp4."),
     flythrough_frames: int = typer.Option(48, "--flythrough-frames", min=2, max=L.MAX_VIDEO_FRAMES, help="Frames of flythrough.mp4 (at least 2)."),
@@ -153,6 +160,9 @@ def generate(
                              "holding DIR/video_model)")
         if text_to_image is not None and prompts is None:
             raise InputError("--text-to-image is for --prompts (it makes each input image from its prompt)")
+        if video_memory is not None or vae_tiling is not None:
+            raise InputError("--video-memory and --vae-tiling are for one scene (and lyra3d sdg); for many, put "
+                             "them in the weights folder's pipeline.json")
         over = {"trajectories": trajectories, "movement_factor": movement_factor, "steps": steps, "seed": seed,
                 "guidance": guidance,
                 "preset": preset, "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None,
@@ -203,7 +213,7 @@ def generate(
                  "preset": preset,
                  "num_frames": frames, "fit": fit, "keep_frames": keep_frames or None, "output_times": times,
                  "keep_input": keep_input, "reconstruct": reconstruct, "optimize_steps": optimize_steps,
-                 "optimize_seconds": optimize_seconds}
+                 "optimize_seconds": optimize_seconds, "video_memory": video_memory, "vae_tiling": vae_tiling}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     _, settings = resolve_weights(weights)  # a bad weights folder or bad settings fail here, before any work
     base = pl.GenerateConfig.from_dict(settings) if settings else pl.GenerateConfig()
@@ -226,7 +236,9 @@ def generate(
         else pl.ImageTo3DPipeline
     folders = {"depth": depth, **({"text_to_image": text_to_image} if prompt is not None else {}),
                **({"video_model": video_model} if video_model is not None else {})}
-    pipe = cls.from_pretrained(weights, device=device, **folders)
+    memory = {k: overrides[k] for k in ("video_memory", "vae_tiling") if k in overrides}  # read when models load
+    pipe = cls.from_pretrained(weights, device=device, **folders,
+                               **({"config": base.replace(device=device, **memory)} if memory else {}))
     if prompt is not None and not quiet:
         unknown = pipe.unknown_words(prompt)
         if unknown:

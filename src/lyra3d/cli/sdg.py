@@ -47,6 +47,11 @@ def sdg(
                                            "and video_model/ parts (e.g. video_model/ a Wan VACE folder) are the "
                                            "teacher's; --tokenizer and --video-model replace them."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (a CUDA GPU when there is one)."),
+    video_memory: str = typer.Option("auto", "--video-memory", help="A Wan VACE video model on a GPU: auto (the "
+                                     "fastest that fits the free memory), none, model_offload or group_offload (the "
+                                     "least memory)."),
+    vae_tiling: str = typer.Option("auto", "--vae-tiling", help="A Wan VACE video model's VAE in tiles: auto (sides "
+                                   "over 512 px, and under group_offload), on or off."),
     threads: int = typer.Option(0, help="CPU threads of this process (0: the CPU count / --num-shards)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Run on a Ray cluster instead of one shard: --ray alone "
@@ -62,6 +67,8 @@ def sdg(
 
     if ray is not None and (shard != 0 or num_shards != 1):
         raise InputError("--ray hands the inputs out itself: leave out --shard and --num-shards")
+    if ray is not None and (video_memory, vae_tiling) != ("auto", "auto"):
+        raise InputError("--video-memory and --vae-tiling are not passed to Ray workers yet: leave them out with --ray")
     depth = None
     if weights is not None:
         from lyra3d.pipelines.weights import resolve_weights
@@ -94,5 +101,6 @@ def sdg(
                               camera=clip_camera, width=width, height=height, first_seed=first_seed, shard=shard,
                               num_shards=num_shards, steps=steps, guidance=guidance, seed=seed, tokenizer=tokenizer,
                               video_model=video_model, device=device, threads=threads, progress=rows,
+                              video_memory=video_memory, vae_tiling=vae_tiling,
                               **({"depth": depth} if depth is not None else {}))
     print(json.dumps({"written": written, "out": str(out)}))

@@ -418,7 +418,7 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
             num_shards: int = 1, steps: int = TeacherConfig.steps, guidance: float = TeacherConfig.guidance,
             seed: int = 0, tokenizer: str | Path | None = None, video_model: str | Path | None = None,
             device: str = "auto", threads: int = 0, progress: Progress | None = None,
-            depth: str | Path | None = None) -> int:
+            depth: str | Path | None = None, video_memory: str = "auto", vae_tiling: str = "auto") -> int:
     """One SDG run (``lyra3d sdg``): load the teacher, make this shard's inputs, :func:`generate`. Returns the
     number of samples written.
 
@@ -428,7 +428,8 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
     split of its manifest; ``augment``: views per image, :func:`image_inputs`). ``frames`` per trajectory
     (1 + 4·m; images and worlds); ``width``/``height`` of the inputs; the teacher's sampler ``steps``,
     ``guidance`` and ``seed``; ``tokenizer``/``video_model``/``depth`` folders (default: the shipped ones; a diffusers
-    Wan VACE ``video_model`` brings its VAE as the tokenizer: :mod:`lyra3d.pipelines.teacher.VACETeacher`); ``threads``:
+    Wan VACE ``video_model`` brings its VAE as the tokenizer: :mod:`lyra3d.pipelines.teacher.VACETeacher`, placed on the
+    GPU by ``video_memory`` with ``vae_tiling``: :class:`~lyra3d.pipelines.teacher.TeacherConfig`); ``threads``:
     CPU threads of this process (0: the CPU count / ``num_shards``). ``progress``: as :func:`generate`. On a Ray
     cluster: :func:`lyra3d.data.sdg_ray.run_sdg_ray` (the same arguments, no shards)."""
     check_sdg_inputs(worlds, clips, images, width, height)
@@ -438,7 +439,8 @@ def run_sdg(out: str | Path, *, worlds: int | None = None, clips: int | None = N
         torch.set_float32_matmul_precision("high")  # TF32 matmuls
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolutions once
     teacher = Teacher.from_pretrained(tokenizer, video_model, depth, device=dev,
-                                      config=TeacherConfig(num_frames=frames, steps=steps, guidance=guidance))
+                                      config=TeacherConfig(num_frames=frames, steps=steps, guidance=guidance,
+                                                           video_memory=video_memory, vae_tiling=vae_tiling))
     teacher.tokenizer.latent_frames(frames)  # a frame count the tokenizer cannot take fails before any work
     clip_settings = check_sdg_inputs(worlds, clips, images, width, height, int(teacher.tokenizer.spatial_factor),
                                      first_seed, clip_frames, camera)

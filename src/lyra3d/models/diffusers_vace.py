@@ -41,6 +41,9 @@ from torch import Tensor
 from lyra3d.errors import InputError
 from lyra3d.models.vace_memory import MEMORY_SETTINGS, MemoryPlan, PartSizes, plan_memory
 
+#: ``vae_tiling="auto"`` tiles frames with a side over this (pixels), and always under group offloading.
+AUTO_TILE_SIDE = 512
+
 #: diffusers pipeline classes this backend drives (a control video + mask → video model).
 VACE_PIPELINES = ("WanVACEPipeline",)
 #: The parts a VACE folder must hold (``model_index.json`` entries with their sub-folders).
@@ -59,7 +62,8 @@ class VACEConfig:
         conditioning_scale: weight of the control stream in every VACE layer (diffusers' ``conditioning_scale``).
         negative_prompt: the prompt classifier-free guidance steers away from (guidance > 1).
         max_sequence_length: text tokens (diffusers' default 512).
-        vae_tiling: ``"auto"`` (frames with a side over 512 px, and always under group offloading), true or false.
+        vae_tiling: ``"auto"`` (frames with a side over 512 px, and always under group offloading), true or false
+            (``"on"``/``"off"`` read as true/false).
     """
 
     dtype: str = "auto"
@@ -74,12 +78,20 @@ class VACEConfig:
         if self.dtype != "auto" and self.dtype not in DTYPES:
             raise InputError(f"VACE dtype must be auto, {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.memory != "auto" and self.memory not in MEMORY_SETTINGS:
-            raise InputError(f"VACE memory must be auto or one of {', '.join(MEMORY_SETTINGS)}, got {self.memory!r}")
+            raise InputError(f"video memory (--video-memory) must be auto, {', '.join(MEMORY_SETTINGS)}, got "
+                             f"{self.memory!r}")
         if not isinstance(self.trajectory_batch, int) or self.trajectory_batch < 0:
             raise InputError(f"trajectory batch must be a whole number >= 0, got {self.trajectory_batch!r}")
-        if self.vae_tiling not in (True, False, "auto"):
-            raise InputError(f"vae tiling must be true, false or auto, got {self.vae_tiling!r}")
+        self.vae_tiling = tiling_setting(self.vae_tiling)
         return self
+
+
+def tiling_setting(value: bool | str) -> bool | str:
+    """A VAE tiling setting as :class:`VACEConfig` keeps it: ``"auto"``, True (``"on"``) or False (``"off"``)."""
+    known = {"auto": "auto", "on": True, "off": False, True: True, False: False}
+    if isinstance(value, (bool, str)) and value in known:
+        return known[value]
+    raise InputError(f"vae tiling (--vae-tiling) must be auto, on or off, got {value!r}")
 
 
 # -- the folder ---------------------------------------------------------------------------------------------------
@@ -121,22 +133,63 @@ def run_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def part_sizes(pipe) -> PartSizes:
-    """Parameter counts of a loaded VACE pipeline's parts (:class:`~lyra3d.models.vace_memory.PartSizes`)."""
-    def count(m) -> int:
-        return sum(p.numel() for p in m.parameters())
+    """Weight bytes of a loaded VACE pipeline's parts, each parameter at its own dtype
+    (:class:`~lyra3d.models.vace_memory.PartSizes`; the blocks as group offloading cuts them:
+    :func:`offload_targets`)."""
+    def nbytes(params) -> int:
+        return sum(p.numel() * p.element_size() for p in params)
 
-    def blocks(m) -> tuple[int, int]:  # the largest block and what lies outside all ModuleLists
-        lists = [c for c in m.modules() if isinstance(c, torch.nn.ModuleList)]
+    def blocks(m) -> tuple[int, int]:  # the largest block and what lies outside all the offloaded block lists
+        lists = [c for t in offload_targets(m) for c in t.children() if isinstance(c, BLOCK_LISTS)]
         inside = {id(p) for lst in lists for p in lst.parameters()}
-        largest = max((count(b) for lst in lists for b in lst), default=0)
-        return largest, sum(p.numel() for p in m.parameters() if id(p) not in inside)
+        largest = max((nbytes(b.parameters()) for lst in lists for b in lst), default=0)
+        return largest, nbytes(p for p in m.parameters() if id(p) not in inside)
 
     tr, te = pipe.transformer, pipe.text_encoder
     te_block, te_rest = blocks(te)
     tr_block, tr_rest = blocks(tr)
     cfg = tr.config
-    return PartSizes(count(te), te_block, te_rest, count(tr), tr_block, tr_rest, count(pipe.vae),
-                     cfg.num_attention_heads * cfg.attention_head_dim, cfg.ffn_dim, tuple(cfg.patch_size))
+    return PartSizes(nbytes(te.parameters()), te_block, te_rest, nbytes(tr.parameters()), tr_block, tr_rest,
+                     nbytes(pipe.vae.parameters()), cfg.num_attention_heads * cfg.attention_head_dim, cfg.ffn_dim,
+                     tuple(cfg.patch_size))
+
+
+BLOCK_LISTS = (torch.nn.ModuleList, torch.nn.Sequential)
+
+
+def offload_targets(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """The modules block-level group offloading is applied to so that ``module``'s blocks stream one at a time:
+    ``module`` itself when a direct child is a block list (the Wan transformer's ``blocks``/``vace_blocks``), else its
+    children that hold one (UMT5EncoderModel keeps its 24 blocks in ``encoder.block``: applied to the whole model,
+    diffusers would find no block list and move the whole encoder in as one group)."""
+    if any(isinstance(c, BLOCK_LISTS) for c in module.children()):
+        return [module]
+    inner = [c for c in module.children() if any(isinstance(g, BLOCK_LISTS) for g in c.children())]
+    return inner or [module]
+
+
+def _empty_cache(device: torch.device) -> None:
+    """Hand cached, unused GPU blocks back between stages (an offloaded part's freed blocks would otherwise stay
+    reserved by this process)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _empty_host_cache() -> None:
+    """Hand freed pinned CPU blocks back to the system (PyTorch caches them, rounded up to powers of two)."""
+    if torch.cuda.is_available() and hasattr(torch._C, "_host_emptyCache"):
+        torch._C._host_emptyCache()
+
+
+def _pin_blocks(module: torch.nn.Module) -> None:
+    """Move the weights of ``module``'s block lists into pinned CPU memory in place, one tensor at a time, before
+    diffusers' streamed group offloading pins them: it then keeps these tensors instead of making pinned copies of
+    all blocks at once, so the CPU never holds a part twice (a 14B transformer is 32 GiB). What lies outside the
+    blocks is left pageable (diffusers moves it with a plain copy)."""
+    for lst in (c for c in module.children() if isinstance(c, BLOCK_LISTS)):
+        for t in [*lst.parameters(), *lst.buffers()]:
+            if t.device.type == "cpu" and not t.is_pinned():
+                t.data = t.data.pin_memory()
 
 
 # -- the control video --------------------------------------------------------------------------------------------
@@ -215,9 +268,13 @@ class VACEVideoModel:
         return self.pipe.transformer.dtype
 
     def to(self, device: str | torch.device) -> "VACEVideoModel":
-        """Run on ``device`` (placement happens at the next call; a pipeline already offloaded stays as it is)."""
-        self._device = torch.device(device)
-        if self.plan is None and self._device.type == "cpu":
+        """Run on ``device``; the memory setting is (re)applied at the next call (a placed pipeline is released
+        first: :meth:`release`)."""
+        device = torch.device(device)
+        if self.plan is not None and device != self._device:
+            self.release()
+        self._device = device
+        if self.plan is None and device.type == "cpu":
             self.pipe.to("cpu")
         return self
 
@@ -238,26 +295,64 @@ class VACEVideoModel:
         setting = self.config.memory if self.plan is None else self.plan.setting
         if free is not None and self.plan is not None:  # already placed: the resident weights count as free
             free += torch.cuda.memory_allocated(dev)
-        b = self.dtype.itemsize
-        plan = plan_memory(self.sizes, setting, trajectories, frames, height, width, free, b,
+        plan = plan_memory(self.sizes, setting, trajectories, frames, height, width, free, self.dtype.itemsize,
                            self.config.trajectory_batch)
         if self.plan is None:
             self._apply(plan.setting)
         self.plan = plan
         if self.config.vae_tiling == "auto":
-            self.pipe.vae.use_tiling = plan.setting == "group_offload" or max(height, width) > 512
+            self.pipe.vae.use_tiling = plan.setting == "group_offload" or max(height, width) > AUTO_TILE_SIDE
         return plan
 
     def _apply(self, setting: str) -> None:
+        """Place the parts by ``setting`` with diffusers' own mechanisms. Parts are in CPU memory until here and an
+        offloaded part is never moved to the GPU whole. On a CPU ``"group_offload"`` and ``"model_offload"`` install
+        the same hooks with the CPU as both devices (no memory saved; the code path is the GPU's)."""
         pipe, dev = self.pipe, self._device
-        if dev.type != "cuda" or setting == "none":
+        if setting == "none":
             pipe.to(dev)
-        elif setting == "model_offload":
+            _empty_host_cache()  # pinned CPU copies a group offloading left behind
+        elif setting == "model_offload":  # accelerate hooks: a part moves in whole when it runs, the previous out
             pipe.enable_model_cpu_offload(device=dev)
-        else:  # block-level group offloading of the transformer and text encoder; the VAE on the GPU, tiled
-            pipe.enable_group_offload(onload_device=dev, offload_device=torch.device("cpu"), offload_type="block_level",
-                                      num_blocks_per_group=1, use_stream=True, exclude_modules=["vae"])
-            pipe.vae.enable_tiling()
+        else:
+            from diffusers.hooks import apply_group_offloading
+
+            go = dict(onload_device=dev, offload_device=torch.device("cpu"), offload_type="block_level",
+                      num_blocks_per_group=1, use_stream=dev.type == "cuda")
+            te = pipe.text_encoder
+            targets = offload_targets(te)
+            if go["use_stream"]:
+                for part in (pipe.transformer, *targets):
+                    _pin_blocks(part)
+            pipe.transformer.enable_group_offload(**go)
+            for target in targets:
+                apply_group_offloading(target, **go)
+            inside = {id(p) for t in targets for p in t.parameters()}
+            for p in te.parameters():  # anything outside the offloaded modules (none in UMT5) lives on the GPU
+                if id(p) not in inside:
+                    p.data = p.data.to(dev)
+            pipe.vae.to(dev)  # 0.25 GB: on the GPU, tiled
+            if self.config.vae_tiling is not False:
+                pipe.vae.enable_tiling()
+
+    def release(self) -> None:
+        """Undo the memory setting: diffusers' group-offloading hooks and accelerate's offload hooks removed, every
+        part back in CPU memory, the cached prompt embeddings dropped; the next call places the parts again."""
+        from diffusers.hooks import HookRegistry
+
+        pipe = self.pipe
+        names = ("group_offloading", "layer_execution_tracker", "lazy_prefetch_group_offloading")
+        for part in (pipe.transformer, pipe.text_encoder):
+            for m in [part, *offload_targets(part)]:
+                if hasattr(m, "_diffusers_hook"):
+                    for name in names:
+                        HookRegistry.check_if_exists_or_initialize(m).remove_hook(name, recurse=True)
+        pipe.remove_all_hooks()
+        pipe.to("cpu")
+        self.plan = None
+        self._embeds.clear()
+        _empty_cache(self._device)
+        _empty_host_cache()
 
     # -- prompt ---------------------------------------------------------------------------------------------------
     def prompt_embeds(self, prompt: str, guidance: float) -> tuple[Tensor, Tensor | None]:
@@ -270,6 +365,11 @@ class VACEVideoModel:
                                                max_sequence_length=self.config.max_sequence_length,
                                                device=self._device)
             self._embeds[key] = (pos.to(self.dtype), None if neg is None else neg.to(self.dtype))
+            del pos, neg
+            if self.plan is not None and self.plan.setting == "model_offload":
+                self.pipe.maybe_free_model_hooks()  # the text encoder back to the CPU before anything else runs
+            if self.plan is not None and self.plan.setting != "none":
+                _empty_cache(self._device)
         return self._embeds[key]
 
     # -- conditioning and sampling ----------------------------------------------------------------------------------
@@ -287,6 +387,9 @@ class VACEVideoModel:
             lat = self.pipe.prepare_video_latents(vid, msk, [[]], None, self._device)
             m = self.pipe.prepare_masks(msk, [[]], None)
             out.append(torch.cat([lat, m.to(lat)], dim=1))
+            del vid, msk, lat, m
+        if self.plan.setting != "none":
+            _empty_cache(self._device)
         return torch.cat(out).to(self.dtype)
 
     @torch.no_grad()

@@ -93,7 +93,7 @@ class TeacherPipeline:
             raise InputError(f"{weights} holds only {', '.join(p + '/' for p in parts)}, which this pipeline does "
                              f"not read; it reads {', '.join(sorted(p + '/' for p in reads))}")
         config = cls._config(config, settings, device)
-        teacher, decoder, sources = cls._load_parts(parts, config.device)
+        teacher, decoder, sources = cls._load_parts(parts, config.device, config)
         pipe = cls(teacher, decoder, config)
         pipe.sources = sources
         pipe.load_seconds = time.perf_counter() - t0
@@ -108,9 +108,10 @@ class TeacherPipeline:
         return config.validate()
 
     @classmethod
-    def _load_parts(cls, parts: dict[str, Path], device: str):
+    def _load_parts(cls, parts: dict[str, Path], device: str, config: GenerateConfig | None = None):
         from lyra3d.models.depth import DEFAULT_DEPTH_WEIGHTS
-        from lyra3d.pipelines.teacher import DEFAULT_TOKENIZER_WEIGHTS, DEFAULT_VIDEO_MODEL_WEIGHTS, Teacher
+        from lyra3d.pipelines.teacher import DEFAULT_TOKENIZER_WEIGHTS, DEFAULT_VIDEO_MODEL_WEIGHTS, Teacher, \
+            TeacherConfig
 
         shipped = {"depth": DEFAULT_DEPTH_WEIGHTS, "tokenizer": DEFAULT_TOKENIZER_WEIGHTS,
                    "video_model": DEFAULT_VIDEO_MODEL_WEIGHTS, cls.decoder_part: cls.decoder_part}
@@ -122,8 +123,10 @@ class TeacherPipeline:
             raise InputError(f"no {cls.decoder_name} weights: the shipped one ({shipped_weights(cls.decoder_part)}) "
                              f"is not there; train one with `{cls.decoder_training}` and pass --weights DIR holding "
                              f"DIR/{cls.decoder_part}")
+        memory = None if config is None else TeacherConfig(video_memory=config.video_memory,  # load-time settings
+                                                           vae_tiling=config.vae_tiling)
         teacher = Teacher.from_pretrained(parts.get("tokenizer") if vace else sources["tokenizer"],
-                                          sources["video_model"], sources["depth"], device)
+                                          sources["video_model"], sources["depth"], device, memory)
         decoder = cls._decoder_class().from_pretrained(sources[cls.decoder_part], device)
         return teacher, decoder, sources
 

@@ -75,6 +75,12 @@ def parse_trajectories(text: str | Sequence[str] | int) -> tuple[str, ...]:
     return tuple(str(n).strip() for n in names if str(n).strip())
 
 
+#: ``GenerateConfig.video_memory``: a Wan VACE video model's memory settings (lyra3d.models.vace_memory).
+VIDEO_MEMORY = ("auto", "none", "model_offload", "group_offload")
+#: ``GenerateConfig.vae_tiling``.
+VAE_TILING = ("auto", "on", "off")
+
+
 @dataclass
 class GenerateConfig:
     """Everything that shapes a generated scene (the pipelines' defaults; each call may override fields).
@@ -107,6 +113,11 @@ class GenerateConfig:
             runs out of it.
         precision: the video model's sampler and the 3DGS decoder: ``"auto"`` (bf16 autocast on CUDA, where
             attention runs as flash attention; fp32 elsewhere), ``"bf16"`` or ``"fp32"``.
+        video_memory: a diffusers Wan VACE video model: where its parts live, ``"auto"`` (the fastest setting that
+            fits the GPU's free memory), ``"none"``, ``"model_offload"`` or ``"group_offload"`` (the least GPU memory;
+            :mod:`lyra3d.models.vace_memory`). Read when the models load.
+        vae_tiling: a Wan VACE video model's VAE encodes and decodes in tiles: ``"auto"`` (frames with a side over 512
+            px, and always under group offloading), ``"on"`` or ``"off"``. Read when the models load.
     """
 
     preset: str = "default"
@@ -129,6 +140,8 @@ class GenerateConfig:
     optimize_steps: int = 300
     optimize_seconds: float | None = None
     precision: str = "auto"
+    video_memory: str = "auto"
+    vae_tiling: str = "auto"
 
     def validate(self) -> "GenerateConfig":
         """Check every field; raise a one-line :class:`InputError` naming the fix. Returns self."""
@@ -183,6 +196,10 @@ class GenerateConfig:
             raise InputError(f"optimize seconds must be a number of seconds > 0, got {self.optimize_seconds!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise InputError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.video_memory not in VIDEO_MEMORY:
+            raise InputError(f"video memory must be {', '.join(VIDEO_MEMORY)}, got {self.video_memory!r}")
+        if self.vae_tiling not in VAE_TILING:
+            raise InputError(f"vae tiling must be {', '.join(VAE_TILING)}, got {self.vae_tiling!r}")
         check_device(self.device)
         return self
 

@@ -56,6 +56,10 @@ class TeacherConfig:
     # torch.compile the tokenizer's per-frame encoder: "on", "off", or "auto" = on CUDA once a batch is generated
     # (about 3x faster there; compiling takes seconds once per process, so one image alone stays eager)
     compile_encoder: str = "auto"
+    # a diffusers Wan VACE video model (issue 23): where its parts live on the GPU ("auto", "none", "model_offload",
+    # "group_offload": lyra3d.models.vace_memory) and its VAE's tiling ("auto", "on", "off")
+    video_memory: str = "auto"
+    vae_tiling: str = "auto"
 
 
 @dataclass
@@ -174,6 +178,9 @@ class Teacher:
 
         if video_model is not None and is_diffusers_folder(video_model):
             return VACETeacher.from_pretrained(tokenizer, video_model, depth, device, config)
+        if config is not None and (config.video_memory, config.vae_tiling) != ("auto", "auto"):
+            raise InputError("--video-memory and --vae-tiling are for a diffusers Wan VACE video model (--video-model "
+                             "DIR or WEIGHTS/video_model holding one); leave them out for lyra3d's own video model")
         estimator = load_depth(depth, device)  # first: a bad depth folder is refused before the larger parts load
         tok = load_tokenizer(tokenizer or shipped_weights(DEFAULT_TOKENIZER_WEIGHTS), device)
         vm = VideoDiffusionModel.from_pretrained(video_model or shipped_weights(DEFAULT_VIDEO_MODEL_WEIGHTS), device)
@@ -300,8 +307,11 @@ class VACETeacher(Teacher):
         if tokenizer is not None:
             raise InputError(f"the tokenizer of a Wan VACE teacher is its own VAE ({Path(video_model) / 'vae'}); "
                              "leave out the tokenizer part (--tokenizer, WEIGHTS/tokenizer)")
-        from lyra3d.models.diffusers_vace import VACEVideoModel
+        from lyra3d.models.diffusers_vace import VACEConfig, VACEVideoModel
 
+        if vace is None and config is not None:  # the memory settings a TeacherConfig carries (--video-memory, ...)
+            vace = VACEConfig(memory=config.video_memory, vae_tiling=config.vae_tiling)
+        vace = (vace or VACEConfig()).validate()  # a bad setting fails before anything loads
         estimator = load_depth(depth, device)
         return cls(estimator, VACEVideoModel.from_pretrained(video_model, device, vace), config)
 

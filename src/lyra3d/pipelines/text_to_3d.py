@@ -65,7 +65,7 @@ class TextTo3DPipeline:
             raise _missing_text_to_image()
         config = ImageTo3DPipeline._config(config, settings, device)
         model = (DiffusersTextToImage if diffusers else TextToImageModel).from_pretrained(folder, config.device)
-        teacher, decoder, sources = ImageTo3DPipeline._load_parts(parts, config.device)
+        teacher, decoder, sources = ImageTo3DPipeline._load_parts(parts, config.device, config)
         inner = ImageTo3DPipeline(teacher, decoder, config)
         inner.sources = {**sources, "text_to_image": folder}
         pipe = cls(model, inner)
