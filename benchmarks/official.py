@@ -90,7 +90,7 @@ def build_vae(cfg: dict, device, dtype):
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            return AutoencoderKLCosmos(**cfg).eval()
+            return AutoencoderKLCosmos(**cfg).to(device).eval()  # its wavelet buffer is cloned on the CPU
     finally:
         torch.set_default_dtype(previous)
 

@@ -138,13 +138,10 @@ def wants_compile(setting: str, device: torch.device, batch: bool) -> bool:
 
 
 def compile_encoder(tokenizer: Tokenizer) -> None:
-    """``torch.compile`` lyra3d's tokenizer's per-frame 2D encoder in place, once (``nn.Module.compile``: the
-    weights and their names stay as they are). GroupNorm, SiLU and the residual adds fuse into the convolutions'
-    neighbours: on an H200 the encoder runs 3x faster in bf16 autocast (``benchmarks/encoder.py``). Other
-    tokenizers (diffusers VAEs) are left as they are."""
-    enc = getattr(tokenizer, "enc", None)
-    if isinstance(enc, torch.nn.Module) and getattr(enc, "_compiled_call_impl", None) is None:
-        enc.compile()
+    """Compile lyra3d's tokenizer's per-frame encoder (:meth:`~lyra3d.models.tokenizer.VideoTokenizer.compile_encoder`);
+    other tokenizers (diffusers VAEs) are left as they are."""
+    if hasattr(tokenizer, "compile_encoder"):
+        tokenizer.compile_encoder()
 
 
 def cache_videos(cond: dict[str, TrajectoryCondition]) -> tuple[Tensor, Tensor, Cameras]:
@@ -271,7 +268,7 @@ class Teacher:
             try:
                 return self.tokenizer.encode(video).to(video.dtype)
             except torch._dynamo.exc.TorchDynamoException as e:  # no compiler here (a C compiler, Triton): eager
-                self.tokenizer.enc._compiled_call_impl = None
+                self.tokenizer.uncompile_encoder()
                 self.config.compile_encoder = "off"
                 warnings.warn(f"the tokenizer's encoder could not be compiled ({type(e).__name__}); it runs eagerly "
                               "(about 3x slower on a GPU)", stacklevel=2)
