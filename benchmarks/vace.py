@@ -197,10 +197,12 @@ def encode_text(vm, pipe, dev, guidance: float) -> None:
     if HAVE_FTFY:
         vm.prompt_embeds("", guidance)  # the pipeline's encode_prompt (its prompt cleaning needs ftfy)
         return
-    ids = torch.zeros((1, 512), dtype=torch.long, device=dev)  # the same encoder passes, outside encode_prompt
+    at = next(pipe.text_encoder.parameters()).device  # the GPU, or the CPU under group offloading
+    ids = torch.zeros((1, 512), dtype=torch.long, device=at)  # the same encoder passes, outside encode_prompt
     with torch.no_grad():
-        emb = pipe.text_encoder(ids, torch.ones_like(ids)).last_hidden_state.to(vm.dtype)
-        neg = pipe.text_encoder(ids, torch.ones_like(ids)).last_hidden_state.to(vm.dtype) if guidance > 1 else None
+        emb = pipe.text_encoder(ids, torch.ones_like(ids)).last_hidden_state.to(dev, vm.dtype)
+        neg = (pipe.text_encoder(ids, torch.ones_like(ids)).last_hidden_state.to(dev, vm.dtype) if guidance > 1
+               else None)
     vm._embeds[("", guidance > 1)] = (emb, neg)
 
 
