@@ -113,7 +113,7 @@ def main() -> None:
         load = time.perf_counter() - t0
         params = sum(p.numel() for p in est.model.parameters()) / 1e6
         est(image.to(dev))
-        s = timed(lambda: est(image.to(dev)), args.repeats, dev)
+        s = timed(lambda e=est: e(image.to(dev)), args.repeats, dev)
         rows.append((f"depth: Depth Anything V2 {size}", f"{params:.1f}M", f"{load:.1f}", f"{s:.3f}", peak()))
         if size == "small":
             pipe = ImageTo3DPipeline.from_pretrained(device=dev, depth=folder)
@@ -134,7 +134,8 @@ def main() -> None:
                  for p in getattr(t2i.pipeline, name).parameters()) / 1e6
     w, h = t2i.size_for(320 / 176)
     for steps in (8, 30):
-        s = timed(lambda: t2i.generate("a red sphere", steps=steps, guidance=3.0, aspect=320 / 176), args.repeats, dev)
+        s = timed(lambda t=t2i, n=steps: t.generate("a red sphere", steps=n, guidance=3.0, aspect=320 / 176), args.repeats,
+                  dev)
         rows.append((f"text-to-image: SD 1.5 size, {w}x{h}, {steps} steps", f"{params:.0f}M", f"{load:.1f}",
                      f"{s:.2f}", peak()))
     del t2i

@@ -315,7 +315,6 @@ class VACEVideoModel:
         elif setting == "model_offload":  # accelerate hooks: a part moves in whole when it runs, the previous out
             pipe.enable_model_cpu_offload(device=dev)
         else:
-            from diffusers.hooks import apply_group_offloading
 
             go = dict(onload_device=dev, offload_device=torch.device("cpu"), offload_type="block_level",
                       num_blocks_per_group=1, use_stream=dev.type == "cuda")
