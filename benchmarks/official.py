@@ -30,7 +30,6 @@ Each row catches out-of-memory and goes on. The weights are random: time and mem
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 import time
 import traceback
@@ -48,6 +47,9 @@ from lyra3d.models.gen3c import GEN3C_COSMOS_7B, Gen3CConfig, build_gen3c_transf
 from lyra3d.models.gen3c_conditioning import NUM_STEPS  # noqa: E402
 from lyra3d.models.gen3c_text import zero_text  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gen3c import is_oom, peak_gib, reset_peak, sync  # noqa: E402  (benchmarks/gen3c.py: the same GPU helpers)
+
 OFFICIAL = "official code (nv-tlabs/lyra issues #4, #15, #30): ~43 GB peak with full offloading; ~14 min per " \
            "trajectory on an A100"
 COSMOS_VAE = dict(latent_channels=16, encoder_block_out_channels=(128, 256, 512, 512),
@@ -61,26 +63,6 @@ TINY_DECODER = Lyra1DecoderConfig(dim=32, depth=2, heads=4, transformer_every=2,
 #: row → (GEN3C offload, tokenizer tile in latent px (0: whole), decoder head frames per chunk)
 ROWS = {"model": ("model", 48, 16), "group": ("group", 48, 16), "group_whole_vae": ("group", 0, 16)}
 TIMED_STEPS = 2
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def reset_peak(device):
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_gib(device) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
-
-
-def is_oom(e: BaseException) -> bool:
-    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
 def build_vae(cfg: dict, device, dtype):

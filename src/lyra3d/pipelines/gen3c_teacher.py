@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lyra3d.core.cache3d import TARGET_BUDGET, TrajectoryCondition, Warped, scene_center_depth, unproject, warp_each
+from lyra3d.core.cache3d import TARGET_BUDGET, TrajectoryCondition, Warped, unproject, warp_each
 from lyra3d.core.cameras import Cameras
 from lyra3d.core.progress import Progress, no_progress
 from lyra3d.core.trajectories import lyra_trajectories
@@ -86,22 +86,11 @@ class Gen3CTeacher(Teacher):
                  keep_cache: bool = False, progress: Progress | None = None) -> TeacherSample:
         """:meth:`Teacher.__call__`, one trajectory at a time (its cache, conditioning and sampling) so that only
         one trajectory's warped cache is ever in memory; ``keep_cache`` is not supported (one-line error)."""
-        cfg, dev = self.config, self.device
+        cfg = self.config
         say = progress or no_progress
         if keep_cache:
             raise InputError("the GEN3C teacher does not keep the warped cache (it holds one trajectory at a time)")
-        if image.ndim != 3 or image.shape[0] != 3:
-            raise InputError(f"image must be (3, H, W), got {tuple(image.shape)}")
-        if len(camera) != 1 or (camera.width, camera.height) != (image.shape[-1], image.shape[-2]):
-            raise InputError(f"camera must be one camera of the image's size {image.shape[-1]}x{image.shape[-2]}")
-        image, camera = image.to(dev), camera.to(dev)
-        record = {"kind": "given", "done": "the depth map given with the image, used as it is"}
-        if depth is None:
-            estimate = self.depth(image[None], camera.intrinsics)
-            depth, record = estimate.depth[0], estimate.record
-        say("depth", 1, 1)
-        depth = self.clean_depth(depth)
-        center = scene_center_depth(depth)
+        image, camera, depth, center, record = self.input_depth(image, camera, depth, say)
         latents, cams = [], []
         for name in cfg.trajectories:
             cond = {name: trajectory_condition(image, depth, camera, name, cfg.num_frames, cfg.movement_factor,

@@ -211,20 +211,9 @@ class Teacher:
 
         ``depth (1, H, W)`` replaces the estimator's (e.g. a user's depth file). ``progress`` (:class:`~lyra3d.core.progress.Progress`)
         is told ``(stage, 1, 1)`` as each stage ends: ``depth``, ``cache``, ``encode``, ``sample``."""
-        cfg, dev = self.config, self.device
+        cfg = self.config
         say = progress or no_progress
-        if image.ndim != 3 or image.shape[0] != 3:
-            raise InputError(f"image must be (3, H, W), got {tuple(image.shape)}")
-        if len(camera) != 1 or (camera.width, camera.height) != (image.shape[-1], image.shape[-2]):
-            raise InputError(f"camera must be one camera of the image's size {image.shape[-1]}x{image.shape[-2]}")
-        image, camera = image.to(dev), camera.to(dev)
-        record = {"kind": "given", "done": "the depth map given with the image, used as it is"}
-        if depth is None:
-            estimate = self.depth(image[None], camera.intrinsics)
-            depth, record = estimate.depth[0], estimate.record
-        say("depth", 1, 1)
-        depth = self.clean_depth(depth)
-        center = scene_center_depth(depth)
+        image, camera, depth, center, record = self.input_depth(image, camera, depth, say)
         cond = multi_trajectory_conditioning(image, depth[None], camera, cfg.num_frames, cfg.movement_factor,
                                              center_depth=center, names=cfg.trajectories)
         say("cache", 1, 1)
@@ -233,6 +222,23 @@ class Teacher:
                              mask if keep_cache else None, {"seed": seed, "steps": cfg.steps, "guidance": cfg.guidance,
                                                             "movement_factor": cfg.movement_factor,
                                                             "depth": record})
+
+    def input_depth(self, image: Tensor, camera: Cameras, depth: Tensor | None, say: Progress
+                    ) -> tuple[Tensor, Cameras, Tensor, float, dict]:
+        """The checked input on the device and its cleaned depth (``depth``, else the estimator's), the scene's centre
+        depth and the depth's record; ``say`` is told ``("depth", 1, 1)``."""
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise InputError(f"image must be (3, H, W), got {tuple(image.shape)}")
+        if len(camera) != 1 or (camera.width, camera.height) != (image.shape[-1], image.shape[-2]):
+            raise InputError(f"camera must be one camera of the image's size {image.shape[-1]}x{image.shape[-2]}")
+        image, camera = image.to(self.device), camera.to(self.device)
+        record = {"kind": "given", "done": "the depth map given with the image, used as it is"}
+        if depth is None:
+            estimate = self.depth(image[None], camera.intrinsics)
+            depth, record = estimate.depth[0], estimate.record
+        say("depth", 1, 1)
+        depth = self.clean_depth(depth)
+        return image, camera, depth, scene_center_depth(depth), record
 
     @torch.no_grad()
     def generate(self, cond: dict[str, TrajectoryCondition], first: Tensor, seed: int = 0,
