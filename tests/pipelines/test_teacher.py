@@ -1,6 +1,7 @@
 """The shipped teacher, synthetic data generation and the evaluation helpers, on real (small) runs."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -195,6 +196,8 @@ def test_sdg_command_writes_samples_of_the_asked_frame_count(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile on a CPU needs a C++ compiler")
 def test_the_compiled_encoder_gives_the_eager_latents():
     """``compile_encoder``: "auto" compiles only for batches on CUDA; compiling (here "on", on the CPU) keeps the
     tokenizer's weights and their names and gives the eager latents to float tolerance."""
