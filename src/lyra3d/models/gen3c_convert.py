@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from lyra3d.errors import InputError
+from lyra3d.models.checkpoint_file import load_checkpoint_file
 from lyra3d.models.gen3c import GEN3C_COSMOS_7B, Gen3CConfig, build_gen3c_transformer
 
 _BLOCK = re.compile(r"blocks\.block(\d+)\.blocks\.([012])\.(.+)")
@@ -152,21 +153,12 @@ def check_against_model(state: dict[str, Tensor], config: Gen3CConfig) -> None:
 
 
 def read_official_checkpoint(path: str | Path) -> dict[str, Tensor]:
-    """The network state dict of an official checkpoint file (flat, or under ``"model"``/``"state_dict"``),
-    loaded with ``weights_only`` and memory-mapped where the format allows."""
+    """The network state dict of an official checkpoint file (flat, or under ``"model"``/``"state_dict"``), read
+    safely (:func:`~lyra3d.models.checkpoint_file.load_checkpoint_file`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}; give the official Gen3C-Cosmos-7B/model.pt")
-    try:
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:  # old (non-zip) serialisation cannot be memory-mapped
-            if "mmap" not in str(e):
-                raise
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's, reported in one line
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise InputError(f"{path} is not a PyTorch checkpoint ({first})") from None
+    raw = load_checkpoint_file(path)
     for key in ("model", "state_dict"):
         if isinstance(raw, dict) and isinstance(raw.get(key), dict):
             raw = raw[key]

@@ -11,15 +11,13 @@ comes from ``variant`` or, by default, the file name.
 
 from __future__ import annotations
 
-import pickle
-import re
-import zipfile
 from pathlib import Path
 
 import torch
 
 from lyra3d.core.files import check_output, not_found
 from lyra3d.errors import InputError
+from lyra3d.models.checkpoint_file import load_checkpoint_file
 from lyra3d.models.configs import Lyra1DecoderConfig
 from lyra3d.models.lyra1_decoder import Lyra1Decoder
 
@@ -41,19 +39,7 @@ def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(not_found(path, "checkpoint") if path.is_symlink() else
                          f"checkpoint {path} not found; pass the official lyra_static.pt or lyra_dynamic.pt")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found is None:
-            raise InputError(f"{path} is not a PyTorch checkpoint (it does not unpickle)") from None
-        raise InputError(f"{path} holds more than tensors and plain data (it names {found.group(1)}); it is not "
-                         "loaded with code: if you trust the file, save its 'module' entry alone with torch.save and "
-                         "convert that") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
-        raise InputError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
-                         ) from None
-    state = data
+    state = data = load_checkpoint_file(path)
     if isinstance(data, dict):
         for key in ("module", "state_dict", "model"):
             if key in data:
